@@ -1,0 +1,3 @@
+from edge_emo.cli import app
+
+app()

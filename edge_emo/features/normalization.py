@@ -1,0 +1,58 @@
+"""Per-dimension standardisation, computed on training frames and stored with the model.
+
+This is the one implementation used by training, evaluation and the device runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+# Standardised values are clipped to this range so that the pretraining mask value (-30) stays far outside
+# anything real and a single wild frame cannot dominate the recurrent state.
+CLIP = 10.0
+
+
+@dataclass(frozen=True)
+class NormStats:
+    mean: np.ndarray  # (F,) float32
+    std: np.ndarray  # (F,) float32, > 0
+
+    @classmethod
+    def fit(cls, clips: Iterable[np.ndarray]) -> NormStats:
+        """Mean and std per dimension over all finite values of all frames of all clips."""
+        total = None
+        for x in clips:
+            x = np.asarray(x, dtype=np.float64)
+            finite = np.isfinite(x)
+            xz = np.where(finite, x, 0.0)
+            part = np.stack([finite.sum(0), xz.sum(0), (xz * xz).sum(0)])
+            total = part if total is None else total + part
+        if total is None:
+            raise ValueError("cannot compute normalisation statistics from no clips")
+        count, s1, s2 = total
+        if np.any(count == 0):
+            raise ValueError("cannot compute normalisation statistics: a feature dimension has no finite value")
+        mean = s1 / count
+        var = np.maximum(s2 / count - mean * mean, 0.0)
+        std = np.sqrt(var)
+        std[std < 1e-8] = 1.0  # constant columns: leave them centred, do not blow them up
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Standardise frames (..., F). NaN and inf become 0 (the training mean); the rest is clipped."""
+        z = (np.asarray(x, dtype=np.float32) - self.mean) / self.std
+        z = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+        return np.clip(z, -CLIP, CLIP, out=z)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[float]]) -> NormStats:
+        mean = np.asarray(d["mean"], dtype=np.float32)
+        std = np.asarray(d["std"], dtype=np.float32)
+        if mean.shape != std.shape or mean.ndim != 1 or not np.all(np.isfinite(mean)) or np.any(std <= 0):
+            raise ValueError("invalid normalisation statistics: mean/std must be finite 1-D vectors, std > 0")
+        return cls(mean, std)
