@@ -12,8 +12,11 @@ import numpy as np
 import soundfile
 
 # (F1, F2, F3) in Hz of a few vowels
-_VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240], [530, 1840, 2480], [570, 840, 2410]])
+_VOWELS = np.array(
+    [[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240], [530, 1840, 2480], [570, 840, 2410]]
+)
 _BANDWIDTHS = np.array([90.0, 110.0, 170.0])
+_DURATIONS_S = {"voiced": (0.15, 0.4), "fricative": (0.05, 0.12), "pause": (0.08, 0.3)}
 
 
 def _envelope(freqs: np.ndarray, formants: np.ndarray) -> np.ndarray:
@@ -57,8 +60,7 @@ def synth_speech(seconds: float, sample_rate: int = 16000, seed: int = 0) -> np.
     parts, n = [], 0
     while n < total:
         kind = rng.choice(["voiced", "voiced", "voiced", "fricative", "pause"])
-        length = int(sample_rate * {"voiced": rng.uniform(0.15, 0.4), "fricative": rng.uniform(0.05, 0.12),
-                                    "pause": rng.uniform(0.08, 0.3)}[kind])
+        length = int(sample_rate * rng.uniform(*_DURATIONS_S[kind]))
         if kind == "voiced":
             part = _syllable(length, sample_rate, rng)
             part /= np.abs(part).max() / rng.uniform(0.3, 1.0)

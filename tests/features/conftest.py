@@ -7,6 +7,7 @@ from edge_emo.features import extract, spec_for
 from tests.fixtures import synth_speech
 
 FEATURE_SETS = ["egemaps", "compare"]
+PITCH_COLUMN = {"egemaps": "F0semitoneFrom27.5Hz_sma3nz", "compare": "F0final_sma"}
 
 
 @pytest.fixture(scope="session")
