@@ -1,4 +1,39 @@
-from edge_emo.features.normalization import NormStats
-from edge_emo.features.spec import FeatureMismatchError, FeatureSet, FeatureSpec
+"""Frame-level acoustic features: openSMILE low-level descriptors offline and streaming, the feature spec
+that travels with a model, and normalisation statistics. Needs numpy, opensmile, soundfile and soxr; never
+torch."""
 
-__all__ = ["FeatureMismatchError", "FeatureSet", "FeatureSpec", "NormStats"]
+from .audio import (
+    AudioFileError,
+    AudioInputError,
+    BadSamplesError,
+    ChannelLayoutError,
+    EmptyAudioError,
+    load_audio,
+    resample,
+    to_mono,
+)
+from .extract import extract, extract_file
+from .normalization import NormStats
+from .smile import OpenSmileError, spec_for
+from .spec import FeatureMismatchError, FeatureSet, FeatureSpec
+from .streaming import StreamingExtractor
+
+__all__ = [
+    "AudioFileError",
+    "AudioInputError",
+    "BadSamplesError",
+    "ChannelLayoutError",
+    "EmptyAudioError",
+    "FeatureMismatchError",
+    "FeatureSet",
+    "FeatureSpec",
+    "NormStats",
+    "OpenSmileError",
+    "StreamingExtractor",
+    "extract",
+    "extract_file",
+    "load_audio",
+    "resample",
+    "spec_for",
+    "to_mono",
+]
