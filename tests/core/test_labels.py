@@ -25,7 +25,10 @@ def test_reads_rows_with_absolute_paths(tmp_path):
     ("body", "message"),
     [
         ("a.flac,s1,c,happy,2,0,0,0,0,zero\n", "labels.csv:2: fear='zero' is not a number"),
-        ("a.flac,s1,c,happy,2,0,0,0,0,0\nb.flac,s1,c,happy,4,0,0,0,0,0\n", "labels.csv:3: happiness='4' is outside 0..3"),
+        (
+            "a.flac,s1,c,happy,2,0,0,0,0,0\nb.flac,s1,c,happy,4,0,0,0,0,0\n",
+            "labels.csv:3: happiness='4' is outside 0..3",
+        ),
         ("a.flac,s1,c,happy,2,0,0,0,0,nan\n", "labels.csv:2: fear='nan' is outside"),
         ("a.flac,s1,c,happy,2,0,0\n", "labels.csv:2: wrong number of fields"),
         (",s1,c,happy,2,0,0,0,0,0\n", "labels.csv:2: empty path"),
@@ -50,5 +53,7 @@ def test_empty_file_and_missing_file(tmp_path):
 
 
 def test_manifest_needs_no_labels(tmp_path):
-    rows = read_manifest(write(tmp_path, "path,speaker,corpus,duration_s\nu.flac,spk,libri,1.0\n", "manifest.csv"))
+    rows = read_manifest(
+        write(tmp_path, "path,speaker,corpus,duration_s\nu.flac,spk,libri,1.0\n", "manifest.csv")
+    )
     assert rows[0].intensities is None and rows[0].speaker == "spk"

@@ -11,7 +11,14 @@ from edge_emo.features.spec import FeatureMismatchError
 from edge_emo.model import EmotionGRU, ModelConfig
 from edge_emo.train.batches import pad
 from edge_emo.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from edge_emo.train.finetune import FinetuneConfig, embed, finetune_head, predict, sample_labeled, train_baseline
+from edge_emo.train.finetune import (
+    FinetuneConfig,
+    embed,
+    finetune_head,
+    predict,
+    sample_labeled,
+    train_baseline,
+)
 from edge_emo.train.pretrain import PretrainConfig, mask_span, pretrain
 
 SPEC = FeatureSpec("egemaps", tuple(f"c{i}" for i in range(5)))
@@ -79,7 +86,10 @@ def test_head_finetuning_freezes_the_backbone(clips, pretrained):
     mse_before = np.mean((predict(pretrained, chosen.features) - chosen.labels) ** 2)
     mse_after = np.mean((predict(ft, chosen.features) - chosen.labels) ** 2)
     assert mse_after < mse_before
-    assert ft.provenance["finetune"]["labeled_clips"] == 24 and ft.provenance["pretrained_from"]["stage"] == "pretrained"
+    assert (
+        ft.provenance["finetune"]["labeled_clips"] == 24
+        and ft.provenance["pretrained_from"]["stage"] == "pretrained"
+    )
 
 
 def test_label_draws_are_seeded_and_bounded(clips):
@@ -115,7 +125,13 @@ def test_bad_checkpoints_are_named(tmp_path):
 
 
 def test_checkpoint_from_another_feature_set_is_refused(clips, pretrained):
-    other = ClipSet(FeatureSpec("compare", tuple(f"x{i}" for i in range(5))), clips.features, clips.speakers, clips.names, clips.labels)
+    other = ClipSet(
+        FeatureSpec("compare", tuple(f"x{i}" for i in range(5))),
+        clips.features,
+        clips.speakers,
+        clips.names,
+        clips.labels,
+    )
     with pytest.raises(FeatureMismatchError, match="trained on feature set 'egemaps'"):
         finetune_head(pretrained, other, FinetuneConfig(epochs=1))
 
@@ -124,7 +140,9 @@ def test_embeddings_are_mean_of_hidden_states(pretrained, clips):
     x = pretrained.norm.apply(clips.features[0])
     with torch.inference_mode():
         h = pretrained.model.hidden_states(torch.from_numpy(x)[None])[0][0]
-    np.testing.assert_allclose(embed(pretrained.model, pretrained.norm, clips.features[:1])[0], h.mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        embed(pretrained.model, pretrained.norm, clips.features[:1])[0], h.mean(0).numpy(), atol=1e-5
+    )
 
 
 def test_normstats_clean_nan_and_inf():

@@ -1,0 +1,94 @@
+"""The training command line end to end on a small synthetic corpus, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_emo.data.labels import EMOTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def edge_emo(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_emo", *map(str, args)], capture_output=True, text=True, env=env
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edge-emo {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    edge_emo("pretrain", corpus, "--split", "train", "--epochs", "2", "--out", out / "pre.safetensors")
+    edge_emo("finetune", corpus, "--split", "train", "--labels", "10", "--init", out / "pre.safetensors",
+             "--out", out / "ft.safetensors")  # fmt: skip
+    return out
+
+
+def test_pretrain_finetune_evaluate(corpus, trained):
+    proc = edge_emo("evaluate", trained / "ft.safetensors", corpus, "--split", "val", "--json")
+    rep = json.loads(proc.stdout)
+    assert rep["n_clips"] == 4  # one of five speakers
+    assert set(rep["model"]["per_emotion"]) == set(EMOTIONS)
+    assert rep["zeros"]["macro_f1"] == 0.0
+    assert 0 <= rep["model"]["mae"] <= 3
+    table = edge_emo("evaluate", trained / "ft.safetensors", corpus, "--split", "val").stdout
+    assert "| macro-F1 |" in table and "all-zeros" in table
+
+
+def test_baseline_from_scratch(corpus, tmp_path):
+    out = tmp_path / "base.safetensors"
+    proc = edge_emo("finetune", corpus, "--split", "train", "--labels", "8", "--epochs", "1", "--out", out)
+    assert "baseline from scratch on 8 labeled clips" in proc.stdout
+    assert json.loads(edge_emo("evaluate", out, corpus, "--json").stdout)["n_clips"] == 20
+
+
+def test_features_command(corpus):
+    assert "20 clips" in edge_emo("features", corpus, "--feature-set", "egemaps").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("finetune", "{corpus}", "--labels", "500", "--init", "{pre}"), "asked for 500 labeled clips"),
+        (("evaluate", "{corpus}/labels.csv", "{corpus}"), "not a safetensors checkpoint"),
+        (
+            ("finetune", "{corpus}", "--init", "{pre}", "--feature-set", "compare"),
+            "differs from the checkpoint's",
+        ),
+        (("pretrain", "{corpus}", "--loss-on", "some"), "--loss-on must be 'masked' or 'all'"),
+        (("evaluate", "{pre}", "{missing}"), "not a folder"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(corpus, trained, tmp_path, args, message):
+    fill = {"corpus": corpus, "pre": trained / "pre.safetensors", "missing": tmp_path / "none"}
+    proc = edge_emo(*(a.format(**fill) for a in args), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bad_label_row_is_reported_with_file_and_line(tmp_path, corpus, trained):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(corpus, bad)
+    lines = (bad / "labels.csv").read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",lots"
+    (bad / "labels.csv").write_text("\n".join(lines) + "\n")
+    proc = edge_emo("evaluate", trained / "ft.safetensors", bad, check=False)
+    assert proc.returncode == 2 and "labels.csv:4: fear='lots' is not a number" in proc.stderr
+
+
+def test_every_command_documents_its_options():
+    for cmd in ["pretrain", "finetune", "evaluate"]:
+        out = edge_emo(cmd, "--help").stdout
+        assert "Show this message and exit" in out and "Seed of the speaker split" in out
