@@ -118,6 +118,8 @@ MoseiCovarep = Annotated[Optional[Path], typer.Option(help=MOSEI_COVAREP_HELP)]
 MoseiLabels = Annotated[Optional[Path], typer.Option(help=MOSEI_LABELS_HELP)]
 SplitOpt = Annotated[str, typer.Option("--split", help=SPLIT_HELP)]
 SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
+HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
+LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
 
 
 @app.command()
@@ -155,6 +157,8 @@ def pretrain(
     ] = ("masked"),
     batch_size: Annotated[int, typer.Option(help="Clips (or 4 s windows of long clips) per step.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of masking, batching and initialisation.")] = 0,
+    hidden: HiddenOpt = 256,
+    layers: LayersOpt = 2,
     split: SplitOpt = "all",
     split_seed: SplitSeed = 0,
     mosei_covarep: MoseiCovarep = None,
@@ -171,7 +175,7 @@ def pretrain(
     fs = feature_set.value if feature_set else _default_feature_set(dirs, mosei_covarep is not None)
     corpora = _corpora(dirs, mosei_covarep, mosei_labels, _spec(fs), split, split_seed)
     config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on, seed=seed)
-    ckpt = run_pretrain(corpora, config)
+    ckpt = run_pretrain(corpora, config, hidden=hidden, layers=layers)
     ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
     ckpt.provenance["split"] = {"split": split, "seed": split_seed}
     save_checkpoint(ckpt, out)
@@ -202,6 +206,8 @@ def finetune(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the label draw and of training.")] = 0,
+    hidden: HiddenOpt = 256,
+    layers: LayersOpt = 2,
     feature_set: Annotated[
         Optional[FeatureSetChoice],
         typer.Option(help="Features for the baseline (with --init: the checkpoint's)."),
@@ -227,7 +233,7 @@ def finetune(
     clips = _one_corpus(_corpora(dirs, mosei_covarep, mosei_labels, spec, split, split_seed))
     chosen = sample_labeled(clips, labels, seed)
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    ckpt = finetune_head(pre, chosen, config) if pre else train_baseline(chosen, config)
+    ckpt = finetune_head(pre, chosen, config) if pre else train_baseline(chosen, config, hidden, layers)
     ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
     ckpt.provenance["split"] = {"split": split, "seed": split_seed}
     save_checkpoint(ckpt, out)

@@ -28,9 +28,3 @@ def make_corpus(root: Path, n_speakers: int = 5, per_speaker: int = 4, seconds: 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Every test run gets its own feature cache, so nothing depends on a developer's ~/.cache."""
-    monkeypatch.setenv("EDGE_EMO_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

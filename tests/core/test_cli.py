@@ -28,7 +28,18 @@ def edge_emo(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
-    edge_emo("pretrain", corpus, "--split", "train", "--epochs", "2", "--out", out / "pre.safetensors")
+    edge_emo(
+        "pretrain",
+        corpus,
+        "--split",
+        "train",
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--out",
+        out / "pre.safetensors",
+    )
     edge_emo("finetune", corpus, "--split", "train", "--labels", "10", "--init", out / "pre.safetensors",
              "--out", out / "ft.safetensors")  # fmt: skip
     return out
@@ -47,7 +58,20 @@ def test_pretrain_finetune_evaluate(corpus, trained):
 
 def test_baseline_from_scratch(corpus, tmp_path):
     out = tmp_path / "base.safetensors"
-    proc = edge_emo("finetune", corpus, "--split", "train", "--labels", "8", "--epochs", "1", "--out", out)
+    proc = edge_emo(
+        "finetune",
+        corpus,
+        "--split",
+        "train",
+        "--labels",
+        "8",
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--out",
+        out,
+    )
     assert "baseline from scratch on 8 labeled clips" in proc.stdout
     assert json.loads(edge_emo("evaluate", out, corpus, "--json").stdout)["n_clips"] == 20
 

@@ -1,0 +1,11 @@
+# System packages edge-emo needs beside Python: PortAudio (sounddevice's audio I/O) and gcc (the firmware
+# bridge's C decoder tests). Sourced by the set-up scripts; installs only what is missing.
+missing=()
+ldconfig -p | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
+command -v gcc >/dev/null || missing+=(gcc)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
