@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
 import typer
 
 app = typer.Typer(
@@ -22,3 +28,242 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 @app.callback()
 def main() -> None:
     """edge-emo command line."""
+
+
+# Errors that bad input raises throughout edge-emo (all carry a one-line message naming the culprit).
+INPUT_ERRORS = (ValueError, OSError)
+
+SPLIT_HELP = "Speaker-disjoint part of labeled corpora: all, train (80% of speakers) or val (20%), chosen with --split-seed."
+MOSEI_COVAREP_HELP = "CMU_MOSEI_COVAREP.csd to use as a corpus (with --mosei-labels)."
+MOSEI_LABELS_HELP = "CMU_MOSEI_Labels.csd to use as a corpus (with --mosei-covarep)."
+
+
+class FeatureSetChoice(str, Enum):
+    egemaps = "egemaps"
+    compare = "compare"
+    covarep = "covarep"
+
+
+def _spec(feature_set: str):
+    if feature_set == "covarep":
+        from edge_emo.data.mosei import covarep_spec
+
+        return covarep_spec()
+    from edge_emo.features import FeatureSet, spec_for
+
+    return spec_for(FeatureSet(feature_set))
+
+
+def _default_feature_set(data_dirs: list[Path], mosei: bool) -> str:
+    from edge_emo.data.mosei import find_mosei
+
+    return "covarep" if mosei or any(find_mosei(d) for d in data_dirs) else "egemaps"
+
+
+def _corpora(data_dirs: list[Path], mosei_covarep: Path | None, mosei_labels: Path | None, spec, split, seed):
+    """Every corpus named on the command line, as ClipSets of `spec` features."""
+    from edge_emo.data.corpus import load_corpus
+    from edge_emo.data.mosei import load_mosei
+
+    corpora = [load_corpus(d, spec, split, seed) for d in data_dirs]
+    if (mosei_covarep is None) != (mosei_labels is None):
+        raise ValueError("--mosei-covarep and --mosei-labels go together")
+    if mosei_covarep is not None:
+        corpora.append(load_mosei(mosei_covarep, mosei_labels, spec).split(split, seed))
+    if not corpora:
+        raise ValueError("no corpus given: name a DATA_DIR or --mosei-covarep/--mosei-labels")
+    return corpora
+
+
+def _one_corpus(corpora):
+    if len(corpora) != 1:
+        raise ValueError("this command takes exactly one labeled corpus")
+    return corpora[0]
+
+
+def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
+    """(feature spec, emotion order, predict(list of raw feature arrays) -> (N, 6)) of a checkpoint or bundle."""
+    if path.is_dir():
+        from edge_emo.runtime.bundle import load_bundle
+
+        bundle = load_bundle(path)
+        return bundle.spec, bundle.emotions, bundle.predict_utterances
+    from edge_emo.train.checkpoint import load_checkpoint
+    from edge_emo.train.finetune import predict
+
+    ckpt = load_checkpoint(path)
+    return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
+
+
+def _guard(fn):
+    """Turn input errors into a one-line message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except INPUT_ERRORS as e:
+            raise fail(str(e)) from None
+
+    return wrapper
+
+
+DataDirs = Annotated[
+    Optional[list[Path]], typer.Argument(help="Corpus folders (labels.csv, manifest.csv or .csd).")
+]
+DataDir = Annotated[
+    Optional[Path], typer.Argument(help="Corpus folder (labels.csv or CMU-MOSEI .csd files).")
+]
+MoseiCovarep = Annotated[Optional[Path], typer.Option(help=MOSEI_COVAREP_HELP)]
+MoseiLabels = Annotated[Optional[Path], typer.Option(help=MOSEI_LABELS_HELP)]
+SplitOpt = Annotated[str, typer.Option("--split", help=SPLIT_HELP)]
+SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
+
+
+@app.command()
+@_guard
+def features(
+    data_dir: DataDirs = None,
+    feature_set: Annotated[
+        FeatureSetChoice, typer.Option(help="openSMILE low-level descriptors to extract.")
+    ] = (FeatureSetChoice.egemaps),
+) -> None:
+    """Extract (or reuse the cached) frame-level features of corpora and print a summary."""
+    from edge_emo.data.corpus import cache_dir, load_corpus
+
+    spec = _spec(feature_set.value)
+    for d in data_dir or []:
+        clips = load_corpus(d, spec)
+        typer.echo(f"{d}: {len(clips)} clips, {clips.n_frames} frames of {spec.dim} {spec.name} values")
+    typer.echo(f"cache: {cache_dir()}")
+
+
+@app.command()
+@_guard
+def pretrain(
+    data_dir: DataDirs = None,
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")] = Path(
+        "pretrained.safetensors"
+    ),
+    epochs: Annotated[int, typer.Option(help="Passes over the pretraining data.")] = 12,
+    feature_set: Annotated[
+        Optional[FeatureSetChoice],
+        typer.Option(help="Features to train on (default: covarep for MOSEI, else egemaps)."),
+    ] = None,
+    loss_on: Annotated[
+        str, typer.Option(help="Reconstruction loss on 'masked' frames only or on 'all' frames.")
+    ] = ("masked"),
+    batch_size: Annotated[int, typer.Option(help="Clips (or 4 s windows of long clips) per step.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of masking, batching and initialisation.")] = 0,
+    split: SplitOpt = "all",
+    split_seed: SplitSeed = 0,
+    mosei_covarep: MoseiCovarep = None,
+    mosei_labels: MoseiLabels = None,
+) -> None:
+    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored)."""
+    from edge_emo.train.checkpoint import save_checkpoint
+    from edge_emo.train.pretrain import PretrainConfig
+    from edge_emo.train.pretrain import pretrain as run_pretrain
+
+    if loss_on not in ("masked", "all"):
+        raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
+    dirs = data_dir or []
+    fs = feature_set.value if feature_set else _default_feature_set(dirs, mosei_covarep is not None)
+    corpora = _corpora(dirs, mosei_covarep, mosei_labels, _spec(fs), split, split_seed)
+    config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on, seed=seed)
+    ckpt = run_pretrain(corpora, config)
+    ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
+    ckpt.provenance["split"] = {"split": split, "seed": split_seed}
+    save_checkpoint(ckpt, out)
+    history = ckpt.provenance["pretrain"]["loss_history"]
+    typer.echo(
+        f"pretrained on {sum(len(c) for c in corpora)} clips; loss {history[0]} -> {history[-1]}; wrote {out}"
+    )
+
+
+@app.command()
+@_guard
+def finetune(
+    data_dir: DataDir = None,
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")] = Path(
+        "finetuned.safetensors"
+    ),
+    labels: Annotated[
+        Optional[int], typer.Option(help="Number of labeled clips to draw (default: all of the split).")
+    ] = None,
+    init: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Pretrained checkpoint: train only the head on its frozen backbone. "
+            "Without it, the baseline: the same network from scratch."
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the label draw and of training.")] = 0,
+    feature_set: Annotated[
+        Optional[FeatureSetChoice],
+        typer.Option(help="Features for the baseline (with --init: the checkpoint's)."),
+    ] = None,
+    split: SplitOpt = "all",
+    split_seed: SplitSeed = 0,
+    mosei_covarep: MoseiCovarep = None,
+    mosei_labels: MoseiLabels = None,
+) -> None:
+    """Few-shot fine-tuning on N labeled clips: the head on a frozen pretrained backbone, or the baseline."""
+    from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emo.train.finetune import FinetuneConfig, finetune_head, sample_labeled, train_baseline
+
+    dirs = [data_dir] if data_dir else []
+    pre = load_checkpoint(init) if init else None
+    if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
+        raise ValueError(f"--feature-set {feature_set.value} differs from the checkpoint's ({pre.spec.name})")
+    spec = (
+        pre.spec
+        if pre
+        else _spec(feature_set.value if feature_set else _default_feature_set(dirs, bool(mosei_covarep)))
+    )
+    clips = _one_corpus(_corpora(dirs, mosei_covarep, mosei_labels, spec, split, split_seed))
+    chosen = sample_labeled(clips, labels, seed)
+    config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    ckpt = finetune_head(pre, chosen, config) if pre else train_baseline(chosen, config)
+    ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
+    ckpt.provenance["split"] = {"split": split, "seed": split_seed}
+    save_checkpoint(ckpt, out)
+    kind = "head on the frozen pretrained backbone" if pre else "baseline from scratch"
+    typer.echo(f"trained the {kind} on {len(chosen)} labeled clips; wrote {out}")
+
+
+@app.command()
+@_guard
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an exported bundle.")],
+    data_dir: DataDir = None,
+    split: SplitOpt = "all",
+    split_seed: SplitSeed = 0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object with every metric.")
+    ] = False,
+    mosei_covarep: MoseiCovarep = None,
+    mosei_labels: MoseiLabels = None,
+) -> None:
+    """Score a model on labeled clips, beside the all-zeros reference."""
+    from edge_emo.metrics import format_report, report
+
+    spec, emotions, predict = _predictor(model)
+    clips = _one_corpus(
+        _corpora([data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed)
+    )
+    if clips.labels is None:
+        raise ValueError(f"{data_dir}: evaluation needs labels (labels.csv)")
+    if tuple(emotions) != tuple(clips.emotions):
+        raise ValueError(
+            f"{model} predicts {list(emotions)} but the corpus is labeled {list(clips.emotions)}"
+        )
+    rep = report(clips.labels, predict(clips.features), clips.emotions)
+    rep["model_path"] = str(model)
+    if json_out:
+        typer.echo(json.dumps(rep))
+    else:
+        typer.echo(format_report(rep))

@@ -34,7 +34,9 @@ class EmotionGRU(nn.Module):
         self.recon = nn.Linear(config.hidden, config.n_features)
         self.head = nn.Linear(config.hidden, config.n_emotions)
 
-    def hidden_states(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden_states(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, F) standardised frames -> top-layer hidden states (B, T, H) and the final state (L, B, H)."""
         return self.gru(x, state)
 

@@ -33,7 +33,9 @@ class NormStats:
             raise ValueError("cannot compute normalisation statistics from no clips")
         count, s1, s2 = total
         if np.any(count == 0):
-            raise ValueError("cannot compute normalisation statistics: a feature dimension has no finite value")
+            raise ValueError(
+                "cannot compute normalisation statistics: a feature dimension has no finite value"
+            )
         mean = s1 / count
         var = np.maximum(s2 / count - mean * mean, 0.0)
         std = np.sqrt(var)

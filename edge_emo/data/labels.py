@@ -1,0 +1,77 @@
+"""The labeled and unlabeled corpus files: `labels.csv` and `manifest.csv`.
+
+labels.csv:   path,speaker,corpus,emotion,happiness,sadness,anger,surprise,disgust,fear (extra columns allowed)
+manifest.csv: path,speaker[,...]  (unlabeled audio)
+Paths are relative to the folder holding the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+# The order of the six intensity columns in every corpus file. Models record it; the runtime reads it from
+# the model bundle, never from here.
+EMOTIONS: tuple[str, ...] = ("happiness", "sadness", "anger", "surprise", "disgust", "fear")
+MAX_INTENSITY = 3.0
+LABEL_COLUMNS: tuple[str, ...] = ("path", "speaker", "corpus", "emotion", *EMOTIONS)
+
+
+class CorpusError(ValueError):
+    """A corpus file is missing, malformed or refers to something that is not there."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    path: Path  # absolute
+    speaker: str
+    intensities: tuple[float, ...] | None  # None for unlabeled clips
+
+
+def read_labels(csv_path: Path) -> list[ClipRecord]:
+    """Read a labels.csv, checking every row; errors name the file and line."""
+    return _read(csv_path, labeled=True)
+
+
+def read_manifest(csv_path: Path) -> list[ClipRecord]:
+    """Read an unlabeled manifest.csv (path, speaker)."""
+    return _read(csv_path, labeled=False)
+
+
+def _read(csv_path: Path, labeled: bool) -> list[ClipRecord]:
+    csv_path = Path(csv_path)
+    required = ("path", "speaker", *EMOTIONS) if labeled else ("path", "speaker")
+    try:
+        handle = csv_path.open(newline="", encoding="utf-8")
+    except OSError as e:
+        raise CorpusError(f"{csv_path}: cannot read ({e.strerror})") from e
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CorpusError(f"{csv_path}:1: missing column(s) {', '.join(missing)}")
+        records = []
+        for line, row in enumerate(reader, start=2):
+            if None in row or any(row[c] is None for c in required):
+                raise CorpusError(f"{csv_path}:{line}: wrong number of fields")
+            if not row["path"].strip():
+                raise CorpusError(f"{csv_path}:{line}: empty path")
+            intensities = None
+            if labeled:
+                intensities = tuple(_intensity(csv_path, line, e, row[e]) for e in EMOTIONS)
+            records.append(ClipRecord(csv_path.parent / row["path"], row["speaker"].strip(), intensities))
+    if not records:
+        raise CorpusError(f"{csv_path}: no rows")
+    return records
+
+
+def _intensity(csv_path: Path, line: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CorpusError(f"{csv_path}:{line}: {column}={text!r} is not a number") from None
+    if not math.isfinite(value) or not 0.0 <= value <= MAX_INTENSITY:
+        raise CorpusError(f"{csv_path}:{line}: {column}={text!r} is outside 0..{MAX_INTENSITY:g}")
+    return value

@@ -1,0 +1,35 @@
+"""Seeded splits that never put a speaker (or a MOSEI video) in two parts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+import numpy as np
+
+VAL_FRACTION = 0.2
+
+
+class Split(str, Enum):
+    all = "all"
+    train = "train"
+    val = "val"
+
+
+def speaker_split(speakers: Sequence[str], split: Split | str, seed: int = 0) -> np.ndarray:
+    """Indices of the clips in `split`: 80% of the speakers for train, 20% for val, chosen with `seed`."""
+    split = Split(split)
+    if split is Split.all:
+        return np.arange(len(speakers))
+    val_speakers = set(val_speaker_set(speakers, seed))
+    want_val = split is Split.val
+    return np.array([i for i, s in enumerate(speakers) if (s in val_speakers) == want_val], dtype=np.int64)
+
+
+def val_speaker_set(speakers: Sequence[str], seed: int = 0) -> list[str]:
+    unique = sorted(set(speakers))
+    if len(unique) < 2:
+        raise ValueError(f"a speaker-disjoint split needs at least 2 speakers, got {len(unique)}")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    n_val = min(len(unique) - 1, max(1, round(VAL_FRACTION * len(unique))))
+    return [unique[i] for i in order[:n_val]]

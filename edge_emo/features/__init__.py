@@ -1,0 +1,39 @@
+"""Frame-level acoustic features: openSMILE low-level descriptors offline and streaming, the feature spec
+that travels with a model, and normalisation statistics. Needs numpy, opensmile, soundfile and soxr; never
+torch."""
+
+from .audio import (
+    AudioFileError,
+    AudioInputError,
+    BadSamplesError,
+    ChannelLayoutError,
+    EmptyAudioError,
+    load_audio,
+    resample,
+    to_mono,
+)
+from .extract import extract, extract_file
+from .normalization import NormStats
+from .smile import OpenSmileError, spec_for
+from .spec import FeatureMismatchError, FeatureSet, FeatureSpec
+from .streaming import StreamingExtractor
+
+__all__ = [
+    "AudioFileError",
+    "AudioInputError",
+    "BadSamplesError",
+    "ChannelLayoutError",
+    "EmptyAudioError",
+    "FeatureMismatchError",
+    "FeatureSet",
+    "FeatureSpec",
+    "NormStats",
+    "OpenSmileError",
+    "StreamingExtractor",
+    "extract",
+    "extract_file",
+    "load_audio",
+    "resample",
+    "spec_for",
+    "to_mono",
+]

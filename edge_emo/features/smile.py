@@ -1,0 +1,154 @@
+"""The openSMILE engine behind both extractors: one LLD-only configuration per feature set, built from the
+config files shipped inside the `opensmile` package, with an external audio source and an external sink.
+
+The same configuration serves offline and streaming extraction; only the wave level differs (a growing
+buffer that takes a whole clip at once, or a fixed ring buffer fed chunk by chunk). The levels after it are
+ring buffers in both cases, so frame values are identical (tests check both against `opensmile.Smile`)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+
+import opensmile
+from opensmile.core.lib import OpenSMILE
+
+from .spec import FeatureMismatchError, FeatureSet, FeatureSpec
+
+SOURCE = "extsource"
+SINK = "extsink"
+HOP_S = 0.01
+SAMPLE_RATE = 16000
+# The wave level of the streaming configuration: 2 s of audio. Pitch jitter/shimmer read the wave with the
+# lag of the Viterbi pitch smoother, so it must hold more than that lag (1.5 s of frames); one write may
+# take at most this many samples minus what the readers have not consumed yet.
+STREAM_WAVE_SAMPLES = 2 * SAMPLE_RATE
+
+_CONFIG_ROOT = os.path.join(os.path.dirname(os.path.abspath(opensmile.__file__)), "core", "config")
+
+# Per feature set: the shipped LLD include files and the levels whose concatenation is the LLD frame
+# (the same as the `lld` level of the shipped eGeMAPSv02.conf and ComParE_2016.conf).
+_LLD = {
+    FeatureSet.egemaps: (
+        ("gemaps/v01b/GeMAPSv01b_core.lld.conf.inc", "egemaps/v02/eGeMAPSv02_core.lld.conf.inc"),
+        "egemapsv02_lldsetE_smo;egemapsv02_lldsetF_smo",
+    ),
+    FeatureSet.compare: (
+        ("compare/ComParE_2016_core.lld.conf.inc",),
+        "is13_lld_nzsmo;is13_lldA_smo;is13_lldB_smo",
+    ),
+}
+
+
+class OpenSmileError(RuntimeError):
+    """openSMILE failed to load its configuration or stopped with an error."""
+
+
+def _feature_set(feature_set: FeatureSet | str) -> FeatureSet:
+    try:
+        fs = FeatureSet(feature_set)
+    except ValueError:
+        known = ", ".join(f.value for f in FeatureSet)
+        raise ValueError(f"unknown feature set '{feature_set}' (known: {known})") from None
+    if fs not in _LLD:
+        raise ValueError(
+            f"feature set '{fs.value}' has no audio extractor: its frames are precomputed "
+            f"(extractable sets: {', '.join(f.value for f in _LLD)})"
+        )
+    return fs
+
+
+def _config_text(feature_set: FeatureSet, streaming: bool) -> str:
+    includes, levels = _LLD[feature_set]
+    if streaming:
+        wave = "writer.levelconf.isRb = 1\nwriter.levelconf.growDyn = 0\n"
+        wave += f"writer.levelconf.nT = {STREAM_WAVE_SAMPLES}"
+    else:
+        wave = "writer.levelconf.isRb = 0\nwriter.levelconf.growDyn = 1"
+    lines = [
+        "[componentInstances:cComponentManager]",
+        "instance[dataMemory].type = cDataMemory",
+        f"instance[{SOURCE}].type = cExternalAudioSource",
+        "instance[lldconcat].type = cVectorConcat",
+        f"instance[{SINK}].type = cExternalSink",
+        "",
+        f"[{SOURCE}:cExternalAudioSource]",
+        "writer.dmLevel = wave",
+        wave,
+        f"sampleRate = {SAMPLE_RATE}",
+        "nBits = 16",
+        "channels = 1",
+        "",
+        *(f"\\{{{os.path.join(_CONFIG_ROOT, inc)}}}" for inc in includes),
+        "",
+        "[lldconcat:cVectorConcat]",
+        f"reader.dmLevel = {levels}",
+        "writer.dmLevel = lld",
+        "includeSingleElementFields = 1",
+        "",
+        f"[{SINK}:cExternalSink]",
+        "reader.dmLevel = lld",
+        "blocksize = 1",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def open_smile(feature_set: FeatureSet | str, streaming: bool) -> OpenSMILE:
+    """An initialised (not yet running) openSMILE instance for the LLDs of `feature_set`."""
+    fs = _feature_set(feature_set)
+    shared = os.path.join(_CONFIG_ROOT, "shared")
+    options = {
+        "bufferModeRbConf": os.path.join(shared, "BufferModeRb.conf.inc"),
+        "bufferModeRbLagConf": os.path.join(shared, "BufferModeRbLag.conf.inc"),
+        # The shipped configs grow these levels without bound (they feed functionals over the whole clip);
+        # here nothing reads them but the frame concatenation, which waits for the lagged pitch levels:
+        # a ring buffer as deep as the lag buffers keeps memory flat.
+        "bufferModeConf": os.path.join(shared, "BufferModeRbLag.conf.inc"),
+    }
+    # smile_initialize only reads a config file; write ours next to nothing else and remove it at once.
+    fd, path = tempfile.mkstemp(prefix=f"edge_emo_{fs.value}_", suffix=".conf")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(_config_text(fs, streaming))
+        smile = OpenSMILE()
+        try:
+            smile.initialize(path, options, loglevel=0)
+        except Exception as e:
+            smile.free()
+            raise OpenSmileError(f"openSMILE could not load the {fs.value} LLD configuration: {e}") from e
+    finally:
+        os.unlink(path)
+    return smile
+
+
+@functools.cache
+def column_names(feature_set: FeatureSet | str) -> tuple[str, ...]:
+    """Names of the values of one frame, in the order openSMILE emits them."""
+    smile = open_smile(feature_set, streaming=False)
+    try:
+        n = smile.external_sink_get_num_elements(SINK)
+        return tuple(smile.external_sink_get_element_name(SINK, i) for i in range(n))
+    finally:
+        smile.free()
+
+
+def spec_for(feature_set: FeatureSet | str) -> FeatureSpec:
+    """The `FeatureSpec` of an extractable set (egemaps: 25 values, compare: 65), 10 ms hop, 16 kHz."""
+    fs = _feature_set(feature_set)
+    return FeatureSpec(name=fs.value, columns=column_names(fs), hop_s=HOP_S, sample_rate=SAMPLE_RATE)
+
+
+def check_extractable(spec: FeatureSpec) -> None:
+    """Raise unless this openSMILE build emits exactly the frames `spec` describes (e.g. from a bundle)."""
+    if spec.sample_rate is None:
+        raise ValueError(f"feature set '{spec.name}' is precomputed and has no audio extractor")
+    ours = spec_for(spec.name)
+    if spec != ours:
+        raise FeatureMismatchError(
+            f"feature spec '{spec.name}' ({spec.dim} values, hop {spec.hop_s * 1000:g} ms, "
+            f"{spec.sample_rate} Hz) "
+            f"differs from what this openSMILE extracts ({ours.dim} values, hop {ours.hop_s * 1000:g} ms, "
+            f"{ours.sample_rate} Hz{'' if spec.columns[: ours.dim] == ours.columns else ', other columns'})"
+        )

@@ -1,0 +1,227 @@
+"""Streaming extraction: PCM chunks of any size in, the same frames as `extract` out, as soon as openSMILE
+has them.
+
+openSMILE runs its own loop (`run()`) on a thread, reading an external audio source through a ring buffer
+and handing frames to a sink callback. That thread must never outlive its instance: a process that exits
+while `run()` is live aborts. So every instance is stopped by `close()`, by the context manager, by
+`__del__` when forgotten, and at interpreter exit by an `atexit` hook; each path aborts, joins and frees."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import threading
+import time
+
+import numpy as np
+import soxr
+from opensmile.core import lib as smile_lib
+
+from .audio import RESAMPLE_QUALITY, BadSamplesError, ChannelLayoutError, to_pcm16
+from .extract import FrameCollector
+from .smile import SINK, SOURCE, OpenSmileError, check_extractable, open_smile
+from .spec import FeatureSpec
+
+# Largest piece written to openSMILE at once (100 ms at 16 kHz): well below the free space of its wave ring
+# buffer, so a write fails only while openSMILE is behind, and then waits for it.
+_WRITE_SAMPLES = 1600
+_RETRY_S = 0.0005
+_SOURCE = SOURCE.encode("ascii")
+
+# Engines whose openSMILE thread may still be running, stopped at interpreter exit. Engines, not extractors,
+# are kept here, so a forgotten extractor is still garbage-collected (and closes its engine in __del__).
+_live_engines: set[_Engine] = set()
+_live_lock = threading.Lock()
+
+
+class _Engine:
+    """One openSMILE instance running on its own thread, fed through a ring buffer."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.smile = open_smile(spec.name, streaming=True)
+        self.frames = FrameCollector()
+        self.error: BaseException | None = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+        try:
+            self.smile.external_sink_set_callback_ex(SINK, self.frames)
+            self.thread = threading.Thread(target=self._run, name="edge-emo-opensmile", daemon=True)
+            with _live_lock:
+                _live_engines.add(self)
+            self.thread.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self) -> None:
+        try:
+            self.smile.run()
+        except BaseException as e:  # reported to the feeding thread by write()/finish()
+            self.error = e
+
+    def write(self, pcm: np.ndarray) -> None:
+        """Write int16 samples; waits while openSMILE's ring buffer is full."""
+        obj = self.smile._smileobj
+        for start in range(0, len(pcm), _WRITE_SAMPLES):
+            piece = pcm[start : start + _WRITE_SAMPLES]
+            while True:
+                result = smile_lib.smileapi.smile_extaudiosource_write_data(
+                    obj, _SOURCE, piece.ctypes.data, piece.nbytes
+                )
+                if result == smile_lib.SMILE_SUCCESS:
+                    break
+                if result != smile_lib.SMILE_NOT_WRITTEN:
+                    self.smile._check_smile_result(result)
+                if not self.thread.is_alive():
+                    raise OpenSmileError(f"openSMILE stopped while audio was still coming in: {self.error}")
+                time.sleep(_RETRY_S)
+
+    def finish(self) -> None:
+        """Signal end of input and wait until openSMILE has delivered every frame."""
+        self.smile.external_audio_source_set_eoi(SOURCE)
+        self.thread.join()
+        if self.error is not None:
+            raise OpenSmileError(f"openSMILE failed: {self.error}") from self.error
+
+    def close(self) -> None:
+        """Abort, join and free; safe to call more than once, from any thread."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        thread = getattr(self, "thread", None)
+        if thread is not None and thread is threading.current_thread():
+            # Garbage collection can run a finalizer on openSMILE's own thread (inside the sink callback);
+            # it cannot join itself, so a helper thread finishes the job.
+            self._abort()
+            threading.Thread(target=self._join_and_free, daemon=True).start()
+            return
+        if thread is not None and thread.is_alive():
+            self._abort()
+        self._join_and_free()
+
+    def _abort(self) -> None:
+        # run() may have ended on its own in the meantime: then there is nothing to abort
+        with contextlib.suppress(smile_lib.OpenSmileException):
+            self.smile.abort()
+
+    def _join_and_free(self) -> None:
+        thread = getattr(self, "thread", None)
+        if thread is not None and thread.ident is not None:
+            thread.join()
+        self.smile.free()
+        with _live_lock:
+            _live_engines.discard(self)
+
+
+@atexit.register
+def _close_live_engines() -> None:
+    with _live_lock:
+        engines = list(_live_engines)
+    for engine in engines:
+        engine.close()
+
+
+class StreamingExtractor:
+    """Frames of `spec` from audio fed in chunks of any size, identical to `extract` on the whole signal.
+
+    >>> with StreamingExtractor(spec) as stream:
+    ...     for chunk in mic:                      # int16 or float in [-1, 1], shape (n,) or (n, 1)
+    ...         stream.accept_waveform(chunk)
+    ...         x = stream.frames()                # (n, F) float32, possibly n == 0
+    ...     x_last = stream.end_of_input()         # the final frames (openSMILE holds back about 5)
+
+    Frame k (counted from the start or the last `reset`) covers the input from k * spec.hop_s seconds on;
+    `frame_index` is the index of the first frame the next `frames()` call returns. A frame comes out about
+    90 ms of audio after its start. Input at another rate than spec.sample_rate (e.g. a 48 kHz microphone) is
+    converted by a streaming libsoxr resampler whose output equals one-shot resampling of the whole signal,
+    so the frames equal `extract(signal, input_rate, spec)` exactly, too.
+
+    Memory is bounded: openSMILE works in fixed ring buffers. Frames not yet taken with `frames()` are kept.
+    """
+
+    def __init__(self, spec: FeatureSpec, input_rate: int | None = None) -> None:
+        check_extractable(spec)
+        self.spec = spec
+        self.input_rate = int(input_rate or spec.sample_rate)
+        self._engine: _Engine | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self._resampler = (
+            None
+            if self.input_rate == self.spec.sample_rate
+            else soxr.ResampleStream(self.input_rate, self.spec.sample_rate, 1, "float32", RESAMPLE_QUALITY)
+        )
+        self.frame_index = 0
+        self._ended = False
+        self._engine = _Engine(self.spec)
+
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
+        """Feed mono audio: int16, or float in [-1, 1] (clipped); (n,) or (n, 1); any n, including 0 or 1."""
+        if self._engine is None or self._ended:
+            raise RuntimeError("stream has ended or is closed: call reset() to start a new one")
+        if sample_rate is not None and int(sample_rate) != self.input_rate:
+            raise ValueError(
+                f"stream was opened for {self.input_rate} Hz input, got {sample_rate} Hz "
+                f"(pass input_rate={sample_rate} to StreamingExtractor)"
+            )
+        x = np.asarray(samples)
+        if x.ndim == 2 and x.shape[1] == 1:
+            x = x[:, 0]
+        elif x.ndim != 1:
+            raise ChannelLayoutError(f"stream: expected mono samples (n,) or (n, 1), got shape {x.shape}")
+        if x.dtype != np.int16 and not np.all(np.isfinite(x)):
+            raise BadSamplesError("stream: audio chunk contains NaN or infinite samples")
+        if self._resampler is not None:
+            if x.dtype == np.int16:
+                x = x.astype(np.float32) / np.float32(32768.0)
+            x = self._resampler.resample_chunk(np.ascontiguousarray(x, dtype=np.float32))
+        pcm = x if x.dtype == np.int16 else to_pcm16(x)
+        self._engine.write(np.ascontiguousarray(pcm))
+
+    def frames(self) -> np.ndarray:
+        """Frames computed since the last call, (n, spec.dim) float32; n may be 0."""
+        if self._engine is None:
+            return np.empty((0, self.spec.dim), dtype=np.float32)
+        if self._engine.frames.error:
+            raise OpenSmileError(self._engine.frames.error)
+        out = self._engine.frames.take(self.spec.dim)
+        self.frame_index += len(out)
+        return out
+
+    def end_of_input(self) -> np.ndarray:
+        """Mark the end of the audio and return the remaining frames; then only reset() or close()."""
+        if self._engine is None:
+            raise RuntimeError("stream is closed")
+        if not self._ended:
+            if self._resampler is not None:
+                tail = self._resampler.resample_chunk(np.empty(0, dtype=np.float32), last=True)
+                self._engine.write(to_pcm16(tail))
+            self._ended = True
+            self._engine.finish()
+        return self.frames()
+
+    flush = end_of_input
+
+    def reset(self) -> None:
+        """Drop all state (audio, frames not taken, resampler) and start a new stream at frame 0."""
+        self.close()
+        self._start()
+
+    def close(self) -> None:
+        """Stop openSMILE and free it (idempotent). Frames not taken are dropped."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+
+    def __enter__(self) -> StreamingExtractor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()
