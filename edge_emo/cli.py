@@ -273,9 +273,13 @@ def evaluate(
 def bridge_monitor(
     url: Annotated[
         str,
-        typer.Argument(help="udp://HOST:PORT (binds and listens), serial:///dev/ttyUSB0?baud=115200, or - (stdin)."),
+        typer.Argument(
+            help="udp://HOST:PORT (binds and listens), serial:///dev/ttyUSB0?baud=115200, or - (stdin)."
+        ),
     ],
-    count: Annotated[Optional[int], typer.Option("--count", min=1, help="Stop after this many frames.")] = None,
+    count: Annotated[
+        Optional[int], typer.Option("--count", min=1, help="Stop after this many frames.")
+    ] = None,
     timeout: Annotated[
         Optional[float], typer.Option("--timeout", min=0.0, help="Stop after this many seconds.")
     ] = None,

@@ -157,7 +157,9 @@ def _payload(message: Message) -> tuple[int, bytes]:
         return MSG_UPDATE, fixed + bytes(message.levels)
     if isinstance(message, Hello):
         if not 0 <= message.update_rate_centihz <= 0xFFFF:
-            raise ValueError(f"update_rate_centihz must be within 0..65535, got {message.update_rate_centihz}")
+            raise ValueError(
+                f"update_rate_centihz must be within 0..65535, got {message.update_rate_centihz}"
+            )
         if not 1 <= len(message.emotions) <= MAX_EMOTIONS:
             raise ValueError(f"a hello names 1..{MAX_EMOTIONS} emotions, got {len(message.emotions)}")
         version = _check_text("model_version", message.model_version, 0, MAX_MODEL_VERSION)
@@ -201,7 +203,9 @@ class Encoder:
 # --- decoding -----------------------------------------------------------------------------------------
 
 
-def _take_text(payload: bytes, at: int, min_len: int, max_len: int, forbidden: bytes = b"") -> tuple[str, int]:
+def _take_text(
+    payload: bytes, at: int, min_len: int, max_len: int, forbidden: bytes = b""
+) -> tuple[str, int]:
     if at >= len(payload):
         raise FrameError("malformed", "payload ends before a text field")
     n = payload[at]
@@ -222,7 +226,9 @@ def _parse_update(payload: bytes) -> Update:
     if dominant != NO_DOMINANT and dominant >= n:
         raise FrameError("malformed", f"dominant index {dominant} with {n} emotions")
     levels = tuple(payload[UPDATE_FIXED.size : UPDATE_FIXED.size + n])
-    return Update(timestamp_ms, levels, None if dominant == NO_DOMINANT else dominant, bool(flags & FLAG_SPEECH))
+    return Update(
+        timestamp_ms, levels, None if dominant == NO_DOMINANT else dominant, bool(flags & FLAG_SPEECH)
+    )
 
 
 def _parse_hello(payload: bytes) -> Hello:
@@ -356,7 +362,9 @@ def format_frame(frame: Frame) -> str:
     if isinstance(m, Update):
         dominant = "-" if m.dominant is None else str(m.dominant)
         levels = ",".join(map(str, m.levels))
-        return f"update {head} t_ms={m.timestamp_ms} speech={int(m.speech)} dominant={dominant} levels={levels}"
+        return (
+            f"update {head} t_ms={m.timestamp_ms} speech={int(m.speech)} dominant={dominant} levels={levels}"
+        )
     if isinstance(m, Hello):
         names = ",".join(m.emotions)
         return f"hello {head} rate_centihz={m.update_rate_centihz} model={m.model_version} emotions={names}"

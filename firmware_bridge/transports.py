@@ -113,8 +113,8 @@ class SerialTransport:
 
 
 def _close_port(port: serial.Serial | None) -> None:
-    if port is not None:
-        with contextlib.suppress(OSError):  # closing a port whose device vanished may fail; it is closed anyway
+    if port is not None:  # closing a port whose device vanished may fail; it is closed anyway
+        with contextlib.suppress(OSError):
             port.close()
 
 
@@ -181,43 +181,68 @@ class LinkStats:
 
 
 class Link:
-    """A one-way connection to the wearable. Sends never raise on I/O errors; they return False."""
+    """A one-way connection to the wearable. Sends never raise on I/O errors; they return False.
+
+    A failed write or open is logged once per outage and counted; the link is reopened on a later send
+    after a backoff (doubling from retry_initial_s up to retry_max_s). After every (re)open, and every
+    hello_every_s, the last hello goes out before the next update.
+    """
 
     def __init__(
-        self, transport: Transport, url: str, *, retry_initial_s: float = 0.5, retry_max_s: float = 10.0
+        self,
+        transport: Transport,
+        url: str,
+        *,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 10.0,
+        hello_every_s: float = 5.0,
     ) -> None:
         self.url = url
         self.stats = LinkStats()
         self._transport = transport
         self._encoder = Encoder()
         self._hello: Hello | None = None
+        self._hello_every_s = hello_every_s
+        self._hello_due = 0.0  # time.monotonic() at which the hello is to be repeated
         self._connected = False
         self._failed = False  # since the last successful open
         self._retry_initial_s, self._retry_max_s = retry_initial_s, retry_max_s
         self._backoff_s = retry_initial_s
         self._retry_at = 0.0
-        self._connect(announce=False)
+        self._reopen()
 
     @property
     def connected(self) -> bool:
         return self._connected
 
     def send_hello(self, model_version: str, emotions: Sequence[str], update_rate_hz: float) -> bool:
-        """Announce the model; repeated automatically after every reconnection."""
-        hello = Hello.from_values(model_version, emotions, update_rate_hz)
-        self._hello = hello
-        return self.send(hello)
+        """Announce the model; repeated after every reconnection and every hello_every_s."""
+        self._hello = Hello.from_values(model_version, emotions, update_rate_hz)
+        return self.send(self._hello)
 
     def send_update(self, update: UpdateLike) -> bool:
-        return self.send(Update.from_values(update.timestamp_s, update.intensities, update.dominant, update.speech))
+        """Send one update (after the hello when that is due); False if it was dropped."""
+        message = Update.from_values(update.timestamp_s, update.intensities, update.dominant, update.speech)
+        if self._hello is not None and self._ready() and time.monotonic() >= self._hello_due:
+            self.send(self._hello)
+        return self.send(message)
 
     def send(self, message: Message) -> bool:
         """Write one message; False if it was dropped because the link is down (see `stats`)."""
         frame = self._encoder.encode(message)  # an invalid message raises ValueError here, before any I/O
-        if not self._connected and not self._connect(announce=not isinstance(message, Hello)):
+        if not self._ready():
             self.stats.dropped += 1
             return False
-        return self._write(frame)
+        try:
+            self._transport.write(frame)
+        except OSError as error:  # serial.SerialException, socket errors, a broken pipe
+            self._lost(error)
+            self.stats.dropped += 1
+            return False
+        self.stats.sent += 1
+        if isinstance(message, Hello):
+            self._hello_due = time.monotonic() + self._hello_every_s
+        return True
 
     def close(self) -> None:
         self._transport.close()
@@ -229,34 +254,26 @@ class Link:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _write(self, frame: bytes) -> bool:
-        try:
-            self._transport.write(frame)
-        except OSError as error:  # serial.SerialException, socket errors, a broken pipe
-            self._lost(error)
-            self.stats.dropped += 1
-            return False
-        self.stats.sent += 1
-        return True
+    def _ready(self) -> bool:
+        return self._connected or self._reopen()
 
-    def _connect(self, announce: bool) -> bool:
+    def _reopen(self) -> bool:
         if time.monotonic() < self._retry_at:
             return False
         try:
             self._transport.open()
             if self._transport.stream:
-                self._transport.write(b"\x00")
+                self._transport.write(b"\x00")  # the receiver drops any half frame it holds
         except OSError as error:
             self._lost(error)
             return False
         self._connected = True
         self._backoff_s = self._retry_initial_s
+        self._hello_due = 0.0  # the wearable may have restarted: tell it again
         if self._failed:
             self._failed = False
             self.stats.reconnects += 1
             log.warning("bridge %s: link is back (%d frames dropped so far)", self.url, self.stats.dropped)
-        if announce and self._hello is not None:  # the wearable may have restarted: tell it again
-            return self._write(self._encoder.encode(self._hello))
         return True
 
     def _lost(self, error: OSError) -> None:
@@ -271,9 +288,17 @@ class Link:
 
 
 def open_link(
-    url: str, *, retry_initial_s: float = 0.5, retry_max_s: float = 10.0, write_timeout_s: float = 0.2
+    url: str,
+    *,
+    retry_initial_s: float = 0.5,
+    retry_max_s: float = 10.0,
+    hello_every_s: float = 5.0,
+    write_timeout_s: float = 0.2,
 ) -> Link:
-    """Open a link to the wearable. A bad URL raises ValueError; an absent device does not (it is retried)."""
+    """Open a link to the wearable. A bad URL raises ValueError; an absent device does not (it is retried).
+
+    write_timeout_s bounds how long a serial write may block (a stalled device counts as a lost link).
+    """
     endpoint = parse_url(url)
     transport: Transport
     if endpoint.kind == "serial":
@@ -284,7 +309,9 @@ def open_link(
         transport = StdoutTransport(endpoint.hex_lines)
     else:
         raise ValueError(f"{url!r} can only be read (bridge-monitor), not sent to")
-    return Link(transport, url, retry_initial_s=retry_initial_s, retry_max_s=retry_max_s)
+    return Link(
+        transport, url, retry_initial_s=retry_initial_s, retry_max_s=retry_max_s, hello_every_s=hello_every_s
+    )
 
 
 def connect(
