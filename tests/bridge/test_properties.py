@@ -51,7 +51,7 @@ pieces = st.lists(
 def _decode_all(data: bytes, cuts: list[int]) -> tuple[list, StreamDecoder]:
     decoder = StreamDecoder()
     frames, start = [], 0
-    for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+    for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
         frames += decoder.feed(data[start:cut])
         start = max(start, cut)
     return frames, decoder
