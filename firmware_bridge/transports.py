@@ -382,7 +382,8 @@ class SerialSource:
 
     def read(self, timeout_s: float) -> bytes | None:
         assert self._port is not None
-        self._port.timeout = timeout_s
+        if self._port.timeout != timeout_s:  # reconfigures the port: only when it changes
+            self._port.timeout = timeout_s
         data = self._port.read(1)
         return data + self._port.read(self._port.in_waiting) if data else data
 
