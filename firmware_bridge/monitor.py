@@ -22,14 +22,16 @@ def run_monitor(
     count: int | None = None,
     timeout_s: float | None = None,
     retry_s: float = 1.0,
-    out: TextIO = sys.stdout,
-    status: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    status: TextIO | None = None,
 ) -> tuple[int, DecoderStats]:
     """Print frames until `count` frames arrived, `timeout_s` passed, the input ended or Ctrl-C.
 
     Returns the number of frames printed and the decoder's counters. A URL that cannot be parsed raises
     ValueError, an input that cannot be opened at all raises OSError; an input lost later is reopened.
     """
+    out = out or sys.stdout  # looked up now, not at import: the caller may have redirected them
+    status = status or sys.stderr
     source = open_source(url)
     decoder = StreamDecoder()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
