@@ -205,6 +205,7 @@ class Link:
         self._hello_every_s = hello_every_s
         self._hello_due = 0.0  # time.monotonic() at which the hello is to be repeated
         self._connected = False
+        self._closed = False
         self._failed = False  # since the last successful open
         self._retry_initial_s, self._retry_max_s = retry_initial_s, retry_max_s
         self._backoff_s = retry_initial_s
@@ -245,8 +246,10 @@ class Link:
         return True
 
     def close(self) -> None:
+        """Close the port or socket; later sends are dropped."""
         self._transport.close()
         self._connected = False
+        self._closed = True
 
     def __enter__(self) -> Link:
         return self
@@ -255,7 +258,7 @@ class Link:
         self.close()
 
     def _ready(self) -> bool:
-        return self._connected or self._reopen()
+        return self._connected or (not self._closed and self._reopen())
 
     def _reopen(self) -> bool:
         if time.monotonic() < self._retry_at:

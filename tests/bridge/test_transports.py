@@ -66,6 +66,8 @@ def test_serial_link_over_a_pty(pty_pair):
     assert frames[0].message == Hello.from_values("m-1", EMOTIONS, 10)
     assert frames[3].message == Update.from_values(0.2, [0.5] * 6, 2, True)
     assert decoder.stats.errors() == 0 and link.stats.sent == 6
+    assert not link.send_update(update(6)) and link.stats.dropped == 1  # closed stays closed
+    assert read_frames(master, decoder, 1, timeout_s=0.1) == []
 
 
 def test_serial_device_unplugged_and_replugged(tmp_path, caplog):
