@@ -19,9 +19,9 @@ import select
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import serial
@@ -118,6 +118,18 @@ def _close_port(port: serial.Serial | None) -> None:
             port.close()
 
 
+def _udp_socket(host: str, port: int, attach: Callable[[socket.socket, Any], None]) -> socket.socket:
+    """A UDP socket for host:port (IPv4 or IPv6), connected or bound by `attach`."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        attach(sock, address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class UdpTransport:
     stream = False
 
@@ -126,14 +138,8 @@ class UdpTransport:
         self._sock: socket.socket | None = None
 
     def open(self) -> None:
-        family, kind, proto, _, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.connect(address)  # connected, so an unreachable receiver is reported on a later send
-        except OSError:
-            sock.close()
-            raise
-        self._sock = sock
+        # connected, so that an unreachable receiver is reported on a later send
+        self._sock = _udp_socket(self.host, self.port, socket.socket.connect)
 
     def write(self, data: bytes) -> None:
         if self._sock is None:
@@ -348,14 +354,7 @@ class UdpSource:
         self._sock: socket.socket | None = None
 
     def open(self) -> None:
-        family, kind, proto, _, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.bind(address)
-        except OSError:
-            sock.close()
-            raise
-        self._sock = sock
+        self._sock = _udp_socket(self.host, self.port, socket.socket.bind)
 
     def read(self, timeout_s: float) -> bytes | None:
         assert self._sock is not None
