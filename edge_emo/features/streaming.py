@@ -26,6 +26,7 @@ from .spec import FeatureSpec
 # buffer, so a write fails only while openSMILE is behind, and then waits for it.
 _WRITE_SAMPLES = 1600
 _RETRY_S = 0.0005
+_ABORT_POLL_S = 0.01
 _SOURCE = SOURCE.encode("ascii")
 
 # Engines whose openSMILE thread may still be running, stopped at interpreter exit. Engines, not extractors,
@@ -89,26 +90,20 @@ class _Engine:
             if self._closed:
                 return
             self._closed = True
-        thread = getattr(self, "thread", None)
-        if thread is not None and thread is threading.current_thread():
+        if getattr(self, "thread", None) is threading.current_thread():
             # Garbage collection can run a finalizer on openSMILE's own thread (inside the sink callback);
             # it cannot join itself, so a helper thread finishes the job.
-            self._abort()
-            threading.Thread(target=self._join_and_free, daemon=True).start()
-            return
-        if thread is not None and thread.is_alive():
-            self._abort()
-        self._join_and_free()
+            threading.Thread(target=self._stop_and_free, daemon=True).start()
+        else:
+            self._stop_and_free()
 
-    def _abort(self) -> None:
-        # run() may have ended on its own in the meantime: then there is nothing to abort
-        with contextlib.suppress(smile_lib.OpenSmileException):
-            self.smile.abort()
-
-    def _join_and_free(self) -> None:
+    def _stop_and_free(self) -> None:
         thread = getattr(self, "thread", None)
-        if thread is not None and thread.ident is not None:
-            thread.join()
+        # An abort that comes before run() has reached its loop is lost, so repeat it until run() returns.
+        while thread is not None and thread.is_alive():
+            with contextlib.suppress(smile_lib.OpenSmileException):  # run() may end on its own meanwhile
+                self.smile.abort()
+            thread.join(_ABORT_POLL_S)
         self.smile.free()
         with _live_lock:
             _live_engines.discard(self)
