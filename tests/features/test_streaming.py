@@ -41,12 +41,14 @@ def chunked(signal: np.ndarray, sizes) -> list[np.ndarray]:
 
 def stream(spec: FeatureSpec, chunks, input_rate: int | None = None) -> np.ndarray:
     with StreamingExtractor(spec, input_rate) as extractor:
-        out = []
+        out, count = [], 0
         for chunk in chunks:
-            assert extractor.frame_index == sum(len(x) for x in out)
             extractor.accept_waveform(chunk)
             out.append(extractor.frames())
+            count += len(out[-1])
+            assert extractor.frame_index == count
         out.append(extractor.end_of_input())
+        assert extractor.frame_index == count + len(out[-1])
     return np.concatenate(out)
 
 
