@@ -44,6 +44,7 @@ class _Engine:
         self.error: BaseException | None = None
         self._closed = False
         self._close_lock = threading.Lock()
+        self._io_lock = threading.Lock()  # no write may reach the C object while it is being freed
         try:
             self.smile.external_sink_set_callback_ex(SINK, self.frames)
             self.thread = threading.Thread(target=self._run, name="edge-emo-opensmile", daemon=True)
@@ -62,19 +63,21 @@ class _Engine:
 
     def write(self, pcm: np.ndarray) -> None:
         """Write int16 samples; waits while openSMILE's ring buffer is full."""
-        obj = self.smile._smileobj
         for start in range(0, len(pcm), _WRITE_SAMPLES):
             piece = pcm[start : start + _WRITE_SAMPLES]
             while True:
-                result = smile_lib.smileapi.smile_extaudiosource_write_data(
-                    obj, _SOURCE, piece.ctypes.data, piece.nbytes
-                )
+                with self._io_lock:
+                    if self._closed:
+                        raise RuntimeError("stream was closed while audio was being written")
+                    result = smile_lib.smileapi.smile_extaudiosource_write_data(
+                        self.smile._smileobj, _SOURCE, piece.ctypes.data, piece.nbytes
+                    )
                 if result == smile_lib.SMILE_SUCCESS:
                     break
-                if result != smile_lib.SMILE_NOT_WRITTEN:
-                    self.smile._check_smile_result(result)
-                if not self.thread.is_alive():
-                    raise OpenSmileError(f"openSMILE stopped while audio was still coming in: {self.error}")
+                if result != smile_lib.SMILE_NOT_WRITTEN or not self.thread.is_alive():
+                    raise OpenSmileError(
+                        f"openSMILE stopped while audio was still coming in (code {result}, {self.error})"
+                    )
                 time.sleep(_RETRY_S)
 
     def finish(self) -> None:
@@ -104,7 +107,8 @@ class _Engine:
             with contextlib.suppress(smile_lib.OpenSmileException):  # run() may end on its own meanwhile
                 self.smile.abort()
             thread.join(_ABORT_POLL_S)
-        self.smile.free()
+        with self._io_lock:
+            self.smile.free()
         with _live_lock:
             _live_engines.discard(self)
 

@@ -155,6 +155,27 @@ def test_exception_mid_stream_shuts_down(speech):
     assert len(extractor.frames()) == 0
 
 
+def test_close_from_another_thread_while_feeding(speech):
+    """A feeding thread blocked on a full buffer gets an error, never a write into freed memory."""
+    extractor = StreamingExtractor(spec_for("compare"))
+    errors: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            while True:
+                extractor.accept_waveform(speech)
+        except (RuntimeError, ValueError) as e:
+            errors.append(e)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    time.sleep(0.2)
+    extractor.close()
+    feeder.join(timeout=30)
+    assert not feeder.is_alive() and len(errors) == 1
+    assert no_opensmile_running()
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
