@@ -69,7 +69,7 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _manifest_digest(manifest: dict[str, Any]) -> str:
+def manifest_digest(manifest: dict[str, Any]) -> str:
     """sha256 of the manifest's canonical JSON without its own digest field (catches edits by hand)."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
@@ -127,8 +127,10 @@ class Bundle:
         embeddings = np.zeros((len(features_list), self.hidden), dtype=np.float32)
         for i, frames in enumerate(features_list):
             frames = np.asarray(frames)
-            if frames.ndim != 2 or len(frames) == 0:
-                raise ValueError(f"clip {i}: expected a (frames, {self.spec.dim}) array, got {frames.shape}")
+            if frames.ndim != 2 or len(frames) == 0 or frames.shape[1] != self.spec.dim:
+                raise ValueError(
+                    f"clip {i}: expected (frames >= 1, {self.spec.dim}) {self.spec.name} values, got {frames.shape}"
+                )
             stream.reset()
             for start in range(0, len(frames), self.chunk_frames):
                 stream.run_chunk(frames[start : start + self.chunk_frames])
@@ -210,7 +212,7 @@ def load_bundle(path: str | Path) -> Bundle:
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise BundleError(f"{manifest_path}: manifest lacks {', '.join(missing)}")
-    if manifest["manifest_sha256"] != _manifest_digest(manifest):
+    if manifest["manifest_sha256"] != manifest_digest(manifest):
         raise BundleError(
             f"{manifest_path}: manifest sha256 mismatch: the manifest was modified after export"
         )
@@ -297,14 +299,18 @@ def write_bundle(
     digest = sha256_bytes(graph)
     manifest = {**manifest, "format": FORMAT, "format_version": FORMAT_VERSION}
     manifest["graph"] = {**manifest.get("graph", {}), "file": GRAPH, "sha256": digest}
-    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    manifest["manifest_sha256"] = manifest_digest(manifest)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    (tmp / GRAPH).write_bytes(graph)
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    load_bundle(tmp)  # never put an unreadable bundle in place
+    try:
+        (tmp / GRAPH).write_bytes(graph)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        load_bundle(tmp)  # never put an unreadable bundle in place
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     previous = out_dir.with_name(out_dir.name + ".prev")
     if out_dir.exists():
         if keep_previous:
