@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from edge_emo.runtime.bundle import Bundle, model_version, sha256_bytes, write_bundle
+from edge_emo.runtime.bundle import Bundle, graph_metadata, model_version, sha256_bytes, write_bundle
 from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, provenance
 from export.graph import HEAD_NODES, IR_VERSION, OPSET, gru_graph
 
@@ -121,6 +121,7 @@ def export_bundle(
     model = gru_graph(_weights(ckpt))
     if precision == "int8":
         model = quantize_int8(model)
+    onnx.helper.set_model_props(model, graph_metadata(ckpt.spec.name, ckpt.emotions, precision))
     graph = model.SerializeToString()
     max_diff = check_against_torch(ckpt, graph, chunk_frames)
     if precision == "fp32" and max_diff > FP32_TOLERANCE:

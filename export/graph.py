@@ -82,7 +82,7 @@ def _scan_body(layer: int, w_hh_t: np.ndarray, b_hn: np.ndarray) -> onnx.GraphPr
     )
 
 
-def gru_graph(weights: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+def gru_graph(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
     """The fp32 streaming graph of an EmotionGRU from its state dict (numpy arrays, torch's names)."""
     layers = sum(1 for k in weights if k.startswith("gru.weight_ih_l"))
     hidden = weights["gru.weight_hh_l0"].shape[1]
@@ -165,7 +165,5 @@ def gru_graph(weights: dict[str, np.ndarray], metadata: dict[str, str] | None = 
         ir_version=IR_VERSION,
         producer_name="edge-emo",
     )
-    if metadata:
-        helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -163,6 +163,7 @@ class BundleStream:
 
     def run_chunk(self, raw_frames: np.ndarray) -> np.ndarray:
         """Raw frames (T, F), T >= 1 -> per-frame intensities (T, E); carries the state and the sums."""
+        raw_frames = np.asarray(raw_frames)
         dim = self.bundle.spec.dim
         if raw_frames.ndim != 2 or raw_frames.shape[1] != dim or len(raw_frames) == 0:
             raise ValueError(
@@ -249,8 +250,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(
             f"{manifest_path}: normalisation has {norm.mean.shape[0]} values but the feature spec {spec.dim}"
         )
-    _check_graph_io(data, spec.dim, state_shape, len(emotions), graph_path)
-    return Bundle(
+    bundle = Bundle(
         path=path,
         manifest=manifest,
         spec=spec,
@@ -262,9 +262,23 @@ def load_bundle(path: str | Path) -> Bundle:
         version=str(manifest["version"]),
         provenance=_field(manifest, "provenance", dict, manifest_path),
     )
+    _check_graph(data, bundle, graph_path)
+    return bundle
 
 
-def _check_graph_io(data: bytes, n_features: int, state_shape: tuple, n_emotions: int, where: Path) -> None:
+def graph_metadata(feature_set: str, emotions: Sequence[str], precision: str) -> dict[str, str]:
+    """What the graph itself says about its inputs and outputs (sherpa-onnx style metadata_props), so a
+    model.onnx on its own is self-describing; `load_bundle` checks that it agrees with the manifest."""
+    return {
+        "edge_emo.format": f"{FORMAT}/{FORMAT_VERSION}",
+        "edge_emo.feature_set": feature_set,
+        "edge_emo.emotions": ",".join(emotions),
+        "edge_emo.precision": precision,
+    }
+
+
+def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
+    """The graph's metadata and its input and output shapes must fit the manifest."""
     import onnx
 
     try:
@@ -275,11 +289,19 @@ def _check_graph_io(data: bytes, n_features: int, state_shape: tuple, n_emotions
     def dims(values) -> dict[str, list]:
         return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
 
-    expected_in = {"features": [1, "T", n_features], "state": list(state_shape)}
+    metadata = {p.key: p.value for p in model.metadata_props}
+    expected = graph_metadata(bundle.spec.name, bundle.emotions, bundle.precision)
+    for key, value in expected.items():
+        if metadata.get(key) != value:
+            raise BundleError(
+                f"{where}: graph says {key} = {metadata.get(key)!r} but the manifest implies {value!r}"
+            )
+    state_shape = list(bundle.state_shape)
+    expected_in = {"features": [1, "T", bundle.spec.dim], "state": state_shape}
     expected_out = {
-        "intensities": [1, "T", n_emotions],
-        "state_out": list(state_shape),
-        "hidden_sum": [1, state_shape[2]],
+        "intensities": [1, "T", len(bundle.emotions)],
+        "state_out": state_shape,
+        "hidden_sum": [1, bundle.hidden],
     }
     got_in, got_out = dims(model.graph.input), dims(model.graph.output)
     if got_in != expected_in or got_out != expected_out:

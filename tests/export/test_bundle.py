@@ -128,15 +128,29 @@ def test_missing_field_is_named(bundles, tmp_path, field):
         load_bundle(path)
 
 
-def test_feature_spec_that_does_not_fit_the_graph_is_refused(bundles, tmp_path):
+def as_compare(m):
+    m["feature_spec"]["name"], m["feature_spec"]["columns"] = "compare", [f"c{i}" for i in range(65)]
+    m["normalization"] = {"mean": [0.0] * 65, "std": [1.0] * 65}
+
+
+def fewer_columns(m):
+    m["feature_spec"]["columns"] = m["feature_spec"]["columns"][:24]
+    m["normalization"] = {k: v[:24] for k, v in m["normalization"].items()}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (as_compare, "graph says edge_emo.feature_set = 'egemaps'"),
+        (fewer_columns, "do not fit the manifest"),
+        (lambda m: m.update(precision="int8"), "edge_emo.precision"),
+        (lambda m: m["emotions"].reverse(), "edge_emo.emotions"),
+    ],
+)
+def test_manifest_that_does_not_fit_the_graph_is_refused(bundles, tmp_path, change, message):
     path = copy_bundle(bundles["fp32"], tmp_path)
-
-    def to_compare(m):
-        m["feature_spec"]["name"], m["feature_spec"]["columns"] = "compare", [f"c{i}" for i in range(65)]
-        m["normalization"] = {"mean": [0.0] * 65, "std": [1.0] * 65}
-
-    rewrite_manifest(path, to_compare)
-    with pytest.raises(BundleError, match="do not fit the manifest"):
+    rewrite_manifest(path, change)
+    with pytest.raises(BundleError, match=message):
         load_bundle(path)
 
 
