@@ -134,7 +134,8 @@ def pretrain(
     at = {"epoch": 0, "step": 0, "history": [], "loss_sum": 0.0, "clips": 0}
     if resume is not None:
         at = load_training_state(resume, model, opt, run)
-        dist.check_same([at["epoch"], at["step"]], f"where {resume} stands")
+    # Every process must read the same training state (on several machines: from a shared filesystem).
+    dist.check_same([at["epoch"], at["step"]], "the epoch and step to start from")
     net = _Reconstruction(model)
     if dist.world_size > 1:
         net = DistributedDataParallel(
