@@ -95,6 +95,18 @@ def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
     return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
 
 
+def _one_torch_thread_unless_told() -> None:
+    """Training runs one math thread per process unless OMP_NUM_THREADS says otherwise: on a shared 2-core
+    machine a 2 x 256 GRU with two threads per process ran many times slower than with one. To use more
+    cores, start more processes (`torchrun --nproc-per-node N -m edge_emo pretrain ...`)."""
+    import os
+
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
 def _guard(fn):
     """Turn input errors into a one-line message and exit code 2."""
 
@@ -183,6 +195,7 @@ def pretrain(
     from edge_emo.train.pretrain import PretrainConfig
     from edge_emo.train.pretrain import pretrain as run_pretrain
 
+    _one_torch_thread_unless_told()
     if loss_on not in ("masked", "all"):
         raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     dirs = data_dir or []
@@ -262,6 +275,7 @@ def finetune(
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
     from edge_emo.train.finetune import FinetuneConfig, finetune_head, sample_labeled, train_baseline
 
+    _one_torch_thread_unless_told()
     dirs = [data_dir] if data_dir else []
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
