@@ -273,3 +273,32 @@ def evaluate(
         typer.echo(json.dumps(rep))
     else:
         typer.echo(format_report(rep))
+
+
+class PrecisionChoice(str, Enum):
+    int8 = "int8"
+    fp32 = "fp32"
+
+
+@app.command("export")
+@_guard
+def export_model(
+    checkpoint: Annotated[Path, typer.Argument(help="A fine-tuned checkpoint (.safetensors).")],
+    out: Annotated[
+        Path, typer.Option(help="Bundle directory to write (NAME.bundle); a previous one is kept as .prev.")
+    ],
+    precision: Annotated[
+        PrecisionChoice, typer.Option(help="int8 (dynamic quantization of the GRU) or fp32.")
+    ] = PrecisionChoice.int8,
+    chunk_frames: Annotated[
+        int, typer.Option(help="Frames per graph call on device and in evaluation (10 = one 100 ms update).")
+    ] = 10,
+) -> None:
+    """Export a checkpoint as a streaming ONNX bundle (graph + manifest) for the device."""
+    from export import export_bundle
+
+    bundle = export_bundle(checkpoint, out, precision.value, chunk_frames)
+    size = bundle.graph_path.stat().st_size
+    typer.echo(
+        f"wrote {bundle.path} ({bundle.precision}, {size / 1e6:.2f} MB graph), version {bundle.version}"
+    )

@@ -1,0 +1,1 @@
+"""The device side: runs exported bundles with onnxruntime and numpy, never torch."""

@@ -1,0 +1,394 @@
+"""The exported model bundle: what the device runs, and the one source of truth about the model.
+
+A bundle is a directory `NAME.bundle/` holding
+
+- `model.onnx`: the streaming GRU (see export/graph.py). Inputs `features` (1, T, F) standardised frames with
+  T dynamic and `state` (L, 1, H); outputs `intensities` (1, T, E) per-frame head outputs, `state_out`
+  (L, 1, H) and `hidden_sum` (1, H), the sum of the top layer's hidden vectors over the chunk. The head is
+  fp32 with initializers `head.weight` (H, E) and `head.bias` (E,): `x @ head.weight + head.bias`.
+- `manifest.json`: format version, model version, feature spec, normalisation statistics, emotion order,
+  precision, state shape, chunk size, training provenance and the sha256 of model.onnx.
+
+Normalisation happens here, in `BundleStream.run_chunk`, with the manifest's `NormStats`: the graph never
+re-declares it. The utterance prediction is the mean of the per-frame intensities since the utterance
+started (the head is linear, so this is the head of the mean hidden vector, as in training).
+
+int8 graphs quantize each chunk's activations with a scale taken from the whole chunk, so results depend
+(slightly) on how frames are grouped into chunks. Everything therefore runs chunks of `chunk_frames` frames
+(the last chunk of an utterance may be shorter): offline evaluation and the live stream agree exactly.
+
+This module never imports torch; `onnx` is imported only to check and rewrite graphs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_emo.features import FeatureSpec, NormStats
+
+FORMAT = "edge-emo-bundle"
+FORMAT_VERSION = 1  # bump on any change a reader of version 1 would misread
+MANIFEST = "manifest.json"
+GRAPH = "model.onnx"
+PRECISIONS = ("fp32", "int8")
+HEAD_WEIGHT = "head.weight"
+HEAD_BIAS = "head.bias"
+INPUTS = ("features", "state")
+OUTPUTS = ("intensities", "state_out", "hidden_sum")
+REQUIRED = (
+    "format",
+    "format_version",
+    "version",
+    "precision",
+    "feature_spec",
+    "normalization",
+    "emotions",
+    "state_shape",
+    "chunk_frames",
+    "graph",
+    "provenance",
+    "manifest_sha256",
+)
+
+
+class BundleError(ValueError):
+    """A path is not a usable edge-emo bundle: missing, modified, corrupted or of an unknown format."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON without its own digest field (catches edits by hand)."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle on disk. Create with `load_bundle`."""
+
+    path: Path
+    manifest: dict[str, Any]
+    spec: FeatureSpec
+    norm: NormStats
+    emotions: tuple[str, ...]
+    precision: str  # "fp32" or "int8"
+    state_shape: tuple[int, int, int]  # (layers, 1, hidden)
+    chunk_frames: int
+    version: str
+    provenance: dict[str, Any]
+
+    @property
+    def graph_path(self) -> Path:
+        return self.path / GRAPH
+
+    @property
+    def hidden(self) -> int:
+        return self.state_shape[2]
+
+    def session(self, threads: int = 1):
+        """A new onnxruntime session on the CPU with `threads` intra-op threads and one inter-op thread."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
+
+    def stream(self, session=None) -> BundleStream:
+        """A stream over one utterance at a time (a new one-thread session unless `session` is given)."""
+        return BundleStream(self, session)
+
+    def predict_utterances(self, features_list: Sequence[np.ndarray]) -> np.ndarray:
+        """Utterance intensities (N, E) of clips given as raw feature frames (T_i, F), as the live stream
+        emits them at the end of each clip."""
+        return self._run_utterances(features_list)[0]
+
+    def embed_utterances(self, features_list: Sequence[np.ndarray]) -> np.ndarray:
+        """Utterance embeddings (N, H): the mean of the top layer's hidden vectors over each clip."""
+        return self._run_utterances(features_list)[1]
+
+    def _run_utterances(self, features_list: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        stream = self.stream()
+        intensities = np.zeros((len(features_list), len(self.emotions)), dtype=np.float32)
+        embeddings = np.zeros((len(features_list), self.hidden), dtype=np.float32)
+        for i, frames in enumerate(features_list):
+            frames = np.asarray(frames)
+            if frames.ndim != 2 or len(frames) == 0 or frames.shape[1] != self.spec.dim:
+                raise ValueError(
+                    f"clip {i}: expected (frames >= 1, {self.spec.dim}) {self.spec.name} values, got {frames.shape}"
+                )
+            stream.reset()
+            for start in range(0, len(frames), self.chunk_frames):
+                stream.run_chunk(frames[start : start + self.chunk_frames])
+            intensities[i] = stream.utterance_intensities()
+            embeddings[i] = stream.utterance_embedding()
+        return intensities, embeddings
+
+
+class BundleStream:
+    """The GRU state and the running utterance sums of one stream, silero-vad style.
+
+    Feed raw feature frames with `run_chunk` (normalised here, with the bundle's statistics), `chunk_frames`
+    at a time (a shorter last chunk is fine); read the utterance estimate at any time; `reset()` starts a new
+    utterance (zero state, zero sums).
+    """
+
+    def __init__(self, bundle: Bundle, session=None):
+        self.bundle = bundle
+        self.session = session if session is not None else bundle.session()
+        self.state = np.zeros(bundle.state_shape, dtype=np.float32)
+        self.intensity_sum = np.zeros(len(bundle.emotions), dtype=np.float64)
+        self.hidden_sum = np.zeros(bundle.hidden, dtype=np.float64)
+        self.frames = 0  # frames since the utterance started
+
+    def reset(self) -> None:
+        self.state.fill(0.0)
+        self.intensity_sum.fill(0.0)
+        self.hidden_sum.fill(0.0)
+        self.frames = 0
+
+    def run_chunk(self, raw_frames: np.ndarray) -> np.ndarray:
+        """Raw frames (T, F), T >= 1 -> per-frame intensities (T, E); carries the state and the sums."""
+        raw_frames = np.asarray(raw_frames)
+        dim = self.bundle.spec.dim
+        if raw_frames.ndim != 2 or raw_frames.shape[1] != dim or len(raw_frames) == 0:
+            raise ValueError(
+                f"expected at least one frame of {dim} {self.bundle.spec.name} values, got {raw_frames.shape}"
+            )
+        x = self.bundle.norm.apply(raw_frames)[None]  # (1, T, F), one new array, no further copies
+        intensities, self.state, hidden_sum = self.session.run(OUTPUTS, {"features": x, "state": self.state})
+        self.intensity_sum += intensities[0].sum(0)
+        self.hidden_sum += hidden_sum[0]
+        self.frames += len(raw_frames)
+        return intensities[0]
+
+    def utterance_intensities(self) -> np.ndarray:
+        """(E,) mean of the per-frame intensities since the utterance started (zeros before any frame)."""
+        return (self.intensity_sum / max(self.frames, 1)).astype(np.float32)
+
+    def utterance_embedding(self) -> np.ndarray:
+        """(H,) mean of the top layer's hidden vectors since the utterance started."""
+        return (self.hidden_sum / max(self.frames, 1)).astype(np.float32)
+
+
+def _field(manifest: dict[str, Any], key: str, kind: type, where: Path):
+    value = manifest[key]
+    if not isinstance(value, kind):
+        raise BundleError(f"{where}: manifest field '{key}' should be a {kind.__name__}, got {value!r:.60}")
+    return value
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and verify a bundle: format version, required fields, sha256 of the manifest and of model.onnx,
+    and that the graph's inputs and outputs fit the manifest. Raises BundleError with a one-line reason."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{path}: not an edge-emo bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{manifest_path}: unreadable manifest ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{manifest_path}: not an edge-emo bundle manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format version {manifest.get('format_version')!r} is not one this edge-emo "
+            f"reads ({FORMAT_VERSION}); re-export the model or update edge-emo"
+        )
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise BundleError(f"{manifest_path}: manifest lacks {', '.join(missing)}")
+    if manifest["manifest_sha256"] != manifest_digest(manifest):
+        raise BundleError(
+            f"{manifest_path}: manifest sha256 mismatch: the manifest was modified after export"
+        )
+
+    graph = _field(manifest, "graph", dict, manifest_path)
+    graph_path = path / GRAPH
+    if graph.get("file") != GRAPH or not graph_path.is_file():
+        raise BundleError(f"{path}: missing {GRAPH}")
+    data = graph_path.read_bytes()
+    digest = sha256_bytes(data)
+    if digest != graph.get("sha256"):
+        raise BundleError(
+            f"{graph_path}: sha256 mismatch (manifest {str(graph.get('sha256'))[:12]}..., file {digest[:12]}...): "
+            "the graph was modified or corrupted"
+        )
+    precision = _field(manifest, "precision", str, manifest_path)
+    if precision not in PRECISIONS:
+        raise BundleError(
+            f"{manifest_path}: unknown precision {precision!r} (known: {', '.join(PRECISIONS)})"
+        )
+    try:
+        spec = FeatureSpec.from_dict(_field(manifest, "feature_spec", dict, manifest_path))
+        norm = NormStats.from_dict(_field(manifest, "normalization", dict, manifest_path))
+        emotions = tuple(str(e) for e in _field(manifest, "emotions", list, manifest_path))
+        state_shape = tuple(int(d) for d in _field(manifest, "state_shape", list, manifest_path))
+        chunk_frames = int(manifest["chunk_frames"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{manifest_path}: invalid manifest ({e})") from e
+    if len(state_shape) != 3 or state_shape[1] != 1 or chunk_frames < 1:
+        raise BundleError(
+            f"{manifest_path}: invalid state_shape {state_shape} or chunk_frames {chunk_frames}"
+        )
+    if norm.mean.shape != (spec.dim,):
+        raise BundleError(
+            f"{manifest_path}: normalisation has {norm.mean.shape[0]} values but the feature spec {spec.dim}"
+        )
+    bundle = Bundle(
+        path=path,
+        manifest=manifest,
+        spec=spec,
+        norm=norm,
+        emotions=emotions,
+        precision=precision,
+        state_shape=state_shape,  # type: ignore[arg-type]
+        chunk_frames=chunk_frames,
+        version=str(manifest["version"]),
+        provenance=_field(manifest, "provenance", dict, manifest_path),
+    )
+    _check_graph(data, bundle, graph_path)
+    return bundle
+
+
+def graph_metadata(feature_set: str, emotions: Sequence[str], precision: str) -> dict[str, str]:
+    """What the graph itself says about its inputs and outputs (sherpa-onnx style metadata_props), so a
+    model.onnx on its own is self-describing; `load_bundle` checks that it agrees with the manifest."""
+    return {
+        "edge_emo.format": f"{FORMAT}/{FORMAT_VERSION}",
+        "edge_emo.feature_set": feature_set,
+        "edge_emo.emotions": ",".join(emotions),
+        "edge_emo.precision": precision,
+    }
+
+
+def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
+    """The graph's metadata and its input and output shapes must fit the manifest."""
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # onnx raises DecodeError and friends from protobuf
+        raise BundleError(f"{where}: not an ONNX model ({e})") from e
+
+    def dims(values) -> dict[str, list]:
+        return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+
+    metadata = {p.key: p.value for p in model.metadata_props}
+    expected = graph_metadata(bundle.spec.name, bundle.emotions, bundle.precision)
+    for key, value in expected.items():
+        if metadata.get(key) != value:
+            raise BundleError(
+                f"{where}: graph says {key} = {metadata.get(key)!r} but the manifest implies {value!r}"
+            )
+    state_shape = list(bundle.state_shape)
+    expected_in = {"features": [1, "T", bundle.spec.dim], "state": state_shape}
+    expected_out = {
+        "intensities": [1, "T", len(bundle.emotions)],
+        "state_out": state_shape,
+        "hidden_sum": [1, bundle.hidden],
+    }
+    got_in, got_out = dims(model.graph.input), dims(model.graph.output)
+    if got_in != expected_in or got_out != expected_out:
+        raise BundleError(
+            f"{where}: graph inputs {got_in} / outputs {got_out} do not fit the manifest "
+            f"(expected {expected_in} / {expected_out})"
+        )
+
+
+def write_bundle(
+    out_dir: str | Path, graph: bytes, manifest: dict[str, Any], keep_previous: bool = True
+) -> Bundle:
+    """Write `graph` and `manifest` (without digests: they are filled in here) as a bundle at `out_dir`,
+    atomically: a complete temporary directory is renamed into place, and a bundle already at `out_dir` is
+    kept as `out_dir` + ".prev" (replacing an older .prev). Returns the verified bundle."""
+    out_dir = Path(out_dir)
+    digest = sha256_bytes(graph)
+    manifest = {**manifest, "format": FORMAT, "format_version": FORMAT_VERSION}
+    manifest["graph"] = {**manifest.get("graph", {}), "file": GRAPH, "sha256": digest}
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        (tmp / GRAPH).write_bytes(graph)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        load_bundle(tmp)  # never put an unreadable bundle in place
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    previous = out_dir.with_name(out_dir.name + ".prev")
+    if out_dir.exists():
+        if keep_previous:
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(out_dir, previous)
+        else:
+            shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return load_bundle(out_dir)
+
+
+def model_version(provenance: dict[str, Any], precision: str, graph: bytes) -> str:
+    """A readable, unique model version: stage, date, precision and the graph's content hash."""
+    stage = str(provenance.get("stage") or "model")
+    return f"{stage}-{time.strftime('%Y%m%d', time.gmtime())}-{precision}-{sha256_bytes(graph)[:10]}"
+
+
+def write_bundle_with_head(
+    bundle: Bundle,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    out_dir: str | Path,
+    provenance: dict[str, Any] | None = None,
+) -> Bundle:
+    """A copy of `bundle` with a new fp32 head (personalization): `weight` (H, E) and `bias` (E,) such that
+    intensities = hidden @ weight + bias. Everything else is unchanged; the new bundle gets a new model
+    version, hashes and, if given, `provenance` recorded as its "personalization". Written atomically at
+    `out_dir` (which may be the bundle's own path: the old one is kept as .prev)."""
+    import onnx
+    from onnx import numpy_helper
+
+    h, e = bundle.hidden, len(bundle.emotions)
+    weight = np.asarray(weight, dtype=np.float32)
+    bias = np.asarray(bias, dtype=np.float32)
+    if weight.shape != (h, e) or bias.shape != (e,):
+        raise ValueError(
+            f"head must be weight ({h}, {e}) and bias ({e},), got {weight.shape} and {bias.shape}"
+        )
+    if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
+        raise ValueError("head weights contain NaN or inf")
+    model = onnx.load_model_from_string(bundle.graph_path.read_bytes())
+    replaced = 0
+    for i, init in enumerate(model.graph.initializer):
+        if init.name in (HEAD_WEIGHT, HEAD_BIAS):
+            new = weight if init.name == HEAD_WEIGHT else bias
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(new, init.name))
+            replaced += 1
+    if replaced != 2:
+        raise BundleError(
+            f"{bundle.graph_path}: graph has no fp32 head ({HEAD_WEIGHT}, {HEAD_BIAS}) to replace"
+        )
+    graph = model.SerializeToString()
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "manifest_sha256"}
+    new_provenance = dict(bundle.provenance)
+    new_provenance["personalization"] = {"from_version": bundle.version, **(provenance or {})}
+    new_provenance["stage"] = "personalized"
+    manifest["provenance"] = new_provenance
+    manifest["version"] = model_version(new_provenance, bundle.precision, graph)
+    return write_bundle(out_dir, graph, manifest)

@@ -1,0 +1,153 @@
+"""Checkpoint -> bundle: the one export path.
+
+    export_bundle("finetuned.safetensors", "models/default.bundle", precision="int8")
+
+builds the streaming graph (export/graph.py) from the checkpoint's weights, quantizes it for int8 (dynamic,
+every MatMul except the head, inside the Scan bodies too), checks it against the torch model on a short
+sequence, and writes the bundle atomically with its manifest (edge_emo/runtime/bundle.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from edge_emo.runtime.bundle import Bundle, graph_metadata, model_version, sha256_bytes, write_bundle
+from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, provenance
+from export.graph import HEAD_NODES, IR_VERSION, OPSET, gru_graph
+
+FP32_TOLERANCE = 1e-4  # max abs difference to torch of the fp32 graph, per frame and emotion
+CHECK_FRAMES = 300  # 3 s of frames for the export-time check against torch
+
+
+def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Dynamic int8: weights int8 per tensor, activations uint8 with a per-call scale; MatMulInteger for
+    every MatMul but the fp32 head, including the recurrent products inside the Scan bodies."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, src)
+        logging.disable(logging.WARNING)  # silence its generic advice to pre-process image models
+        try:
+            quantize_dynamic(
+                src,
+                dst,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_exclude=list(HEAD_NODES),
+                extra_options={"EnableSubgraph": True},  # without it the loops would stay fp32
+            )
+        finally:
+            logging.disable(logging.NOTSET)
+        quantized = onnx.load(dst)
+    quantized.ir_version = IR_VERSION
+    onnx.checker.check_model(quantized, full_check=True)
+    return quantized
+
+
+def _weights(ckpt: Checkpoint) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in ckpt.model.state_dict().items()}
+
+
+def check_against_torch(
+    ckpt: Checkpoint, graph: bytes, chunk_frames: int, frames: int = CHECK_FRAMES
+) -> float:
+    """Max abs difference of per-frame intensities: the graph run in chunks with carried state vs torch over
+    the whole sequence, on standardised random frames (seeded)."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).standard_normal((frames, ckpt.spec.dim)).astype(np.float32)
+    model = ckpt.model.eval()
+    with torch.inference_mode():
+        reference = model.head(model.hidden_states(torch.from_numpy(x)[None])[0])[0].numpy()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    state = np.zeros((model.config.layers, 1, model.config.hidden), dtype=np.float32)
+    out = []
+    for start in range(0, frames, chunk_frames):
+        y, state, _ = session.run(None, {"features": x[None, start : start + chunk_frames], "state": state})
+        out.append(y[0])
+    return float(np.abs(np.concatenate(out) - reference).max())
+
+
+def _provenance(ckpt: Checkpoint, ckpt_file: Path | None) -> dict[str, Any]:
+    """The training facts a reader looks for first, the full training record, and how the export ran."""
+    p = ckpt.provenance
+    finetune = p.get("finetune") or {}
+    export = provenance()
+    if ckpt_file is not None:
+        export["checkpoint"] = str(ckpt_file)
+        export["checkpoint_sha256"] = sha256_bytes(ckpt_file.read_bytes())
+    return {
+        "stage": p.get("stage", "unknown"),
+        "data": p.get("data"),
+        "label_budget": finetune.get("labeled_clips"),
+        "seed": finetune.get("seed"),
+        "git_commit": p.get("git_commit"),
+        "command": p.get("command"),
+        "training": p,
+        "export": export,
+    }
+
+
+def export_bundle(
+    checkpoint: str | Path | Checkpoint,
+    out_dir: str | Path,
+    precision: str = "int8",
+    chunk_frames: int = 10,
+) -> Bundle:
+    """Write the bundle of a checkpoint (a path or a loaded Checkpoint) at `out_dir` and return it."""
+    if precision not in ("int8", "fp32"):
+        raise ValueError(f"precision must be 'int8' or 'fp32', not {precision!r}")
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    ckpt_file = None if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(ckpt_file)
+    config = ckpt.model.config
+    if config.n_emotions != len(ckpt.emotions) or config.n_features != ckpt.spec.dim:
+        raise ValueError(
+            "checkpoint is inconsistent: model shape does not match its emotions or feature spec"
+        )
+
+    model = gru_graph(_weights(ckpt))
+    if precision == "int8":
+        model = quantize_int8(model)
+    onnx.helper.set_model_props(model, graph_metadata(ckpt.spec.name, ckpt.emotions, precision))
+    graph = model.SerializeToString()
+    max_diff = check_against_torch(ckpt, graph, chunk_frames)
+    if precision == "fp32" and max_diff > FP32_TOLERANCE:
+        raise RuntimeError(f"exported fp32 graph differs from torch by {max_diff:.2e} (> {FP32_TOLERANCE})")
+
+    prov = _provenance(ckpt, ckpt_file)
+    manifest = {
+        "version": model_version(prov, precision, graph),
+        "precision": precision,
+        "feature_spec": ckpt.spec.to_dict(),
+        "normalization": ckpt.norm.to_dict(),
+        "emotions": list(ckpt.emotions),
+        "state_shape": [config.layers, 1, config.hidden],
+        "chunk_frames": chunk_frames,
+        "graph": {
+            "opset": OPSET,
+            "ir_version": IR_VERSION,
+            "inputs": {"features": [1, "T", config.n_features], "state": [config.layers, 1, config.hidden]},
+            "outputs": {
+                "intensities": [1, "T", config.n_emotions],
+                "state_out": [config.layers, 1, config.hidden],
+                "hidden_sum": [1, config.hidden],
+            },
+            "head": {"weight": "head.weight", "bias": "head.bias", "math": "hidden @ weight + bias"},
+            "check_max_abs_diff_vs_torch": max_diff,
+        },
+        "provenance": prov,
+    }
+    return write_bundle(out_dir, graph, manifest)
