@@ -158,7 +158,7 @@ class EmotionRecognizer:
         update_interval_s: float = 0.1,
         smoothing_s: float = 0.0,
         threads: int = 1,
-        vad: Vad | None = Vad(),  # noqa: B008 (frozen dataclass: an immutable default)
+        vad: Vad | None = Vad(),
         dominant_min: float = 0.5,
         input_rate: int | None = None,
     ) -> None:
@@ -267,10 +267,7 @@ class EmotionRecognizer:
         if len(frames) == 0:
             return
         squares = self._levels.take(self._frame, len(frames))
-        if self.vad is None:
-            loud = np.ones(len(frames), bool)
-        else:
-            loud = squares >= self._threshold
+        loud = np.ones(len(frames), bool) if self.vad is None else squares >= self._threshold
         # A decision per frame: a few integer operations each, about 1 us, i.e. 1e-4 of real time.
         for row, is_loud, square in zip(frames, loud.tolist(), squares.tolist()):
             self._step(row, is_loud, square)

@@ -25,7 +25,10 @@ def build_bundles(root: Path) -> dict[str, Bundle]:
     torch.set_num_threads(1)
     spec = spec_for("egemaps")
     n = 18
-    features = [extract(synth_speech(1.0 + 0.1 * i, seed=100 + i) * (0.2 + 0.1 * (i % 4)), 16000, spec) for i in range(n)]
+    features = [
+        extract(synth_speech(1.0 + 0.1 * i, seed=100 + i) * (0.2 + 0.1 * (i % 4)), 16000, spec)
+        for i in range(n)
+    ]
     labels = np.zeros((n, 6), np.float32)
     labels[np.arange(n), np.arange(n) % 6] = 1 + np.arange(n) % 3
     clips = ClipSet(spec, features, [f"s{i % 3}" for i in range(n)], [f"c{i}" for i in range(n)], labels)
