@@ -51,8 +51,13 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def to_mono(signal: np.ndarray, source: str = "signal") -> np.ndarray:
-    """A checked float32 mono signal from (samples,) or channel-first (channels, samples) audio."""
+    """A checked float32 mono signal from (samples,) or channel-first (channels, samples) audio; float in
+    [-1, 1] or signed integer PCM (scaled to [-1, 1))."""
     x = np.asarray(signal)
+    if x.dtype.kind == "i":
+        x = x.astype(np.float32) / np.float32(-np.iinfo(x.dtype).min)
+    elif x.dtype.kind != "f":
+        raise BadSamplesError(f"{source}: audio samples must be float or signed integers, got {x.dtype}")
     if x.ndim == 2:
         channels = x.shape[0]
         if channels == 1:
@@ -60,7 +65,9 @@ def to_mono(signal: np.ndarray, source: str = "signal") -> np.ndarray:
         elif channels == 2:
             x = x.astype(np.float32).mean(axis=0, dtype=np.float32)  # both ears carry the same voice
         else:
-            raise ChannelLayoutError(f"{source}: {channels} audio channels; edge-emo reads mono or stereo")
+            raise ChannelLayoutError(
+                f"{source}: {channels} audio channels; edge-emo reads mono or stereo (arrays: channels first)"
+            )
     elif x.ndim != 1:
         raise ChannelLayoutError(f"{source}: audio must be (samples,) or (channels, samples), got {x.shape}")
     x = np.asarray(x, dtype=np.float32)

@@ -26,6 +26,7 @@ from .spec import FeatureSpec
 # buffer, so a write fails only while openSMILE is behind, and then waits for it.
 _WRITE_SAMPLES = 1600
 _RETRY_S = 0.0005
+_ABORT_POLL_S = 0.01
 _SOURCE = SOURCE.encode("ascii")
 
 # Engines whose openSMILE thread may still be running, stopped at interpreter exit. Engines, not extractors,
@@ -43,6 +44,7 @@ class _Engine:
         self.error: BaseException | None = None
         self._closed = False
         self._close_lock = threading.Lock()
+        self._io_lock = threading.Lock()  # no write may reach the C object while it is being freed
         try:
             self.smile.external_sink_set_callback_ex(SINK, self.frames)
             self.thread = threading.Thread(target=self._run, name="edge-emo-opensmile", daemon=True)
@@ -61,19 +63,21 @@ class _Engine:
 
     def write(self, pcm: np.ndarray) -> None:
         """Write int16 samples; waits while openSMILE's ring buffer is full."""
-        obj = self.smile._smileobj
         for start in range(0, len(pcm), _WRITE_SAMPLES):
             piece = pcm[start : start + _WRITE_SAMPLES]
             while True:
-                result = smile_lib.smileapi.smile_extaudiosource_write_data(
-                    obj, _SOURCE, piece.ctypes.data, piece.nbytes
-                )
+                with self._io_lock:
+                    if self._closed:
+                        raise RuntimeError("stream was closed while audio was being written")
+                    result = smile_lib.smileapi.smile_extaudiosource_write_data(
+                        self.smile._smileobj, _SOURCE, piece.ctypes.data, piece.nbytes
+                    )
                 if result == smile_lib.SMILE_SUCCESS:
                     break
-                if result != smile_lib.SMILE_NOT_WRITTEN:
-                    self.smile._check_smile_result(result)
-                if not self.thread.is_alive():
-                    raise OpenSmileError(f"openSMILE stopped while audio was still coming in: {self.error}")
+                if result != smile_lib.SMILE_NOT_WRITTEN or not self.thread.is_alive():
+                    raise OpenSmileError(
+                        f"openSMILE stopped while audio was still coming in (code {result}, {self.error})"
+                    )
                 time.sleep(_RETRY_S)
 
     def finish(self) -> None:
@@ -89,27 +93,22 @@ class _Engine:
             if self._closed:
                 return
             self._closed = True
-        thread = getattr(self, "thread", None)
-        if thread is not None and thread is threading.current_thread():
+        if getattr(self, "thread", None) is threading.current_thread():
             # Garbage collection can run a finalizer on openSMILE's own thread (inside the sink callback);
             # it cannot join itself, so a helper thread finishes the job.
-            self._abort()
-            threading.Thread(target=self._join_and_free, daemon=True).start()
-            return
-        if thread is not None and thread.is_alive():
-            self._abort()
-        self._join_and_free()
+            threading.Thread(target=self._stop_and_free, daemon=True).start()
+        else:
+            self._stop_and_free()
 
-    def _abort(self) -> None:
-        # run() may have ended on its own in the meantime: then there is nothing to abort
-        with contextlib.suppress(smile_lib.OpenSmileException):
-            self.smile.abort()
-
-    def _join_and_free(self) -> None:
+    def _stop_and_free(self) -> None:
         thread = getattr(self, "thread", None)
-        if thread is not None and thread.ident is not None:
-            thread.join()
-        self.smile.free()
+        # An abort that comes before run() has reached its loop is lost, so repeat it until run() returns.
+        while thread is not None and thread.is_alive():
+            with contextlib.suppress(smile_lib.OpenSmileException):  # run() may end on its own meanwhile
+                self.smile.abort()
+            thread.join(_ABORT_POLL_S)
+        with self._io_lock:
+            self.smile.free()
         with _live_lock:
             _live_engines.discard(self)
 

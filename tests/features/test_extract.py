@@ -165,6 +165,13 @@ def test_nan_samples(tmp_path, speech):
     one_line_naming(e, str(path))
 
 
+def test_integer_pcm_input_is_scaled(speech, offline_frames):
+    pcm = np.clip(speech * 32768, -32768, 32767).astype(np.int16)
+    assert np.array_equal(extract(pcm, 16000, spec_for("egemaps")), offline_frames["egemaps"])
+    with pytest.raises(BadSamplesError, match="uint8"):
+        extract(np.zeros(16000, np.uint8), 16000, spec_for("egemaps"))
+
+
 def test_loud_float_input_is_clipped_not_wrapped(speech):
     """opensmile-python converts float to int16 without clipping (1.5 wraps to a negative value)."""
     spec = spec_for("egemaps")
