@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_emo.features import extract, spec_for
-from edge_emo.runtime.bundle import Bundle, load_bundle
+from edge_emo.runtime.bundle import Bundle
 from tests.fixtures import synth_speech, write_wav
 
 
@@ -17,7 +17,9 @@ def build_bundles(root: Path) -> dict[str, Bundle]:
     import torch
 
     from edge_emo.data.corpus import ClipSet
-    from edge_emo.train.checkpoint import save_checkpoint
+    from edge_emo.features import FeatureSpec, NormStats
+    from edge_emo.model import EmotionGRU, ModelConfig
+    from edge_emo.train.checkpoint import Checkpoint, save_checkpoint
     from edge_emo.train.finetune import FinetuneConfig, finetune_head
     from edge_emo.train.pretrain import PretrainConfig, pretrain
     from export import export_bundle
@@ -35,10 +37,17 @@ def build_bundles(root: Path) -> dict[str, Bundle]:
     pre = pretrain([clips], PretrainConfig(epochs=2, batch_size=6), hidden=32)
     ckpt = finetune_head(pre, clips, FinetuneConfig(epochs=20, lr=1e-2, batch_size=6))
     save_checkpoint(ckpt, root / "finetuned.safetensors")
-    return {
+    out = {
         p: export_bundle(root / "finetuned.safetensors", root / f"{p}.bundle", precision=p)
         for p in ("int8", "fp32")
     }
+    # A bundle trained on other frames than this openSMILE makes ("egemaps" with other columns).
+    other = FeatureSpec("egemaps", tuple(f"other{i}" for i in range(spec.dim)))
+    ones = NormStats(np.zeros(spec.dim, np.float32), np.ones(spec.dim, np.float32))
+    model = EmotionGRU(ModelConfig(spec.dim, hidden=8))
+    save_checkpoint(Checkpoint(model, other, ones, ckpt.emotions, {}), root / "other.safetensors")
+    out["mismatch"] = export_bundle(root / "other.safetensors", root / "mismatch.bundle", precision="fp32")
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +65,3 @@ def clip_path(tmp_path_factory):
     """A 3 s speech-like clip at 16 kHz, leading and trailing quiet included."""
     x = np.concatenate([np.zeros(4000, np.float32), synth_speech(2.5, seed=5), np.zeros(4000, np.float32)])
     return write_wav(tmp_path_factory.mktemp("clip") / "clip.wav", x)
-
-
-def reload(bundle: Bundle) -> Bundle:
-    return load_bundle(bundle.path)
