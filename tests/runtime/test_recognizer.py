@@ -37,7 +37,9 @@ def speech_and_silence(parts: list[tuple[str, float, int]], rate: int = 16000) -
     """('speech', seconds, seed) and ('silence', seconds, _) pieces; silence is a -80 dBFS noise floor."""
     rng = np.random.default_rng(0)
     pieces = [
-        synth_speech(s, rate, seed) if kind == "speech" else (1e-4 * rng.standard_normal(int(s * rate))).astype(np.float32)
+        synth_speech(s, rate, seed)
+        if kind == "speech"
+        else (1e-4 * rng.standard_normal(int(s * rate))).astype(np.float32)
         for kind, s, seed in parts
     ]
     return np.concatenate(pieces)
@@ -65,14 +67,17 @@ def test_a_streamed_clip_ends_with_what_evaluate_predicts_for_it(bundles, clip_p
     final = [u for u in updates if u.final]
     assert len(final) == 1 and final[0] is updates[-1]
     np.testing.assert_array_equal(final[0].intensities, evaluated)
-    assert final[0].utterance_start_s == 0 and final[0].utterance_s == pytest.approx(len(extract_file(clip_path, spec)) * HOP)
+    assert final[0].utterance_start_s == 0 and final[0].utterance_s == pytest.approx(
+        len(extract_file(clip_path, spec)) * HOP
+    )
     assert np.ptp(evaluated) > 0.01  # the model says something that could differ
 
 
 def test_updates_do_not_depend_on_how_the_audio_is_cut(bundle, clip_path):
     x, rate = load_audio(clip_path)
     runs = [
-        [u.to_json() for u in stream(EmotionRecognizer(bundle), x, rate, block)] for block in (7, 160, 1001, len(x))
+        [u.to_json() for u in stream(EmotionRecognizer(bundle), x, rate, block)]
+        for block in (7, 160, 1001, len(x))
     ]
     assert all(r == runs[0] for r in runs[1:])
     pcm16 = np.round(x * 32768).astype(np.int16)  # int16 and float input are the same audio
@@ -90,7 +95,13 @@ def test_a_48_khz_stream_is_resampled_like_the_offline_path(bundle):
 
 def test_utterances_are_cut_at_silence_and_each_is_its_own_clip(bundle):
     x = speech_and_silence(
-        [("silence", 0.5, 0), ("speech", 2.0, 1), ("silence", 1.0, 0), ("speech", 1.5, 2), ("silence", 1.0, 0)]
+        [
+            ("silence", 0.5, 0),
+            ("speech", 2.0, 1),
+            ("silence", 1.0, 0),
+            ("speech", 1.5, 2),
+            ("silence", 1.0, 0),
+        ]
     )
     frames = extract(x, 16000, bundle.spec)
     updates = stream(EmotionRecognizer(bundle), x, 16000, block=160)
