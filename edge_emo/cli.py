@@ -399,6 +399,8 @@ def listen(
                 f"{e}; without a microphone, try: edge-emo listen --input sample", e.exit_code
             ) from None
     view = None if json_out else LiveView(source.describe(), bundle.version)
+    if json_out:
+        typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
     warned = False
 
     def on_update(update, summary) -> None:
