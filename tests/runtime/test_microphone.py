@@ -89,7 +89,7 @@ def test_a_device_that_only_offers_48_khz_is_resampled(bundle, tmp_path):
 
 
 def test_input_overflow_is_counted_not_fatal(bundle, tmp_path):
-    _, raw, seconds = recording(tmp_path, 16000)
+    _, raw, _ = recording(tmp_path, 16000)
     env = alsa_env(tmp_path, file_device(raw, 16000))
     # The device delivers hundreds of times faster than real time; a 50 ms queue cannot keep up.
     run = listen(bundle, "--device", "virtualmic", "--duration", "60", "--buffer", "0.05", env=env)
@@ -101,7 +101,7 @@ def test_input_overflow_is_counted_not_fatal(bundle, tmp_path):
 
 
 def test_a_device_that_fails_mid_stream_ends_with_exit_code_4(bundle, tmp_path):
-    _, raw, seconds = recording(tmp_path, 16000)
+    _, raw, _ = recording(tmp_path, 16000)
     # The file plugin also writes what it captures to `file`; here a pipe into a reader that quits after
     # about a second of audio. The next write fails and ALSA reports an error to PortAudio, whose stream
     # stops as when a USB microphone is pulled out.
