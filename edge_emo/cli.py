@@ -450,3 +450,31 @@ def devices() -> None:
             f"{'*' if d.is_default else ' '}{d.index:3d}  {d.name}  "
             f"({d.host_api}, {d.channels} in, {d.default_rate} Hz default)"
         )
+
+
+@app.command("bridge-monitor")
+def bridge_monitor(
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="udp://HOST:PORT (binds and listens), serial:///dev/ttyUSB0?baud=115200, or - (stdin)."
+        ),
+    ],
+    count: Annotated[
+        Optional[int], typer.Option("--count", min=1, help="Stop after this many frames.")
+    ] = None,
+    timeout: Annotated[
+        Optional[float], typer.Option("--timeout", min=0.0, help="Stop after this many seconds.")
+    ] = None,
+) -> None:
+    """Decode a live firmware-bridge stream: print every frame and the error counters (a bench tool)."""
+    from firmware_bridge.monitor import run_monitor
+
+    try:
+        received, _ = run_monitor(url, count=count, timeout_s=timeout)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    except OSError as e:
+        raise fail(f"cannot open {url}: {e}") from None
+    if count is not None and received < count:
+        raise fail(f"only {received} of {count} frames arrived", code=1)
