@@ -7,7 +7,7 @@ import functools
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, NamedTuple, Optional
 
 import typer
 
@@ -320,6 +320,15 @@ def _sample_path() -> Path:
     return samples[0]
 
 
+class _BridgeUpdate(NamedTuple):
+    """What firmware_bridge's Link.send_update reads (the dominant emotion as an index)."""
+
+    timestamp_s: float
+    intensities: object
+    dominant: Optional[int]
+    speech: bool
+
+
 def _listen_model(model: Optional[Path]):
     from edge_emo.runtime.bundle import load_bundle
 
@@ -385,9 +394,19 @@ def listen(
         threads=threads,
         vad=Vad(threshold_db=vad_threshold_db) if vad else None,
     )
+    link = None
     if bridge is not None:
-        # Placeholder until the firmware bridge is merged: see the runtime report.
-        raise ValueError("--bridge needs the firmware_bridge package, which this build does not include yet")
+        import firmware_bridge
+        from firmware_bridge.protocol import MAX_MODEL_VERSION
+
+        # Bundle versions (stage-date-precision-hash, 34 characters) are longer than the wire format's
+        # limit: the hello carries their start, which still ends in 8 characters of the graph's hash.
+        link = firmware_bridge.connect(
+            bridge,
+            model_version=bundle.version[:MAX_MODEL_VERSION],
+            emotions=bundle.emotions,
+            update_rate_hz=1 / update_interval,
+        )
     if input_file is not None:
         path = _sample_path() if str(input_file) == "sample" else input_file
         source = AudioFileSource(path, fast=fast, max_s=duration)
@@ -405,6 +424,10 @@ def listen(
 
     def on_update(update, summary) -> None:
         nonlocal warned
+        if link is not None:
+            link.send_update(
+                _BridgeUpdate(update.time_s, update.intensities, update.dominant_index, update.speech)
+            )
         if json_out:
             sys.stdout.write(update.to_json() + "\n")
             sys.stdout.flush()
@@ -431,6 +454,8 @@ def listen(
         raise fail(str(e), e.exit_code) from None
     finally:
         recognizer.close()
+        if link is not None:
+            link.close()
     typer.echo(summary.describe(), err=True)
 
 

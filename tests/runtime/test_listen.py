@@ -143,3 +143,35 @@ def test_readme_snapshot_of_the_live_view(bundle, clip_path):
     rows = [line for line in text.splitlines() if line.strip("│ ").split(" ")[0] in bundle.emotions]
     assert len(rows) == 6 and "speech" in text and update.dominant in text
     assert np.isfinite(update.level_db)
+
+
+def test_updates_go_to_the_wearable_over_the_firmware_bridge(bundle, clip_path):
+    import socket
+
+    from firmware_bridge import Hello, StreamDecoder, Update
+    from firmware_bridge.protocol import quantise
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(10)
+    url = f"udp://127.0.0.1:{receiver.getsockname()[1]}"
+    run = edge_emo(
+        "listen", "--model", str(bundle.path), "--input", str(clip_path), "--fast", "--json", "--bridge", url
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    decoder = StreamDecoder()
+    messages = []
+    while len([m for m in messages if isinstance(m, Update)]) < len(lines):
+        messages += [f.message for f in decoder.feed(receiver.recv(2048))]
+    receiver.close()
+    assert isinstance(messages[0], Hello) and messages[0].emotions == bundle.emotions
+    assert bundle.version.startswith(messages[0].model_version) and messages[0].update_rate_centihz == 1000
+    updates = [m for m in messages if isinstance(m, Update)]
+    for sent, line in zip(updates, lines):
+        assert sent.timestamp_ms == round(line["time_s"] * 1000) and sent.speech == line["speech"]
+        assert sent.dominant == (
+            None if line["dominant"] is None else bundle.emotions.index(line["dominant"])
+        )
+        # the JSON rounds to 4 decimals: a level may differ by one step at a rounding edge
+        np.testing.assert_allclose(sent.levels, [quantise(v) for v in line["intensities"].values()], atol=1)
