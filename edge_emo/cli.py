@@ -7,7 +7,7 @@ import functools
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, NamedTuple, Optional
 
 import typer
 
@@ -330,34 +330,6 @@ def evaluate(
         typer.echo(format_report(rep))
 
 
-@app.command("bridge-monitor")
-def bridge_monitor(
-    url: Annotated[
-        str,
-        typer.Argument(
-            help="udp://HOST:PORT (binds and listens), serial:///dev/ttyUSB0?baud=115200, or - (stdin)."
-        ),
-    ],
-    count: Annotated[
-        Optional[int], typer.Option("--count", min=1, help="Stop after this many frames.")
-    ] = None,
-    timeout: Annotated[
-        Optional[float], typer.Option("--timeout", min=0.0, help="Stop after this many seconds.")
-    ] = None,
-) -> None:
-    """Decode a live firmware-bridge stream: print every frame and the error counters (a bench tool)."""
-    from firmware_bridge.monitor import run_monitor
-
-    try:
-        received, _ = run_monitor(url, count=count, timeout_s=timeout)
-    except ValueError as e:
-        raise fail(str(e)) from None
-    except OSError as e:
-        raise fail(f"cannot open {url}: {e}") from None
-    if count is not None and received < count:
-        raise fail(f"only {received} of {count} frames arrived", code=1)
-
-
 class PrecisionChoice(str, Enum):
     int8 = "int8"
     fp32 = "fp32"
@@ -385,3 +357,204 @@ def export_model(
     typer.echo(
         f"wrote {bundle.path} ({bundle.precision}, {size / 1e6:.2f} MB graph), version {bundle.version}"
     )
+
+
+# --- device runtime: listen, devices ----------------------------------------------------------------------
+# Exit codes of `listen` and `devices`: 0 done (end of input, --duration reached or Ctrl-C; dropped blocks
+# are reported, not fatal), 2 bad input (model bundle, audio file, options), 3 no usable input device,
+# 4 the input device failed while streaming.
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default.bundle"
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def _sample_path() -> Path:
+    samples = sorted(SAMPLES.glob("*.flac"))
+    if not samples:
+        raise ValueError(f"no sample audio is installed in {SAMPLES}")
+    return samples[0]
+
+
+class _BridgeUpdate(NamedTuple):
+    """What firmware_bridge's Link.send_update reads (the dominant emotion as an index)."""
+
+    timestamp_s: float
+    intensities: object
+    dominant: Optional[int]
+    speech: bool
+
+
+def _listen_model(model: Optional[Path]):
+    from edge_emo.runtime.bundle import load_bundle
+
+    path = model or DEFAULT_MODEL
+    if model is None and not (path / "manifest.json").is_file():
+        raise ValueError(f"the default model is not installed ({path}); pass --model BUNDLE")
+    return load_bundle(path)
+
+
+@app.command()
+@_guard
+def listen(
+    model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the bundled model).")] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="Input device, by index or name (see `edge-emo devices`).")
+    ] = None,
+    input_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--input", help="Stream an audio file instead of the microphone ('sample': the shipped one)."
+        ),
+    ] = None,
+    fast: Annotated[bool, typer.Option(help="With --input: as fast as possible, not in real time.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON line per update on stdout, nothing else there.")
+    ] = False,
+    duration: Annotated[
+        Optional[float], typer.Option(help="Stop after this many seconds of audio.", min=0.01)
+    ] = None,
+    update_interval: Annotated[float, typer.Option(help="Seconds of audio between updates.", min=0.01)] = 0.1,
+    smoothing: Annotated[
+        float,
+        typer.Option(help="Time constant (s) of exponential smoothing of the intensities; 0: none.", min=0),
+    ] = 0.0,
+    vad_threshold_db: Annotated[
+        float, typer.Option(help="Level (dBFS) at which audio counts as speech.")
+    ] = -45.0,
+    vad: Annotated[
+        bool,
+        typer.Option(help="Cut the stream into utterances; --no-vad: the whole stream is one utterance."),
+    ] = True,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads.", min=1)] = 1,
+    buffer: Annotated[
+        float, typer.Option(help="Seconds of microphone audio queued before blocks are dropped.", min=0.02)
+    ] = 2.0,
+    bridge: Annotated[
+        Optional[str], typer.Option(help="Also send updates to a wearable (serial:// or udp:// URL).")
+    ] = None,
+) -> None:
+    """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
+    import sys
+
+    from edge_emo.runtime import listen as listening
+    from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
+    from edge_emo.runtime.recognizer import EmotionRecognizer, Vad
+    from edge_emo.runtime.view import LiveView
+
+    bundle = _listen_model(model)
+    recognizer = EmotionRecognizer(
+        bundle,
+        update_interval_s=update_interval,
+        smoothing_s=smoothing,
+        threads=threads,
+        vad=Vad(threshold_db=vad_threshold_db) if vad else None,
+    )
+    link = None
+    if bridge is not None:
+        import firmware_bridge
+        from firmware_bridge.protocol import MAX_MODEL_VERSION
+
+        # Bundle versions (stage-date-precision-hash, 34 characters) are longer than the wire format's
+        # limit: the hello carries their start, which still ends in 8 characters of the graph's hash.
+        link = firmware_bridge.connect(
+            bridge,
+            model_version=bundle.version[:MAX_MODEL_VERSION],
+            emotions=bundle.emotions,
+            update_rate_hz=1 / update_interval,
+        )
+    if input_file is not None:
+        path = _sample_path() if str(input_file) == "sample" else input_file
+        source = AudioFileSource(path, fast=fast, max_s=duration)
+    else:
+        try:
+            source = Microphone(find_device(device), bundle.spec.sample_rate, buffer_s=buffer, max_s=duration)
+        except AudioSourceError as e:
+            raise fail(
+                f"{e}; without a microphone, try: edge-emo listen --input sample", e.exit_code
+            ) from None
+    view = None if json_out else LiveView(source.describe(), bundle.version)
+    if json_out:
+        typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
+    warned = False
+
+    def on_update(update, summary) -> None:
+        nonlocal warned
+        if link is not None:
+            link.send_update(
+                _BridgeUpdate(update.time_s, update.intensities, update.dominant_index, update.speech)
+            )
+        if json_out:
+            sys.stdout.write(update.to_json() + "\n")
+            sys.stdout.flush()
+        else:
+            view.show(update, summary.dropped_blocks, summary.utterances)
+        if summary.dropped_blocks and not warned:
+            warned = True
+            typer.secho(
+                "warning: input overflow: processing fell behind and audio blocks are being dropped",
+                err=True,
+                fg=typer.colors.YELLOW,
+            )
+
+    try:
+        with listening.stop_on_sigint() as stop, source:
+            if view is not None:
+                view.start()
+            try:
+                summary = listening.run(recognizer, source, on_update, stop)
+            finally:
+                if view is not None:
+                    view.stop()
+    except AudioSourceError as e:
+        raise fail(str(e), e.exit_code) from None
+    finally:
+        recognizer.close()
+        if link is not None:
+            link.close()
+    typer.echo(summary.describe(), err=True)
+
+
+@app.command()
+def devices() -> None:
+    """List the audio input devices `edge-emo listen --device` can use (* marks the default)."""
+    from edge_emo.runtime.audio_input import AudioSourceError, input_devices
+
+    try:
+        found = input_devices()
+    except AudioSourceError as e:
+        raise fail(str(e), e.exit_code) from None
+    if not found:
+        raise fail("no audio input device found", 3)
+    for d in found:
+        typer.echo(
+            f"{'*' if d.is_default else ' '}{d.index:3d}  {d.name}  "
+            f"({d.host_api}, {d.channels} in, {d.default_rate} Hz default)"
+        )
+
+
+@app.command("bridge-monitor")
+def bridge_monitor(
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="udp://HOST:PORT (binds and listens), serial:///dev/ttyUSB0?baud=115200, or - (stdin)."
+        ),
+    ],
+    count: Annotated[
+        Optional[int], typer.Option("--count", min=1, help="Stop after this many frames.")
+    ] = None,
+    timeout: Annotated[
+        Optional[float], typer.Option("--timeout", min=0.0, help="Stop after this many seconds.")
+    ] = None,
+) -> None:
+    """Decode a live firmware-bridge stream: print every frame and the error counters (a bench tool)."""
+    from firmware_bridge.monitor import run_monitor
+
+    try:
+        received, _ = run_monitor(url, count=count, timeout_s=timeout)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    except OSError as e:
+        raise fail(f"cannot open {url}: {e}") from None
+    if count is not None and received < count:
+        raise fail(f"only {received} of {count} frames arrived", code=1)
