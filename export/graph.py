@@ -24,10 +24,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edge_emo.runtime.bundle import HEAD_BIAS, HEAD_WEIGHT  # (H, E) and (E,): x @ head.weight + head.bias
+
 OPSET = 17
 IR_VERSION = 8  # onnxruntime 1.16 loads IR <= 9; onnx 1.23 would otherwise stamp 14
-HEAD_WEIGHT = "head.weight"  # (H, E): the head is x @ head.weight + head.bias
-HEAD_BIAS = "head.bias"  # (E,)
 HEAD_NODES = ("head/MatMul", "head/Add")  # kept fp32 by the quantizer
 
 

@@ -116,3 +116,23 @@ def test_every_command_documents_its_options():
     for cmd in ["pretrain", "finetune", "evaluate"]:
         out = edge_emo(cmd, "--help").stdout
         assert "Show this message and exit" in out and "Seed of the speaker split" in out
+
+
+def test_evaluate_runs_on_an_exported_bundle_without_torch(corpus, trained, tmp_path):
+    bundle = tmp_path / "m.bundle"
+    edge_emo("export", trained / "ft.safetensors", "--out", bundle, "--precision", "fp32")
+    script = (
+        "import sys, json\n"
+        "from edge_emo.cli import app\n"
+        f"app(['evaluate', {str(bundle)!r}, {str(corpus)!r}, '--split', 'val', '--json'], standalone_mode=False)\n"
+        "assert 'torch' not in sys.modules, 'evaluating a bundle imported torch'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    from_bundle = json.loads(proc.stdout)
+    from_checkpoint = json.loads(
+        edge_emo("evaluate", trained / "ft.safetensors", corpus, "--split", "val", "--json").stdout
+    )
+    assert from_bundle["model"]["mae"] == pytest.approx(from_checkpoint["model"]["mae"], abs=1e-5)
+    assert from_bundle["zeros"] == from_checkpoint["zeros"]
