@@ -529,7 +529,7 @@ def record(
     speaker: Annotated[str, typer.Option(help="Speaker name written in labels.csv.")] = "wearer",
 ) -> None:
     """Record a clip from the microphone (or import audio files), label it and add it to labels.csv."""
-    from edge_emo.data.labels import EMOTIONS
+    from edge_emo.data.labels import EMOTIONS, read_labels
     from edge_emo.features import load_audio
     from edge_emo.personalize.record import LABEL_HELP, append_label, capture, parse_labels, save_clip
     from edge_emo.personalize.wearer import speech_seconds
@@ -537,6 +537,8 @@ def record(
     from edge_emo.runtime.recognizer import Vad
 
     given = parse_labels(" ".join(label)) if label else None
+    if labels.exists():
+        read_labels(labels)  # a broken labels.csv is reported before anything is recorded
     if input_files:
         clips = [(str(p), *load_audio(p)) for p in input_files]
     else:
