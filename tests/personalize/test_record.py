@@ -134,7 +134,7 @@ def test_bad_input_changes_nothing(tmp_path, problem):
 
 def test_recording_from_the_microphone(tmp_path):
     """A real PortAudio stream from an ALSA device that plays a known recording."""
-    _, raw, seconds = recording(tmp_path, 16000)
+    _, raw, _ = recording(tmp_path, 16000)
     labels = tmp_path / "labels.csv"
     env = alsa_env(tmp_path, file_device(raw, 16000))
     run = edge_emo("record", "--labels", str(labels), "--seconds", "2", "--label", "surprise=2", env=env)
