@@ -70,7 +70,7 @@ def main() -> None:
     results: dict = {
         "bundle": str(args.bundle),
         "bundle_version": bundle.version,
-        "bundle_training_split": bundle.provenance.get("split"),
+        "bundle_training_command": bundle.provenance.get("command"),
         "speakers": speakers,
         "split": {"split": args.split, "seed": args.split_seed},
         "draws": args.draws,
