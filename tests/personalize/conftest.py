@@ -3,9 +3,6 @@ loudness (so a head can learn them), in the labels.csv layout `edge-emo record` 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,23 +10,10 @@ import pytest
 
 from edge_emo.data.labels import EMOTIONS
 from tests.fixtures import synth_speech, write_wav
+from tests.runtime.test_listen import ROOT, edge_emo
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "edge_emo"]
 N_CLIPS = 8
-
-
-def edge_emo(
-    *args: str, env: dict | None = None, timeout: float = 120, **kwargs
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_emo", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        **kwargs,
-    )
 
 
 def wearer_intensities(i: int) -> np.ndarray:
