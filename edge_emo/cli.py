@@ -558,3 +558,137 @@ def bridge_monitor(
         raise fail(f"cannot open {url}: {e}") from None
     if count is not None and received < count:
         raise fail(f"only {received} of {count} frames arrived", code=1)
+
+
+# --- on-device personalization: record, personalize ------------------------------------------------------
+
+
+@app.command()
+@_guard
+def record(
+    labels: Annotated[
+        Path, typer.Option(help="The wearer's labels.csv (created if missing); clips go to clips/ beside it.")
+    ],
+    input_files: Annotated[
+        Optional[list[Path]],
+        typer.Option("--input", help="Import these audio files (one clip each) instead of recording."),
+    ] = None,
+    label: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Labels of the clip(s), e.g. happy=2 (repeatable); asked for when not given."),
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Seconds to record from the microphone.", min=0.5)] = 4.0,
+    device: Annotated[
+        Optional[str], typer.Option(help="Input device, by index or name (see `edge-emo devices`).")
+    ] = None,
+    speaker: Annotated[str, typer.Option(help="Speaker name written in labels.csv.")] = "wearer",
+) -> None:
+    """Record a clip from the microphone (or import audio files), label it and add it to labels.csv."""
+    from edge_emo.data.labels import EMOTIONS, read_labels
+    from edge_emo.features import load_audio
+    from edge_emo.personalize.record import LABEL_HELP, append_label, capture, parse_labels, save_clip
+    from edge_emo.personalize.wearer import speech_seconds
+    from edge_emo.runtime.audio_input import AudioSourceError
+    from edge_emo.runtime.recognizer import Vad
+
+    given = parse_labels(" ".join(label)) if label else None
+    if labels.exists():
+        read_labels(labels)  # a broken labels.csv is reported before anything is recorded
+    if input_files:
+        clips = [(str(p), *load_audio(p)) for p in input_files]
+    else:
+        typer.echo(f"recording {seconds:g} s: speak now", err=True)
+        try:
+            clips = [("microphone", *capture(device, seconds))]
+        except AudioSourceError as e:
+            raise fail(f"{e}; without a microphone, import files with --input", e.exit_code) from None
+    vad = Vad()
+    for name, signal, rate in clips:  # every clip is checked before anything is written
+        if speech_seconds(signal, rate, vad.threshold_db) < vad.min_speech_s:
+            raise ValueError(
+                f"{name}: no speech (never {vad.threshold_db:g} dBFS or louder); nothing recorded"
+            )
+    for name, signal, rate in clips:
+        intensities = given
+        while intensities is None:
+            try:
+                intensities = parse_labels(typer.prompt(f"labels for {name} ({LABEL_HELP})"))
+            except ValueError as e:
+                typer.secho(f"  {e}", err=True, fg=typer.colors.YELLOW)
+        clip = save_clip(labels, signal, rate)
+        append_label(labels, clip, speaker, intensities)
+        named = " ".join(f"{e}={v:g}" for e, v in zip(EMOTIONS, intensities) if v) or "neutral"
+        typer.echo(f"added {clip.relative_to(labels.parent)} ({named}) to {labels}")
+
+
+def _is_installed_model(path: Path) -> bool:
+    """True for bundles inside the installed package (the shipped model): never personalized in place."""
+    return Path(__file__).parent.resolve() in path.resolve().parents
+
+
+@app.command()
+@_guard
+def personalize(
+    labels: Annotated[
+        Optional[Path], typer.Option(help="The wearer's labels.csv (see `edge-emo record`).")
+    ] = None,
+    model: Annotated[
+        Optional[Path], typer.Option(help="Bundle to start from (default: the shipped model).")
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Bundle to write (default: --model itself if it is your own bundle, else "
+            "~/.local/share/edge-emo/personal.bundle); the one it replaces is kept as .prev."
+        ),
+    ] = None,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Swap the bundle at --out (or --model) with its .prev.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+) -> None:
+    """Fit the emotion head to the wearer's labeled clips (closed-form, no torch); or --rollback."""
+    from edge_emo.personalize import wearer
+
+    if out is None:
+        out = model if model is not None and not _is_installed_model(model) else wearer.personal_bundle_path()
+    if rollback:
+        if labels is not None:
+            raise ValueError("--rollback takes no --labels")
+        restored = wearer.rollback(out)
+        typer.echo(
+            f"rolled back {out} to version {restored.version} (the replaced one is now {out.name}.prev)"
+        )
+        return
+    if labels is None:
+        raise ValueError("--labels is required (the wearer's labels.csv, see `edge-emo record`)")
+    result = wearer.personalize(_listen_model(model).path, labels, out)
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    "bundle": str(result.bundle.path),
+                    "version": result.bundle.version,
+                    "clips": result.n_clips,
+                    "strength": None if result.fit.shipped else result.fit.strength,
+                    "before": result.before,
+                    "after": result.after,
+                }
+            )
+        )
+        return
+    b, a, z = result.before["model"], result.after["model"], result.before["zeros"]
+    typer.echo(
+        f"{result.n_clips} clips; held out: each clip predicted by a head fitted without it\n\n"
+        "| metric | shipped head | personalized (held out) | all-zeros |\n|---|---|---|---|\n"
+        f"| macro-F1 | {b['macro_f1']:.3f} | {a['macro_f1']:.3f} | {z['macro_f1']:.3f} |\n"
+        f"| 4-class accuracy | {b['acc4']:.3f} | {a['acc4']:.3f} | {z['acc4']:.3f} |\n"
+        f"| MAE | {b['mae']:.3f} | {a['mae']:.3f} | {z['mae']:.3f} |\n"
+    )
+    if result.fit.shipped:
+        typer.echo("the shipped head predicted your clips best: the head is unchanged")
+    else:
+        typer.echo(f"shrinkage strength {result.fit.strength:g} (chosen by leave-one-out)")
+    typer.echo(
+        f"wrote {result.bundle.path}, version {result.bundle.version}; undo: edge-emo personalize --rollback --out {out}"
+    )

@@ -20,7 +20,10 @@ from tests.runtime.test_recognizer import stream
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def edge_emo(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def edge_emo(
+    *args: str, env: dict | None = None, timeout: float = 120, **kwargs
+) -> subprocess.CompletedProcess:
+    """`python -m edge_emo ARGS` with the repository on PYTHONPATH (kwargs go to subprocess.run, e.g. input)."""
     return subprocess.run(
         [sys.executable, "-m", "edge_emo", *args],
         capture_output=True,
@@ -28,6 +31,7 @@ def edge_emo(*args: str, env: dict | None = None, timeout: float = 120) -> subpr
         timeout=timeout,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        **kwargs,
     )
 
 
