@@ -95,6 +95,18 @@ def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
     return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
 
 
+def _one_torch_thread_unless_told() -> None:
+    """Training runs one math thread per process unless OMP_NUM_THREADS says otherwise: on a shared 2-core
+    machine a 2 x 256 GRU with two threads per process ran many times slower than with one. To use more
+    cores, start more processes (`torchrun --nproc-per-node N -m edge_emo pretrain ...`)."""
+    import os
+
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
 def _guard(fn):
     """Turn input errors into a one-line message and exit code 2."""
 
@@ -163,26 +175,68 @@ def pretrain(
     split_seed: SplitSeed = 0,
     mosei_covarep: MoseiCovarep = None,
     mosei_labels: MoseiLabels = None,
+    save_every_steps: Annotated[
+        int, typer.Option(help="Save the training state every N steps too (always at the end of an epoch).")
+    ] = 0,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Training state to continue from. Default: OUT's (OUT.state.safetensors), which exists "
+            "while a run is unfinished, so rerunning an interrupted command continues it."
+        ),
+    ] = None,
 ) -> None:
-    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored)."""
-    from edge_emo.train.checkpoint import save_checkpoint
+    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored).
+
+    Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
+    CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
+    from edge_emo.train import distributed
+    from edge_emo.train.checkpoint import save_checkpoint, state_path
     from edge_emo.train.pretrain import PretrainConfig
     from edge_emo.train.pretrain import pretrain as run_pretrain
 
+    _one_torch_thread_unless_told()
     if loss_on not in ("masked", "all"):
         raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     dirs = data_dir or []
     fs = feature_set.value if feature_set else _default_feature_set(dirs, mosei_covarep is not None)
-    corpora = _corpora(dirs, mosei_covarep, mosei_labels, _spec(fs), split, split_seed)
-    config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on, seed=seed)
-    ckpt = run_pretrain(corpora, config, hidden=hidden, layers=layers)
-    ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
-    ckpt.provenance["split"] = {"split": split, "seed": split_seed}
-    save_checkpoint(ckpt, out)
-    history = ckpt.provenance["pretrain"]["loss_history"]
-    typer.echo(
-        f"pretrained on {sum(len(c) for c in corpora)} clips; loss {history[0]} -> {history[-1]}; wrote {out}"
-    )
+    dist = distributed.start()
+    try:
+        # The first process of each machine extracts missing features into the cache; the others then read it.
+        if dist.local_rank != 0:
+            dist.barrier()
+        corpora = _corpora(dirs, mosei_covarep, mosei_labels, _spec(fs), split, split_seed)
+        if dist.local_rank == 0:
+            dist.barrier()
+        state = state_path(out)
+        if resume is None and state.is_file():
+            resume = state
+        if resume is not None and dist.is_main:
+            typer.echo(f"continuing from the training state {resume}", err=True)
+        config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on, seed=seed)
+        ckpt = run_pretrain(
+            corpora,
+            config,
+            hidden,
+            layers,
+            state,
+            save_every_steps,
+            resume,
+            lambda m: typer.echo(m, err=True),
+        )
+        if dist.is_main:
+            ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
+            ckpt.provenance["split"] = {"split": split, "seed": split_seed}
+            save_checkpoint(ckpt, out)
+            state.unlink(missing_ok=True)  # the run is complete: a rerun starts afresh
+            history = ckpt.provenance["pretrain"]["loss_history"]
+            typer.echo(
+                f"pretrained on {sum(len(c) for c in corpora)} clips in {dist.world_size} process(es); "
+                f"loss {history[0]} -> {history[-1]}; wrote {out}"
+            )
+        dist.barrier()
+    finally:
+        distributed.stop()
 
 
 @app.command()
@@ -221,6 +275,7 @@ def finetune(
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
     from edge_emo.train.finetune import FinetuneConfig, finetune_head, sample_labeled, train_baseline
 
+    _one_torch_thread_unless_told()
     dirs = [data_dir] if data_dir else []
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
