@@ -44,7 +44,7 @@ TARGETS = {
     "int8_us_per_frame": 15.0,
     "int8_speedup_vs_onnx_gru_op": 1.5,
     "int8_speedup_vs_torch": 5.0,
-    "end_to_end_rtf": 0.03,
+    "end_to_end_rtf_cpu": 0.03,  # CPU time of all threads: on a shared machine wall time counts others' work
     "runtime_peak_rss_mb": 80.0,
     "audio_to_update_latency_ms": 150.0,
 }
@@ -66,7 +66,7 @@ class Settings:
 
 
 FULL = Settings(quick=False, rounds=9, frames_per_round=3000, clip_s=60.0, paced_s=20.0)
-QUICK = Settings(quick=True, rounds=3, frames_per_round=300, clip_s=10.0, paced_s=3.0)
+QUICK = Settings(quick=True, rounds=3, frames_per_round=200, clip_s=5.0, paced_s=2.0)
 
 
 def torch_available() -> bool:
@@ -194,6 +194,7 @@ class TorchModel:
     def gru_op_onnx(self) -> bytes:
         """torch.onnx.export (TorchScript exporter: dynamo drops the dynamic time axis) with ONNX GRU ops."""
         import io
+        import warnings
 
         torch = self.torch
 
@@ -209,16 +210,18 @@ class TorchModel:
         buffer = io.BytesIO()
         layers, hidden = self.gru.num_layers, self.gru.hidden_size
         example = (torch.zeros(1, 10, self.gru.input_size), torch.zeros(layers, 1, hidden))
-        torch.onnx.export(
-            Step(self.gru, self.head),
-            example,
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=["features", "state"],
-            output_names=list(OUTPUTS),
-            dynamic_axes={"features": {1: "T"}, "intensities": {1: "T"}},
-        )
+        with warnings.catch_warnings():  # its advice about batch sizes other than 1: we export batch 1
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Step(self.gru, self.head),
+                example,
+                buffer,
+                dynamo=False,
+                opset_version=17,
+                input_names=["features", "state"],
+                output_names=list(OUTPUTS),
+                dynamic_axes={"features": {1: "T"}, "intensities": {1: "T"}},
+            )
         return buffer.getvalue()
 
 
@@ -402,6 +405,7 @@ def paced_latency(bundle: Bundle, pcm: np.ndarray) -> dict[str, Any]:
                     waiting.append((audio_end / SAMPLE_RATE - last * hop) * 1e3)
                     compute.append((t1 - t0) * 1e3)
                 covered = max(covered, last)
+
     def stats(values: list[float]) -> dict[str, float]:
         return {k: round(float(np.percentile(values, q)), 1) for k, q in (("median", 50), ("p90", 90))}
 
@@ -551,7 +555,7 @@ def targets(result: dict) -> list[dict]:
         "int8_us_per_frame": None if int8 is None or "skipped" in int8 else int8["us_per_frame"]["median"],
         "int8_speedup_vs_onnx_gru_op": _ratio(result, GRU_OP),
         "int8_speedup_vs_torch": _ratio(result, TORCH),
-        "end_to_end_rtf": e2e["rtf_wall"],
+        "end_to_end_rtf_cpu": e2e["rtf_cpu"],
         "runtime_peak_rss_mb": result["memory"]["runtime"]["peak_rss_mb"],
         "audio_to_update_latency_ms": result["audio_to_update_latency"]["every_frame_ms"]["median"],
     }
@@ -597,17 +601,29 @@ def markdown(result: dict) -> str:
             cells = []
             for c in CHUNKS:
                 r = next(
-                    (x for x in result["ratios"] if (x["pair"], x["threads"], x["chunk"]) == (f"{slow} / {INT8}", t, c)),
+                    (
+                        x
+                        for x in result["ratios"]
+                        if (x["pair"], x["threads"], x["chunk"]) == (f"{slow} / {INT8}", t, c)
+                    ),
                     None,
                 )
-                cells.append("skipped" if r is None else f"{r['speedup_median']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})")
+                cells.append(
+                    "skipped"
+                    if r is None
+                    else f"{r['speedup_median']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})"
+                )
             lines.append(f"| {slow} vs int8 | {t} | " + " | ".join(cells) + " |")
     lines += ["", "Real-time factors (processing time / audio time; wall, and CPU of all threads):", ""]
     lines += ["| what | threads | RTF wall | RTF CPU |", "|---|---|---|---|"]
     for f in result["features"]:
-        lines.append(f"| streaming openSMILE {f['feature_set']} ({f['values_per_frame']} values) | 1 | {f['rtf_wall']:.4f} | {f['rtf_cpu']:.4f} |")
+        lines.append(
+            f"| streaming openSMILE {f['feature_set']} ({f['values_per_frame']} values) | 1 | {f['rtf_wall']:.4f} | {f['rtf_cpu']:.4f} |"
+        )
     for e in result["end_to_end"]:
-        lines.append(f"| end to end (EmotionRecognizer, {e['audio_s']:.0f} s) | {e['threads']} | {e['rtf_wall']:.4f} | {e['rtf_cpu']:.4f} |")
+        lines.append(
+            f"| end to end (EmotionRecognizer, {e['audio_s']:.0f} s) | {e['threads']} | {e['rtf_wall']:.4f} | {e['rtf_cpu']:.4f} |"
+        )
     lat = result["audio_to_update_latency"]
     mem = result["memory"]
     torch_rss = mem["torch"].get("peak_rss_mb")
