@@ -63,10 +63,11 @@ class Settings:
     frames_per_round: int  # frames timed per variant and round (calls = this // chunk)
     clip_s: float  # audio for the real-time factors and the memory processes
     paced_s: float  # audio streamed in real time for the latency
+    round_budget_s: float  # a variant's share of one round ends after this, even with calls left
 
 
-FULL = Settings(quick=False, rounds=9, frames_per_round=3000, clip_s=60.0, paced_s=20.0)
-QUICK = Settings(quick=True, rounds=3, frames_per_round=200, clip_s=5.0, paced_s=2.0)
+FULL = Settings(quick=False, rounds=9, frames_per_round=3000, clip_s=60.0, paced_s=20.0, round_budget_s=1.0)
+QUICK = Settings(quick=True, rounds=3, frames_per_round=200, clip_s=5.0, paced_s=2.0, round_budget_s=0.2)
 
 
 def torch_available() -> bool:
@@ -273,11 +274,14 @@ def latency(
                 step = variants[name]
                 for _ in range(max(3, calls // 10)):  # warm caches and branch predictors
                     step(x, state)
-                these = []
+                these: list[float] = []
+                deadline = time.perf_counter() + settings.round_budget_s  # bounds a stalling variant
                 for _ in range(calls):
                     t0 = time.perf_counter()
                     step(x, state)
                     these.append(time.perf_counter() - t0)
+                    if t0 > deadline:
+                        break
                 times[name] += these
                 round_medians[name].append(float(np.median(these)))
         for name, step in variants.items():
