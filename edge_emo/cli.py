@@ -692,3 +692,25 @@ def personalize(
     typer.echo(
         f"wrote {result.bundle.path}, version {result.bundle.version}; undo: edge-emo personalize --rollback --out {out}"
     )
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="A short run (about a minute) that proves the bench works.")
+    ] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Write the results as JSON here.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the bundled model).")] = None,
+) -> None:
+    """Measure latency, real-time factor, memory and size (fp32 vs int8 vs torch); print a Markdown table."""
+    from benchmarks.bench import markdown, run
+    from edge_emo.runtime.bundle import BundleError
+
+    try:
+        result = run(_listen_model(model).path, quick=quick)
+    except (BundleError, ValueError) as e:
+        raise fail(str(e)) from None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    typer.echo(markdown(result))
