@@ -8,10 +8,11 @@ A DATA_DIR is one of:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,57 +92,73 @@ def _audio_corpus(root: Path, records: list[ClipRecord], spec: FeatureSpec, work
         raise CorpusError(
             f"{root}: feature set '{spec.name}' is precomputed and cannot be extracted from audio"
         )
-    for r in records:
-        if not r.path.is_file():
-            raise CorpusError(f"{r.path}: audio file not found (listed in {root})")
     names = [r.path.relative_to(root).as_posix() for r in records]
-    cache = cache_dir() / f"{root.name}-{spec.name}-{_cache_key(records, spec)}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            frames, offsets = z["frames"], z["offsets"]
-        features = [frames[offsets[i] : offsets[i + 1]] for i in range(len(records))]
-    else:
-        features = extract_many([r.path for r in records], spec, workers, label=f"features {root.name}")
-        _write_cache(cache, features)
+    extractor = functools.partial(extract, spec=spec)
+    features = cached_per_clip(root, records, spec.name, spec.to_dict(), extractor, workers)
     labels = None
     if records[0].intensities is not None:
         labels = np.asarray([r.intensities for r in records], dtype=np.float32)
     return ClipSet(spec, features, [r.speaker for r in records], names, labels)
 
 
-def extract_many(paths: Sequence[Path], spec: FeatureSpec, workers: int = 0, label: str = "features") -> list:
-    """Extract features of many files in parallel processes, with a progress bar."""
+# compute(signal, sample_rate, source=...) -> one (n, d) array per clip; module-level or a partial of one, so
+# that worker processes can receive it.
+ClipFunction = Callable[..., np.ndarray]
+
+
+def cached_per_clip(
+    root: Path, records: Sequence[ClipRecord], name: str, key: object, compute: ClipFunction, workers: int = 0
+) -> list[np.ndarray]:
+    """`compute` of every clip's audio, one array per clip, cached under the feature cache while the audio
+    files (paths, sizes, times), `key` (what is computed) and the openSMILE version stay the same."""
+    for r in records:
+        if not r.path.is_file():
+            raise CorpusError(f"{r.path}: audio file not found (listed in {root})")
+    cache = cache_dir() / f"{root.name}-{name}-{_cache_key(records, key)}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            frames, offsets = z["frames"], z["offsets"]
+        return [frames[offsets[i] : offsets[i + 1]] for i in range(len(records))]
+    arrays = compute_many([r.path for r in records], compute, workers, label=f"{name} {root.name}")
+    _write_cache(cache, arrays)
+    return arrays
+
+
+def compute_many(
+    paths: Sequence[Path], compute: ClipFunction, workers: int = 0, label: str = "features"
+) -> list:
+    """`compute` of many audio files in parallel processes, with a progress bar."""
     workers = workers or min(len(paths), os.cpu_count() or 1)
-    jobs = [(p, spec) for p in paths]
+    jobs = [(p, compute) for p in paths]
     if workers <= 1:
-        return [_extract_checked(j) for j in progress(jobs, label)]
+        return [_compute_checked(j) for j in progress(jobs, label)]
     with ProcessPoolExecutor(workers) as pool:
-        return list(progress(pool.map(_extract_checked, jobs, chunksize=8), label, total=len(jobs)))
+        return list(progress(pool.map(_compute_checked, jobs, chunksize=8), label, total=len(jobs)))
 
 
-def _extract_checked(job: tuple[Path, FeatureSpec]) -> np.ndarray:
-    path, spec = job
+def _compute_checked(job: tuple[Path, ClipFunction]) -> np.ndarray:
+    path, compute = job
     signal, rate = load_audio(path)
     if float(np.max(np.abs(signal))) < SILENCE_PEAK:
         raise CorpusError(f"{path}: the clip is silent")
-    return extract(signal, rate, spec)
+    return compute(signal, rate, source=str(path))
 
 
-def _cache_key(records: list[ClipRecord], spec: FeatureSpec) -> str:
+def _cache_key(records: Sequence[ClipRecord], key: object) -> str:
     import opensmile
 
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_FORMAT, spec.to_dict(), opensmile.__version__]).encode())
+    h.update(json.dumps([CACHE_FORMAT, key, opensmile.__version__]).encode())
     for r in records:
         st = r.path.stat()
         h.update(f"{r.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
-def _write_cache(path: Path, features: list[np.ndarray]) -> None:
+def _write_cache(path: Path, arrays: list[np.ndarray]) -> None:
     """Write atomically: a crash leaves no half-written cache that a later run would trust."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    offsets = np.cumsum([0] + [len(f) for f in features])
+    offsets = np.cumsum([0] + [len(a) for a in arrays])
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, frames=np.concatenate(features).astype(np.float32), offsets=offsets)
+    np.savez(tmp, frames=np.concatenate(arrays).astype(np.float32), offsets=offsets)
     os.replace(tmp, path)

@@ -1,0 +1,439 @@
+"""Plan and run the jobs of an experiment; every finished job is one row of results.csv.
+
+For every label budget N and draw k, one set of N labeled clips is drawn from the training clips (seeded by
+seed, N and k) and the same clips train every model:
+
+- `ssl`: the 6-unit head on the frozen pretrained backbone. A frozen backbone gives each clip a fixed
+  embedding, so every clip is embedded once and draws cost only a head fit: 20+ draws are cheap.
+- `ssl_loss_<other>` (with `loss_variant`): the same, on a backbone pretrained with the other loss
+  (masked frames only vs all frames).
+- `ridge`: eGeMAPS functionals + ridge regression, the classic openSMILE reference (audio corpora only).
+- `baseline`: the same network from scratch, every weight trained; the expensive part, so it runs on the
+  first `baseline_draws` draws only, in a pool of worker processes with one math thread each.
+- `ssl_full` (budgets >= `full_from`): every weight fine-tuned, starting from the pretrained network.
+
+All are scored on the same evaluation clips. A row already in results.csv is never recomputed, so an
+interrupted run resumes where it stopped; results.csv is rewritten atomically after every job.
+A `Fold` is one (training clips, evaluation clips) pair; a speaker cross-validation adds more folds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import io
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_emo.data.corpus import ClipSet
+from edge_emo.metrics import scores
+from edge_emo.progress import progress
+from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edge_emo.train.finetune import (
+    FinetuneConfig,
+    embed,
+    finetune_all,
+    fit_head,
+    label_draw,
+    predict,
+    train_baseline,
+)
+from edge_emo.train.pretrain import PretrainConfig, pretrain
+
+CHEAP = ("ssl", "ssl_loss_all", "ssl_loss_masked", "ridge")
+EXPENSIVE = ("baseline", "ssl_full")
+METRICS = ("macro_f1", "acc4", "mae")
+PER_EMOTION = ("f1", "acc4", "mae")
+
+
+@dataclass
+class Fold:
+    name: str
+    train: ClipSet
+    eval: ClipSet
+    # Audio corpus folders the clips come from, for the functionals reference (None: not audio, no reference).
+    train_dir: Path | None = None
+    eval_dir: Path | None = None
+
+
+@dataclass
+class ExperimentConfig:
+    budgets: list[int] = field(default_factory=lambda: parse_budgets(PAPER_BUDGETS))
+    draws: int = 20
+    baseline_draws: int = 5
+    epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 32
+    pretrain_epochs: int = 12
+    loss_on: str = "masked"
+    loss_variant: bool = False
+    full_from: int = 0  # 0: never fine-tune the whole pretrained network
+    hidden: int = 256
+    layers: int = 2
+    seed: int = 0
+    reference: bool = True
+    workers: int = 2
+
+    def settings(self) -> dict:
+        """What determines the value of a row: a resumed run must have the same (budgets and draws may grow)."""
+        scope = ("budgets", "draws", "baseline_draws", "full_from", "loss_variant", "reference", "workers")
+        return {k: v for k, v in asdict(self).items() if k not in scope}
+
+
+PAPER_BUDGETS = "20,35,...,200,400,...,1200"
+
+
+def parse_budgets(text: str) -> list[int]:
+    """'20,35,...,200,400,...,1200' -> 20, 35, 50, ..., 200, 400, 600, ..., 1200: `...` continues the step of
+    the two numbers before it up to the number after it."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    out: list[int] = []
+    for i, p in enumerate(parts):
+        if p == "...":
+            if len(out) < 2 or i + 1 >= len(parts) or parts[i + 1] == "...":
+                raise ValueError(f"--budgets {text!r}: '...' needs two numbers before it and one after")
+            step, stop = out[-1] - out[-2], _budget(parts[i + 1], text)
+            if step <= 0 or (stop - out[-1]) % step:
+                raise ValueError(
+                    f"--budgets {text!r}: {stop} is not reached in steps of {step} from {out[-1]}"
+                )
+            out.extend(range(out[-1] + step, stop, step))
+        else:
+            out.append(_budget(p, text))
+    if not out or sorted(set(out)) != out:
+        raise ValueError(f"--budgets {text!r}: give increasing label counts, e.g. {PAPER_BUDGETS}")
+    return out
+
+
+def _budget(p: str, text: str) -> int:
+    if not p.isdigit() or int(p) < 1:
+        raise ValueError(f"--budgets {text!r}: {p!r} is not a positive whole number")
+    return int(p)
+
+
+def capped_budgets(budgets: list[int], n_train: int) -> tuple[list[int], list[str]]:
+    """Budgets above the number of training clips become that number (once), with a note saying so."""
+    out = sorted({min(b, n_train) for b in budgets})
+    over = [b for b in budgets if b > n_train]
+    notes = []
+    if over:
+        notes.append(
+            f"budgets {', '.join(map(str, over))} exceed the {n_train} training clips: capped to {n_train} "
+            "(every draw of it holds the same clips; only training randomness differs)"
+        )
+    return out, notes
+
+
+def draw_seed(seed: int, budget: int, draw: int) -> int:
+    """The seed of one draw: which clips, and the training randomness of every model trained on them."""
+    return int(np.random.SeedSequence([seed, budget, draw]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class Job:
+    fold: str
+    budget: int
+    draw: int
+    model: str
+
+    @property
+    def cost(self) -> float:
+        """Relative CPU time, for the ETA: head and ridge fits are nearly free."""
+        return float(self.budget) if self.model in EXPENSIVE else 0.01
+
+
+def plan(fold: Fold, budgets: list[int], config: ExperimentConfig) -> list[Job]:
+    """Every job of a fold, draw by draw (an interrupted run still has whole curves), largest budgets first."""
+    cheap = ["ssl"]
+    if config.loss_variant:
+        cheap.append(variant_name(config.loss_on))
+    if config.reference and fold.train_dir is not None and fold.eval_dir is not None:
+        cheap.append("ridge")
+    jobs = []
+    for d in range(config.draws):
+        for b in sorted(budgets, reverse=True):
+            jobs += [Job(fold.name, b, d, m) for m in cheap]
+            if d < config.baseline_draws:
+                jobs.append(Job(fold.name, b, d, "baseline"))
+                if config.full_from and b >= config.full_from:
+                    jobs.append(Job(fold.name, b, d, "ssl_full"))
+    return jobs
+
+
+def variant_name(loss_on: str) -> str:
+    return "ssl_loss_" + ("all" if loss_on == "masked" else "masked")
+
+
+def other_loss(loss_on: str) -> str:
+    return "all" if loss_on == "masked" else "masked"
+
+
+# ---------------------------------------------------------------------------------------------- results.csv
+
+
+def columns(emotions: tuple[str, ...]) -> list[str]:
+    head = ["fold", "budget", "draw", "model", "n_labeled", "n_eval", "seconds", *METRICS]
+    return head + [f"{e}_{m}" for e in emotions for m in PER_EMOTION]
+
+
+class Results:
+    """The rows of results.csv, kept in memory and rewritten atomically after every added row."""
+
+    def __init__(self, path: Path, emotions: tuple[str, ...]):
+        self.path, self.columns = path, columns(emotions)
+        self.rows: list[dict] = []
+        if path.is_file():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames != self.columns:
+                    raise ValueError(f"{path}: columns differ from this experiment's; use another --out")
+                self.rows = [_typed(r) for r in reader]
+        self.done = {(r["fold"], r["budget"], r["draw"], r["model"]) for r in self.rows}
+
+    def has(self, job: Job) -> bool:
+        return (job.fold, job.budget, job.draw, job.model) in self.done
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.done.add((row["fold"], row["budget"], row["draw"], row["model"]))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_atomic(self.path, out.getvalue())
+
+
+def _typed(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if k in ("fold", "model"):
+            out[k] = v
+        elif k in ("budget", "draw", "n_labeled", "n_eval"):
+            out[k] = int(v)
+        else:
+            out[k] = float(v)
+    return out
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a file under a temporary name and rename it: readers see the old or the new file, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def result_row(
+    job: Job, n_labeled: int, truth: np.ndarray, pred: np.ndarray, emotions, seconds: float
+) -> dict:
+    s = scores(truth, pred, emotions)
+    row = {"fold": job.fold, "budget": job.budget, "draw": job.draw, "model": job.model}
+    row.update(n_labeled=n_labeled, n_eval=len(truth), seconds=round(seconds, 3))
+    row.update({m: s[m] for m in METRICS})
+    for e in emotions:
+        row.update({f"{e}_{m}": s["per_emotion"][e][m] for m in PER_EMOTION})
+    return row
+
+
+# --------------------------------------------------------------------------------------------------- runner
+
+
+def run_experiment(
+    folds: list[Fold],
+    unlabeled: list[ClipSet],
+    config: ExperimentConfig,
+    run_dir: Path,
+    settings: dict,
+    init: Checkpoint | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Results, dict[str, list[int]], list[str]]:
+    """Run every job not yet in run_dir/results.csv. Returns the results, the (capped) budgets per fold and
+    notes on deviations. `settings` describe the data; with the config they must match a resumed run's."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(run_dir, {**settings, **config.settings()})
+    results = Results(run_dir / "results.csv", folds[0].train.emotions)
+    budgets, notes, todo = {}, [], []
+    for fold in folds:
+        budgets[fold.name], fold_notes = capped_budgets(config.budgets, len(fold.train))
+        notes += fold_notes
+        todo += [j for j in plan(fold, budgets[fold.name], config) if not results.has(j)]
+    if not todo:
+        log(f"{run_dir}: every job is already in results.csv")
+        return results, budgets, notes
+    log(f"{len(todo)} jobs to run ({len(results.rows)} rows already in results.csv)")
+    for fold in folds:
+        jobs = [j for j in todo if j.fold == fold.name]
+        pretrained = _pretrained(fold, unlabeled, config, run_dir, init, {j.model for j in jobs}, log)
+        _run_cheap(fold, [j for j in jobs if j.model in CHEAP], pretrained, config, results)
+        _run_expensive(fold, [j for j in jobs if j.model in EXPENSIVE], pretrained, config, results, log)
+    return results, budgets, notes
+
+
+def _check_settings(run_dir: Path, settings: dict) -> None:
+    path = run_dir / "run.json"
+    settings = json.loads(json.dumps(settings, default=str))
+    if path.is_file():
+        before = json.loads(path.read_text())["settings"]
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            what = "; ".join(f"{k}: {before.get(k)!r} then, {settings.get(k)!r} now" for k in changed)
+            raise ValueError(f"{run_dir} holds a run with other settings ({what}); use another --out")
+    else:
+        write_atomic(path, json.dumps({"settings": settings}, indent=2) + "\n")
+
+
+def _pretrained(fold, unlabeled, config, run_dir, init, models, log) -> dict[str, Checkpoint]:
+    """The pretrained networks the jobs need, keyed by pretraining loss: --init, a file of an earlier
+    (interrupted) run, or pretrained now on the fold's training clips plus the unlabeled corpora."""
+    need = set()
+    if models & {"ssl", "ssl_full"}:
+        need.add(config.loss_on)
+    if variant_name(config.loss_on) in models:
+        need.add(other_loss(config.loss_on))
+    out: dict[str, Checkpoint] = {}
+    if init is not None and config.loss_on in need:
+        init.spec.check_compatible(fold.train.spec, "the --init checkpoint")
+        out[config.loss_on] = init
+        need.discard(config.loss_on)
+    paths = {loss: run_dir / f"pretrained-{fold.name}-{loss}.safetensors" for loss in need}
+    for loss in sorted(need):
+        if paths[loss].is_file():
+            out[loss] = load_checkpoint(paths[loss])
+    missing = sorted(need - set(out))
+    if missing:
+        corpora = [fold.train, *unlabeled]
+        clips = sum(len(c) for c in corpora)
+        log(f"pretraining ({', '.join(missing)} loss) on {clips} clips, {config.pretrain_epochs} epochs")
+        jobs = [(corpora, PretrainConfig(epochs=config.pretrain_epochs, loss_on=loss, seed=config.seed),
+                 config.hidden, config.layers) for loss in missing]  # fmt: skip
+        if len(jobs) == 1 or config.workers <= 1:
+            made = [_pretrain_job(j) for j in jobs]
+        else:
+            with _pool(min(config.workers, len(jobs)), {}) as pool:
+                made = list(pool.map(_pretrain_job, jobs))
+        for loss, ckpt in zip(missing, made):
+            save_checkpoint(ckpt, paths[loss])
+            out[loss] = ckpt
+            history = ckpt.provenance["pretrain"]["loss_history"]
+            log(f"pretrained ({loss} loss): reconstruction loss {history[0]} -> {history[-1]}")
+    return out
+
+
+def _pretrain_job(job) -> Checkpoint:
+    corpora, pconfig, hidden, layers = job
+    return pretrain(corpora, pconfig, hidden=hidden, layers=layers)
+
+
+def _finetune_config(config: ExperimentConfig, seed: int) -> FinetuneConfig:
+    return FinetuneConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=seed)
+
+
+def _run_cheap(
+    fold: Fold, jobs: list[Job], pretrained: dict, config: ExperimentConfig, results: Results
+) -> None:
+    if not jobs:
+        return
+    from edge_emo.experiment.reference import Ridge, corpus_functionals
+
+    embeddings = {}  # pretraining loss -> (train, eval) embeddings, computed once for every draw
+    for loss, ckpt in pretrained.items():
+        embeddings[loss] = tuple(embed(ckpt.model, ckpt.norm, c.features) for c in (fold.train, fold.eval))
+    if any(j.model == "ridge" for j in jobs):
+        functionals = (
+            corpus_functionals(fold.train_dir, fold.train.names),
+            corpus_functionals(fold.eval_dir, fold.eval.names),
+        )
+    for job in progress(jobs, f"heads and ridge ({fold.name})"):
+        start = time.perf_counter()
+        seed = draw_seed(config.seed, job.budget, job.draw)
+        idx = label_draw(len(fold.train), job.budget, seed)
+        y = fold.train.labels[idx]
+        if job.model == "ridge":
+            pred = Ridge.fit(functionals[0][idx], y).predict(functionals[1])
+        else:
+            loss = config.loss_on if job.model == "ssl" else other_loss(config.loss_on)
+            e_train, e_eval = embeddings[loss]
+            head = fit_head(
+                copy.deepcopy(pretrained[loss].model.head), e_train[idx], y, _finetune_config(config, seed)
+            )
+            with torch.inference_mode():
+                pred = head(torch.from_numpy(e_eval)).numpy()
+        seconds = time.perf_counter() - start
+        results.add(result_row(job, len(idx), fold.eval.labels, pred, fold.eval.emotions, seconds))
+
+
+# Per worker process: the fold's clips and pretrained network, sent once when the worker starts.
+_WORKER: dict = {}
+
+
+def _init_worker(state: dict) -> None:
+    torch.set_num_threads(1)  # the pool already uses every core; more threads per worker only contend
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (only the main process draws progress bars)
+    _WORKER.update(state)
+
+
+def _pool(workers: int, state: dict) -> ProcessPoolExecutor:
+    # spawn, not fork: forking a process that already runs torch threads can deadlock.
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(state,))
+
+
+def _expensive_job(
+    job: Job, idx: np.ndarray, seed: int, config: ExperimentConfig
+) -> tuple[Job, np.ndarray, float]:
+    start = time.perf_counter()
+    clips = _WORKER["train"].subset(idx)
+    fconfig = _finetune_config(config, seed)
+    if job.model == "baseline":
+        ckpt = train_baseline(clips, fconfig, config.hidden, config.layers)
+    else:
+        ckpt = finetune_all(_WORKER["pretrained"], clips, fconfig)
+    return job, predict(ckpt, _WORKER["eval_features"]), time.perf_counter() - start
+
+
+def _run_expensive(
+    fold, jobs: list[Job], pretrained, config: ExperimentConfig, results: Results, log
+) -> None:
+    if not jobs:
+        return
+    state = {
+        "train": fold.train,
+        "eval_features": fold.eval.features,
+        "pretrained": pretrained.get(config.loss_on),
+    }
+    args = {}
+    for job in jobs:
+        seed = draw_seed(config.seed, job.budget, job.draw)
+        args[job] = (label_draw(len(fold.train), job.budget, seed), seed)
+    total_cost, done_cost, start = sum(j.cost for j in jobs), 0.0, time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if config.workers <= 1:
+            _WORKER.update(state)
+            finished = (_expensive_job(j, *args[j], config) for j in jobs)
+        else:
+            pool = stack.enter_context(_pool(config.workers, state))
+            # On any way out (also Ctrl-C), queued jobs are dropped; finished ones are already in results.csv.
+            stack.callback(pool.shutdown, wait=False, cancel_futures=True)
+            futures = [pool.submit(_expensive_job, j, *args[j], config) for j in jobs]
+            finished = (f.result() for f in as_completed(futures))
+        label = f"baseline and full fine-tuning ({fold.name})"
+        for k, (job, pred, seconds) in enumerate(progress(finished, label, total=len(jobs)), 1):
+            row = result_row(job, len(args[job][0]), fold.eval.labels, pred, fold.eval.emotions, seconds)
+            results.add(row)
+            done_cost += job.cost
+            eta = (time.perf_counter() - start) * (total_cost - done_cost) / done_cost
+            log(
+                f"[{k}/{len(jobs)}] {job.model} budget {job.budget} draw {job.draw}: macro-F1 "
+                f"{row['macro_f1']:.3f}, acc4 {row['acc4']:.3f}, MAE {row['mae']:.3f} ({seconds:.0f} s); "
+                f"about {eta / 60:.0f} min left"
+            )
