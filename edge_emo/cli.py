@@ -348,6 +348,7 @@ def experiment(
         raise ValueError("--loss-variant pretrains with both losses: it cannot be used with --init")
     if draws < 1 or not 0 <= baseline_draws <= draws:
         raise ValueError("--draws must be >= 1 and --baseline-draws between 0 and --draws")
+    budget_list = parse_budgets(budgets)
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
         raise ValueError(f"--feature-set {feature_set.value} differs from the checkpoint's ({pre.spec.name})")
@@ -367,7 +368,7 @@ def experiment(
     if not (data_dir / "labels.csv").is_file() or not ((eval_dir or data_dir) / "labels.csv").is_file():
         fold.train_dir = fold.eval_dir = None  # no audio: no eGeMAPS functionals reference
     config = ExperimentConfig(
-        budgets=parse_budgets(budgets),
+        budgets=budget_list,
         draws=draws,
         baseline_draws=baseline_draws,
         epochs=epochs,

@@ -150,8 +150,8 @@ def _cache_key(records: Sequence[ClipRecord], key: object) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([CACHE_FORMAT, key, opensmile.__version__]).encode())
     for r in records:
-        st = r.path.stat()
-        h.update(f"{r.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        st = r.path.stat()  # the resolved path: a corpus named by a relative path hits the same cache
+        h.update(f"{r.path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -19,7 +19,6 @@ A `Fold` is one (training clips, evaluation clips) pair; a speaker cross-validat
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import io
@@ -29,7 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -129,7 +128,7 @@ def capped_budgets(budgets: list[int], n_train: int) -> tuple[list[int], list[st
     notes = []
     if over:
         notes.append(
-            f"budgets {', '.join(map(str, over))} exceed the {n_train} training clips: capped to {n_train} "
+            f"label budget(s) {', '.join(map(str, over))} exceed the {n_train} training clips: capped to {n_train} "
             "(every draw of it holds the same clips; only training randomness differs)"
         )
     return out, notes
@@ -272,10 +271,9 @@ def run_experiment(
         return results, budgets, notes
     log(f"{len(todo)} jobs to run ({len(results.rows)} rows already in results.csv)")
     for fold in folds:
-        jobs = [j for j in todo if j.fold == fold.name]
-        pretrained = _pretrained(fold, unlabeled, config, run_dir, init, {j.model for j in jobs}, log)
-        _run_cheap(fold, [j for j in jobs if j.model in CHEAP], pretrained, config, results)
-        _run_expensive(fold, [j for j in jobs if j.model in EXPENSIVE], pretrained, config, results, log)
+        _run_fold(
+            fold, [j for j in todo if j.fold == fold.name], unlabeled, config, run_dir, init, results, log
+        )
     return results, budgets, notes
 
 
@@ -292,45 +290,124 @@ def _check_settings(run_dir: Path, settings: dict) -> None:
         write_atomic(path, json.dumps({"settings": settings}, indent=2) + "\n")
 
 
-def _pretrained(fold, unlabeled, config, run_dir, init, models, log) -> dict[str, Checkpoint]:
-    """The pretrained networks the jobs need, keyed by pretraining loss: --init, a file of an earlier
-    (interrupted) run, or pretrained now on the fold's training clips plus the unlabeled corpora."""
-    need = set()
-    if models & {"ssl", "ssl_full"}:
-        need.add(config.loss_on)
-    if variant_name(config.loss_on) in models:
-        need.add(other_loss(config.loss_on))
-    out: dict[str, Checkpoint] = {}
+def _run_fold(fold, jobs, unlabeled, config, run_dir, init, results, log) -> None:
+    """One pool of workers runs pretraining and the expensive models side by side: baselines need no
+    pretrained network, so both cores stay busy from the start. As soon as a pretrained network is there,
+    the main process fits its cheap heads and the pool gets its whole-network fine-tuning jobs."""
+    pretrained, missing = _pretrained(fold, config, run_dir, init, {j.model for j in jobs})
+    draws = {}
+    for job in jobs:
+        seed = draw_seed(config.seed, job.budget, job.draw)
+        draws[job] = (label_draw(len(fold.train), job.budget, seed), seed)
+    corpora = [fold.train, *unlabeled]
+    # Cost of each pool task in frames x epochs, for the ETA.
+    frames = [len(f) for f in fold.train.features]
+    cost = {("pretrain", loss): sum(c.n_frames for c in corpora) * config.pretrain_epochs for loss in missing}
+    cost.update(
+        {
+            ("job", j): sum(frames[i] for i in draws[j][0]) * config.epochs
+            for j in jobs
+            if j.model in EXPENSIVE
+        }
+    )
+    parallel = config.workers > 1 and len(cost) > 0
+    if parallel:
+        torch.set_num_threads(1)  # the workers have the cores; this process only fits heads meanwhile
+    state = {"train": fold.train, "eval_features": fold.eval.features}
+    with _pool(config.workers, state) if parallel else InlineExecutor(state) as pool:
+        tasks: dict = {}  # future -> ("pretrain", loss) or ("job", job)
+
+        def submit(tag: tuple, fn, *args) -> None:
+            tasks[pool.submit(fn, *args)] = tag
+
+        def ready(loss: str) -> None:
+            """A pretrained network is there: fit its heads now, queue its whole-network fine-tuning."""
+            heads = [j for j in jobs if j.model in CHEAP and _loss_of(j.model, config) == loss]
+            _run_heads(fold, heads, pretrained[loss], config, draws, results, log)
+            for job in jobs:
+                if job.model == "ssl_full" and loss == config.loss_on:
+                    submit(("job", job), _expensive_job, job, *draws[job], config, pretrained[loss])
+
+        if missing:
+            clips = sum(len(c) for c in corpora)
+            log(
+                f"pretraining ({' and '.join(missing)} loss) on {clips} clips, {config.pretrain_epochs} epochs"
+            )
+        for loss in missing:
+            pconfig = PretrainConfig(epochs=config.pretrain_epochs, loss_on=loss, seed=config.seed)
+            submit(("pretrain", loss), _pretrain_job, corpora, pconfig, config.hidden, config.layers)
+        for job in jobs:
+            if job.model == "baseline":
+                submit(("job", job), _expensive_job, job, *draws[job], config, None)
+        _run_ridge(fold, [j for j in jobs if j.model == "ridge"], draws, results, log)
+        for loss in list(pretrained):
+            ready(loss)
+
+        def finished_tasks():
+            while tasks:
+                finished, _ = wait(tasks, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future, tasks.pop(future)
+
+        # Inline jobs draw their own bars, and rich shows one at a time: the overall bar is for the pool.
+        bar = progress if parallel else (lambda items, *_, **__: items)
+        start, done_cost = time.perf_counter(), 0.0
+        try:
+            for k, (future, tag) in enumerate(
+                bar(finished_tasks(), "pretraining and training", total=len(cost)), 1
+            ):
+                done_cost += cost[tag]
+                eta = (time.perf_counter() - start) * (sum(cost.values()) - done_cost) / done_cost
+                note = f"[{k}/{len(cost)}, about {eta / 60:.0f} min left]"
+                if tag[0] == "pretrain":
+                    loss, pretrained[tag[1]] = tag[1], future.result()
+                    save_checkpoint(pretrained[loss], run_dir / _pretrained_file(fold, loss))
+                    history = pretrained[loss].provenance["pretrain"]["loss_history"]
+                    log(f"{note} pretrained ({loss} loss): reconstruction loss {history[0]} -> {history[-1]}")
+                    ready(loss)
+                else:
+                    job, pred, seconds = future.result()
+                    row = result_row(
+                        job, len(draws[job][0]), fold.eval.labels, pred, fold.eval.emotions, seconds
+                    )
+                    results.add(row)
+                    log(
+                        f"{note} {job.model} budget {job.budget} draw {job.draw}: macro-F1 {row['macro_f1']:.3f}, "
+                        f"acc4 {row['acc4']:.3f}, MAE {row['mae']:.3f} ({seconds:.0f} s)"
+                    )
+        except BaseException:  # Ctrl-C included: drop queued jobs; finished ones are in results.csv already
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _loss_of(model: str, config: ExperimentConfig) -> str | None:
+    """The pretraining loss of the network a model's head sits on (None: no pretrained network)."""
+    if model in ("ssl", "ssl_full"):
+        return config.loss_on
+    if model.startswith("ssl_loss_"):
+        return model.removeprefix("ssl_loss_")
+    return None
+
+
+def _pretrained_file(fold: Fold, loss: str) -> str:
+    return f"pretrained-{fold.name}-{loss}.safetensors"
+
+
+def _pretrained(fold, config, run_dir, init, models) -> tuple[dict[str, Checkpoint], list[str]]:
+    """The pretrained networks the jobs need, keyed by pretraining loss, from --init or from an earlier
+    (interrupted) run of this folder, and the losses still to pretrain."""
+    need = {_loss_of(m, config) for m in models} - {None}
+    have: dict[str, Checkpoint] = {}
     if init is not None and config.loss_on in need:
         init.spec.check_compatible(fold.train.spec, "the --init checkpoint")
-        out[config.loss_on] = init
-        need.discard(config.loss_on)
-    paths = {loss: run_dir / f"pretrained-{fold.name}-{loss}.safetensors" for loss in need}
-    for loss in sorted(need):
-        if paths[loss].is_file():
-            out[loss] = load_checkpoint(paths[loss])
-    missing = sorted(need - set(out))
-    if missing:
-        corpora = [fold.train, *unlabeled]
-        clips = sum(len(c) for c in corpora)
-        log(f"pretraining ({', '.join(missing)} loss) on {clips} clips, {config.pretrain_epochs} epochs")
-        jobs = [(corpora, PretrainConfig(epochs=config.pretrain_epochs, loss_on=loss, seed=config.seed),
-                 config.hidden, config.layers) for loss in missing]  # fmt: skip
-        if len(jobs) == 1 or config.workers <= 1:
-            made = [_pretrain_job(j) for j in jobs]
-        else:
-            with _pool(min(config.workers, len(jobs)), {}) as pool:
-                made = list(pool.map(_pretrain_job, jobs))
-        for loss, ckpt in zip(missing, made):
-            save_checkpoint(ckpt, paths[loss])
-            out[loss] = ckpt
-            history = ckpt.provenance["pretrain"]["loss_history"]
-            log(f"pretrained ({loss} loss): reconstruction loss {history[0]} -> {history[-1]}")
-    return out
+        have[config.loss_on] = init
+    for loss in sorted(need - set(have)):
+        if (run_dir / _pretrained_file(fold, loss)).is_file():
+            have[loss] = load_checkpoint(run_dir / _pretrained_file(fold, loss))
+    return have, sorted(need - set(have))
 
 
-def _pretrain_job(job) -> Checkpoint:
-    corpora, pconfig, hidden, layers = job
+def _pretrain_job(corpora, pconfig, hidden, layers) -> Checkpoint:
     return pretrain(corpora, pconfig, hidden=hidden, layers=layers)
 
 
@@ -338,41 +415,48 @@ def _finetune_config(config: ExperimentConfig, seed: int) -> FinetuneConfig:
     return FinetuneConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=seed)
 
 
-def _run_cheap(
-    fold: Fold, jobs: list[Job], pretrained: dict, config: ExperimentConfig, results: Results
-) -> None:
+def _run_heads(fold, jobs, ckpt: Checkpoint, config, draws, results, log) -> None:
+    """Heads on a frozen backbone: every clip is embedded once, each draw fits only the head."""
+    if not jobs:
+        return
+    start = time.perf_counter()
+    e_train, e_eval = (embed(ckpt.model, ckpt.norm, c.features) for c in (fold.train, fold.eval))
+    for job in jobs:
+        t = time.perf_counter()
+        idx, seed = draws[job]
+        head = fit_head(
+            copy.deepcopy(ckpt.model.head),
+            e_train[idx],
+            fold.train.labels[idx],
+            _finetune_config(config, seed),
+        )
+        with torch.inference_mode():
+            pred = head(torch.from_numpy(e_eval)).numpy()
+        results.add(
+            result_row(job, len(idx), fold.eval.labels, pred, fold.eval.emotions, time.perf_counter() - t)
+        )
+    log(f"{len(jobs)} {jobs[0].model} heads fitted in {time.perf_counter() - start:.0f} s")
+
+
+def _run_ridge(fold, jobs, draws, results, log) -> None:
     if not jobs:
         return
     from edge_emo.experiment.reference import Ridge, corpus_functionals
 
-    embeddings = {}  # pretraining loss -> (train, eval) embeddings, computed once for every draw
-    for loss, ckpt in pretrained.items():
-        embeddings[loss] = tuple(embed(ckpt.model, ckpt.norm, c.features) for c in (fold.train, fold.eval))
-    if any(j.model == "ridge" for j in jobs):
-        functionals = (
-            corpus_functionals(fold.train_dir, fold.train.names),
-            corpus_functionals(fold.eval_dir, fold.eval.names),
+    start = time.perf_counter()
+    x_train = corpus_functionals(fold.train_dir, fold.train.names)
+    x_eval = corpus_functionals(fold.eval_dir, fold.eval.names)
+    for job in jobs:
+        t = time.perf_counter()
+        idx = draws[job][0]
+        pred = Ridge.fit(x_train[idx], fold.train.labels[idx]).predict(x_eval)
+        results.add(
+            result_row(job, len(idx), fold.eval.labels, pred, fold.eval.emotions, time.perf_counter() - t)
         )
-    for job in progress(jobs, f"heads and ridge ({fold.name})"):
-        start = time.perf_counter()
-        seed = draw_seed(config.seed, job.budget, job.draw)
-        idx = label_draw(len(fold.train), job.budget, seed)
-        y = fold.train.labels[idx]
-        if job.model == "ridge":
-            pred = Ridge.fit(functionals[0][idx], y).predict(functionals[1])
-        else:
-            loss = config.loss_on if job.model == "ssl" else other_loss(config.loss_on)
-            e_train, e_eval = embeddings[loss]
-            head = fit_head(
-                copy.deepcopy(pretrained[loss].model.head), e_train[idx], y, _finetune_config(config, seed)
-            )
-            with torch.inference_mode():
-                pred = head(torch.from_numpy(e_eval)).numpy()
-        seconds = time.perf_counter() - start
-        results.add(result_row(job, len(idx), fold.eval.labels, pred, fold.eval.emotions, seconds))
+    log(f"{len(jobs)} eGeMAPS functionals + ridge fits in {time.perf_counter() - start:.0f} s")
 
 
-# Per worker process: the fold's clips and pretrained network, sent once when the worker starts.
+# Per worker process: the fold's clips, sent once when the worker starts.
 _WORKER: dict = {}
 
 
@@ -388,52 +472,24 @@ def _pool(workers: int, state: dict) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(state,))
 
 
-def _expensive_job(
-    job: Job, idx: np.ndarray, seed: int, config: ExperimentConfig
-) -> tuple[Job, np.ndarray, float]:
+class InlineExecutor(Executor):
+    """workers=1: run each job at once in this process, behind the same interface as the pool."""
+
+    def __init__(self, state: dict):
+        _WORKER.update(state)
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _expensive_job(job: Job, idx: np.ndarray, seed: int, config: ExperimentConfig, init: Checkpoint | None):
     start = time.perf_counter()
     clips = _WORKER["train"].subset(idx)
     fconfig = _finetune_config(config, seed)
     if job.model == "baseline":
         ckpt = train_baseline(clips, fconfig, config.hidden, config.layers)
     else:
-        ckpt = finetune_all(_WORKER["pretrained"], clips, fconfig)
+        ckpt = finetune_all(init, clips, fconfig)
     return job, predict(ckpt, _WORKER["eval_features"]), time.perf_counter() - start
-
-
-def _run_expensive(
-    fold, jobs: list[Job], pretrained, config: ExperimentConfig, results: Results, log
-) -> None:
-    if not jobs:
-        return
-    state = {
-        "train": fold.train,
-        "eval_features": fold.eval.features,
-        "pretrained": pretrained.get(config.loss_on),
-    }
-    args = {}
-    for job in jobs:
-        seed = draw_seed(config.seed, job.budget, job.draw)
-        args[job] = (label_draw(len(fold.train), job.budget, seed), seed)
-    total_cost, done_cost, start = sum(j.cost for j in jobs), 0.0, time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        if config.workers <= 1:
-            _WORKER.update(state)
-            finished = (_expensive_job(j, *args[j], config) for j in jobs)
-        else:
-            pool = stack.enter_context(_pool(config.workers, state))
-            # On any way out (also Ctrl-C), queued jobs are dropped; finished ones are already in results.csv.
-            stack.callback(pool.shutdown, wait=False, cancel_futures=True)
-            futures = [pool.submit(_expensive_job, j, *args[j], config) for j in jobs]
-            finished = (f.result() for f in as_completed(futures))
-        label = f"baseline and full fine-tuning ({fold.name})"
-        for k, (job, pred, seconds) in enumerate(progress(finished, label, total=len(jobs)), 1):
-            row = result_row(job, len(args[job][0]), fold.eval.labels, pred, fold.eval.emotions, seconds)
-            results.add(row)
-            done_cost += job.cost
-            eta = (time.perf_counter() - start) * (total_cost - done_cost) / done_cost
-            log(
-                f"[{k}/{len(jobs)}] {job.model} budget {job.budget} draw {job.draw}: macro-F1 "
-                f"{row['macro_f1']:.3f}, acc4 {row['acc4']:.3f}, MAE {row['mae']:.3f} ({seconds:.0f} s); "
-                f"about {eta / 60:.0f} min left"
-            )
