@@ -159,7 +159,7 @@ def plot_all(run_dir: Path, summary: dict) -> list[Path]:
     if summary["differences"].get("ssl - baseline"):
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
         for ax, metric in zip(axes, METRICS):
-            _difference(ax, summary["differences"], metric)
+            _difference(ax, summary["differences"], metric, summary["budgets"])
         fig.suptitle(f"Paired differences with {LEVEL:.0%} bootstrap intervals (same labeled clips)")
         out.append(_save(fig, run_dir / "differences.png"))
     plt.close("all")
@@ -176,12 +176,21 @@ def _curves(ax, summary: dict, pick, zero: float) -> None:
             lo, hi = np.array([s["ci95"] for s in stats]).T
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
     ax.axhline(zero, color="k", linestyle="--", linewidth=1, label="all-zeros predictor")
+    _budget_axis(ax, summary["budgets"])
+
+
+def _budget_axis(ax, budgets: list[int]) -> None:
+    """Log-scaled label counts, ticked at the budgets themselves."""
+    from matplotlib.ticker import NullLocator
+
     ax.set_xscale("log")
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("labeled clips")
     ax.grid(alpha=0.3)
 
 
-def _difference(ax, differences: dict, metric: str) -> None:
+def _difference(ax, differences: dict, metric: str, budgets: list[int]) -> None:
     for pair in ("ssl - baseline", "ssl - ridge", "ssl_full - baseline"):
         per_budget = differences.get(pair)
         if not per_budget:
@@ -194,10 +203,8 @@ def _difference(ax, differences: dict, metric: str) -> None:
             lo, hi = np.array([d[metric]["ci95"] for d in per_budget.values()]).T
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
     ax.axhline(0, color="k", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("labeled clips")
+    _budget_axis(ax, budgets)
     ax.set_title(f"{TITLES[metric]} difference" + (" (lower is better)" if metric == "mae" else ""))
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
 
 

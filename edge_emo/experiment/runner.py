@@ -146,11 +146,6 @@ class Job:
     draw: int
     model: str
 
-    @property
-    def cost(self) -> float:
-        """Relative CPU time, for the ETA: head and ridge fits are nearly free."""
-        return float(self.budget) if self.model in EXPENSIVE else 0.01
-
 
 def plan(fold: Fold, budgets: list[int], config: ExperimentConfig) -> list[Job]:
     """Every job of a fold, draw by draw (an interrupted run still has whole curves), largest budgets first."""
