@@ -82,7 +82,9 @@ def f1_table(summary: dict) -> str:
     lines = [
         f"F1 per emotion with {top} labeled clips (mean ± std over draws; present = intensity >= {PRESENT})",
         "",
-        "| emotion | " + " | ".join(f"{m} ({n[m]} draws)" for m in models) + " | all-zeros |",
+        "| emotion | "
+        + " | ".join(f"{m} ({n[m]} draw{'s' * (n[m] != 1)})" for m in models)
+        + " | all-zeros |",
         "|---" * (len(models) + 2) + "|",
     ]
     for e in emotions:
