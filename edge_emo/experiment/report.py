@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_emo.experiment.runner import METRICS, PER_EMOTION, write_atomic
-from edge_emo.experiment.stats import LEVEL, describe
+from edge_emo.experiment.stats import LEVEL, MIN_FOR_INTERVAL, describe
 from edge_emo.metrics import PRESENT
 
 # Model order in tables and plots, and what each name means.
@@ -101,7 +101,8 @@ def difference_table(summary: dict) -> str:
     lines = [
         "Paired differences over draws (first model minus second, same labeled clips): mean ± std "
         f"[{LEVEL:.0%} bootstrap interval of the mean]. Higher is better for macro-F1 and accuracy, lower for "
-        "MAE; an interval that holds 0 shows no difference these draws can resolve.",
+        "MAE; an interval that holds 0 shows no difference these draws can resolve. With fewer than "
+        f"{MIN_FOR_INTERVAL} draws no interval is given ([n < 5]): a bootstrap of so few values is far too narrow.",
     ]
     for pair, per_budget in summary["differences"].items():
         lines += [
@@ -115,7 +116,7 @@ def difference_table(summary: dict) -> str:
             cells = []
             for k in METRICS:
                 x = d[k]
-                ci = "" if x["ci95"] is None else f" [{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}]"
+                ci = " [n < 5]" if x["ci95"] is None else f" [{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}]"
                 cells.append(f"{x['mean']:+.3f}" + ("" if x["std"] is None else f" ± {x['std']:.3f}") + ci)
             lines.append(f"| {b} | {d['acc4']['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,9 @@ import numpy as np
 
 LEVEL = 0.95
 N_BOOT = 10_000
+# A percentile bootstrap of a mean can never be wider than the range of the values: with very few draws it
+# is far too narrow (two draws give just their min and max). Below this many values no interval is given.
+MIN_FOR_INTERVAL = 5
 
 
 def bootstrap_ci(
@@ -28,14 +31,14 @@ def bootstrap_ci(
 
 
 def describe(values: Sequence[float]) -> dict:
-    """n, mean, sample std and the 95% bootstrap interval of the mean (std and interval None for n < 2)."""
+    """n, mean, sample std (None for n < 2) and the 95% bootstrap interval of the mean (None for fewer than
+    MIN_FOR_INTERVAL values)."""
     v = np.asarray(values, dtype=np.float64)
     if len(v) == 0:
         raise ValueError("no values to describe")
-    many = len(v) >= 2
     return {
         "n": len(v),
         "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if many else None,
-        "ci95": list(bootstrap_ci(v)) if many else None,
+        "std": float(v.std(ddof=1)) if len(v) >= 2 else None,
+        "ci95": list(bootstrap_ci(v)) if len(v) >= MIN_FOR_INTERVAL else None,
     }
