@@ -192,14 +192,12 @@ def test_bootstrap_interval_on_known_data():
         bootstrap_ci([1.0])
 
 
-def test_describe_one_and_many_values():
+def test_describe_one_few_and_many_values():
     assert describe([0.5]) == {"n": 1, "mean": 0.5, "std": None, "ci95": None}
-    d = describe([1.0, 2.0, 3.0])
-    assert (
-        d["mean"] == 2.0
-        and d["std"] == pytest.approx(1.0)
-        and 1.0 <= d["ci95"][0] < 2.0 < d["ci95"][1] <= 3.0
-    )
+    few = describe([1.0, 3.0])  # a bootstrap of 2 values would claim [1, 3]: too narrow to report
+    assert few["std"] == pytest.approx(np.sqrt(2)) and few["ci95"] is None
+    d = describe([1.0, 2.0, 3.0, 2.0, 2.0])
+    assert d["mean"] == 2.0 and 1.0 <= d["ci95"][0] < 2.0 < d["ci95"][1] <= 3.0
 
 
 def test_ridge_leave_one_out_is_exact_and_alpha_follows_the_signal():
