@@ -149,6 +149,7 @@ def plot_all(run_dir: Path, summary: dict) -> list[Path]:
         ax.set_title(f"Overall {TITLES[metric]} vs labeled clips")
         ax.set_ylabel(TITLES[metric])
         ax.legend(fontsize=7)
+        fig.tight_layout()
         out.append(_save(fig, run_dir / f"{metric}_overall.png"))
     for metric in PER_EMOTION:
         fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
@@ -156,14 +157,17 @@ def plot_all(run_dir: Path, summary: dict) -> list[Path]:
             zero = summary["zeros"]["per_emotion"][e][metric]
             _curves(ax, summary, lambda x, e=e, k=metric: x["per_emotion"][e][k], zero)
             ax.set_title(e)
-        axes.flat[0].legend(fontsize=6)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
         fig.suptitle(f"{TITLES[metric]} per emotion vs labeled clips")
+        fig.tight_layout(rect=(0, 0.09, 1, 1))
         out.append(_save(fig, run_dir / f"{metric}_per_emotion.png"))
     if summary["differences"].get("ssl - baseline"):
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
         for ax, metric in zip(axes, METRICS):
             _difference(ax, summary["differences"], metric, summary["budgets"])
         fig.suptitle(f"Paired differences with {LEVEL:.0%} bootstrap intervals (same labeled clips)")
+        fig.tight_layout()
         out.append(_save(fig, run_dir / "differences.png"))
     plt.close("all")
     return out
@@ -213,7 +217,6 @@ def _difference(ax, differences: dict, metric: str, budgets: list[int]) -> None:
 
 def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
     write_atomic(path, buf.getvalue())
     return path
