@@ -232,7 +232,7 @@ def test_functionals_are_88_per_clip_and_cached(corpus):
     names = ["spk0/clip0.wav", "spk1/clip2.wav"]
     x = corpus_functionals(corpus, names)
     assert x.shape == (2, 88) and np.all(np.isfinite(x)) and not np.allclose(x[0], x[1])
-    cached = list(Path(os.environ["EDGE_EMO_CACHE"], "features").glob("*egemaps-functionals*.npz"))
+    cached = list(Path(os.environ["EDGE_EMO_CACHE"], "features").glob("*-egemaps-functionals/*.frames.npy"))
     assert cached
     np.testing.assert_array_equal(
         corpus_functionals(corpus, names[::-1]), x[::-1]
