@@ -1,0 +1,190 @@
+"""The device side installed as a board installs it: `pip install edge-emo` (the built wheel, no extras) into
+fresh virtual environments on the oldest and the newest Python that pyproject.toml declares, and into one with
+the oldest supported onnxruntime (1.16.3: the last release with wheels for glibc < 2.28, e.g. JetPack 4).
+Each environment runs tests/boards/device_check.py on the same inputs: openSMILE features of a WAV and both
+bundles' predictions on fixed feature clips must agree with this (newest onnxruntime) environment.
+
+The three environments are installed in parallel (pip mostly waits on the registry); a missing interpreter
+skips its tests with the reason, an install that fails fails them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from glob import glob
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+
+from tests.boards.inputs import write_inputs
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICE_CHECK = Path(__file__).with_name("device_check.py")
+PACKAGED = ("pyproject.toml", "README.md", "edge_emo", "export", "firmware_bridge", "benchmarks")
+OLDEST_ONNXRUNTIME = "1.16.3"
+# Largest difference of utterance intensities (0..3 scale) allowed against this environment. fp32: the same
+# graph on the same CPU; onnxruntime releases may order float sums differently. int8: activations are
+# quantized per chunk, so a rounding difference moves one step of the 8-bit grid.
+TOLERANCE = {"fp32": 1e-5, "int8": 1e-3}
+
+
+def declared_pythons() -> list[str]:
+    """The Python versions pyproject.toml declares (classifiers), checked against requires-python."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    prefix = "Programming Language :: Python :: 3."
+    versions = sorted(
+        (c.removeprefix("Programming Language :: Python :: ") for c in project["classifiers"] if c.startswith(prefix)),
+        key=lambda v: tuple(int(p) for p in v.split(".")),
+    )
+    assert project["requires-python"] == f">={versions[0]}", "requires-python and the classifiers disagree"
+    return versions
+
+
+@dataclass(frozen=True)
+class Target:
+    python: str  # "3.9"
+    pins: tuple[str, ...] = ()  # requirements installed beside the wheel
+
+
+PYTHONS = declared_pythons()
+TARGETS = {
+    "oldest-python": Target(PYTHONS[0]),
+    "newest-python": Target(PYTHONS[-1]),
+    # onnxruntime 1.16.3 was built against numpy 1.x and does not import under numpy 2.
+    "oldest-onnxruntime": Target(PYTHONS[0], (f"onnxruntime=={OLDEST_ONNXRUNTIME}", "numpy<2")),
+}
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of `version` that can make virtual environments: on PATH, or installed by pyenv."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(glob(str(pyenv / "versions" / f"{version}.*" / "bin" / f"python{version}")))
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import ensurepip, venv"], capture_output=True)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without PYTHONPATH: the venv must import edge_emo from its wheel."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PIP_NO_INPUT"] = "1"
+    return env
+
+
+def run(cmd: list, cwd: Path, what: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=clean_env(), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"{what} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+@dataclass
+class Installed:
+    """What one environment did, or why it was skipped."""
+
+    skipped: str | None = None
+    report: dict | None = None
+    outputs: dict | None = None
+    help_text: str = ""
+    venv: Path | None = None
+
+
+def install_and_check(target: Target, venv: Path, wheel: Path, inputs: Path, bundle_paths: list[str]) -> Installed:
+    python = find_python(target.python)
+    if python is None:
+        return Installed(skipped=f"no Python {target.python} interpreter here (looked on PATH and in pyenv)")
+    work = venv.parent
+    run([python, "-m", "venv", venv], work, f"python{target.python} -m venv")
+    run([venv / "bin/python", "-m", "pip", "install", "-q", wheel, *target.pins], work, "pip install edge-emo")
+    output = work / f"{venv.name}.npz"
+    check = run([venv / "bin/python", "-I", DEVICE_CHECK, inputs, output, *bundle_paths], work, "device_check.py")
+    help_text = run([venv / "bin/edge-emo", "--help"], work, "edge-emo --help").stdout
+    with np.load(output) as stored:
+        outputs = dict(stored)
+    return Installed(report=json.loads(check.stdout), outputs=outputs, help_text=help_text, venv=venv)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel pip builds from the packaged sources (copied, so the build leaves nothing in the checkout)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    (tmp / "src").mkdir()
+    for name in PACKAGED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp / "src" / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, tmp / "src" / name)
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "dist", tmp / "src"], tmp, "pip wheel")
+    (built,) = (tmp / "dist").glob("edge_emo-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, bundles) -> dict:
+    """Inputs for every environment, and this environment's results on them."""
+    inputs = tmp_path_factory.mktemp("inputs")
+    clips = write_inputs(inputs)
+    outputs = {"features": clips[-1], **{p: b.predict_utterances(clips) for p, b in bundles.items()}}
+    return {"inputs": inputs, "outputs": outputs}
+
+
+@pytest.fixture(scope="module")
+def installs(tmp_path_factory, wheel, reference, bundles) -> dict[str, Installed]:
+    root = tmp_path_factory.mktemp("venvs")
+    bundle_paths = [str(b.path) for b in bundles.values()]
+    with ThreadPoolExecutor(len(TARGETS)) as pool:
+        jobs = {
+            name: pool.submit(install_and_check, t, root / name, wheel, reference["inputs"], bundle_paths)
+            for name, t in TARGETS.items()
+        }
+        return {name: job.result() for name, job in jobs.items()}
+
+
+def result_of(installs: dict[str, Installed], name: str) -> Installed:
+    result = installs[name]
+    if result.skipped:
+        pytest.skip(result.skipped)
+    return result
+
+
+def assert_same_predictions(outputs: dict, expected: dict) -> None:
+    for precision, tolerance in TOLERANCE.items():
+        assert outputs[precision].shape == expected[precision].shape
+        difference = np.abs(outputs[precision] - expected[precision]).max()
+        assert difference <= tolerance, f"{precision}: differs by {difference:.3g}"
+
+
+@pytest.mark.parametrize("name", ["oldest-python", "newest-python"])
+def test_plain_install_runs_the_device_path(installs, reference, name):
+    result = result_of(installs, name)
+    report = result.report
+    assert report["python"].startswith(TARGETS[name].python + ".")
+    assert Path(report["edge_emo_file"]).is_relative_to(result.venv), "edge_emo was not imported from the wheel"
+    assert not report["torch_installed"] and not report["torch_imported"]
+    # the same openSMILE build gives the same frames on every Python
+    assert np.array_equal(result.outputs["features"], reference["outputs"]["features"])
+    assert_same_predictions(result.outputs, reference["outputs"])
+    for command in ("export", "bridge-monitor"):
+        assert command in result.help_text
+
+
+def test_oldest_onnxruntime_gives_the_same_outputs(installs, reference):
+    result = result_of(installs, "oldest-onnxruntime")
+    assert result.report["onnxruntime"] == OLDEST_ONNXRUNTIME
+    newest = tuple(int(p) for p in onnxruntime.__version__.split(".")[:2])
+    assert newest > (1, 16), f"this environment should have a newer onnxruntime, has {onnxruntime.__version__}"
+    assert_same_predictions(result.outputs, reference["outputs"])
