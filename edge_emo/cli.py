@@ -7,7 +7,7 @@ import functools
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, NamedTuple, Optional
 
 import typer
 
@@ -95,6 +95,18 @@ def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
     return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
 
 
+def _one_torch_thread_unless_told() -> None:
+    """Training runs one math thread per process unless OMP_NUM_THREADS says otherwise: on a shared 2-core
+    machine a 2 x 256 GRU with two threads per process ran many times slower than with one. To use more
+    cores, start more processes (`torchrun --nproc-per-node N -m edge_emo pretrain ...`)."""
+    import os
+
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
 def _guard(fn):
     """Turn input errors into a one-line message and exit code 2."""
 
@@ -163,26 +175,68 @@ def pretrain(
     split_seed: SplitSeed = 0,
     mosei_covarep: MoseiCovarep = None,
     mosei_labels: MoseiLabels = None,
+    save_every_steps: Annotated[
+        int, typer.Option(help="Save the training state every N steps too (always at the end of an epoch).")
+    ] = 0,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Training state to continue from. Default: OUT's (OUT.state.safetensors), which exists "
+            "while a run is unfinished, so rerunning an interrupted command continues it."
+        ),
+    ] = None,
 ) -> None:
-    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored)."""
-    from edge_emo.train.checkpoint import save_checkpoint
+    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored).
+
+    Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
+    CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
+    from edge_emo.train import distributed
+    from edge_emo.train.checkpoint import save_checkpoint, state_path
     from edge_emo.train.pretrain import PretrainConfig
     from edge_emo.train.pretrain import pretrain as run_pretrain
 
+    _one_torch_thread_unless_told()
     if loss_on not in ("masked", "all"):
         raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     dirs = data_dir or []
     fs = feature_set.value if feature_set else _default_feature_set(dirs, mosei_covarep is not None)
-    corpora = _corpora(dirs, mosei_covarep, mosei_labels, _spec(fs), split, split_seed)
-    config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on, seed=seed)
-    ckpt = run_pretrain(corpora, config, hidden=hidden, layers=layers)
-    ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
-    ckpt.provenance["split"] = {"split": split, "seed": split_seed}
-    save_checkpoint(ckpt, out)
-    history = ckpt.provenance["pretrain"]["loss_history"]
-    typer.echo(
-        f"pretrained on {sum(len(c) for c in corpora)} clips; loss {history[0]} -> {history[-1]}; wrote {out}"
-    )
+    dist = distributed.start()
+    try:
+        # The first process of each machine extracts missing features into the cache; the others then read it.
+        if dist.local_rank != 0:
+            dist.barrier()
+        corpora = _corpora(dirs, mosei_covarep, mosei_labels, _spec(fs), split, split_seed)
+        if dist.local_rank == 0:
+            dist.barrier()
+        state = state_path(out)
+        if resume is None and state.is_file():
+            resume = state
+        if resume is not None and dist.is_main:
+            typer.echo(f"continuing from the training state {resume}", err=True)
+        config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on, seed=seed)
+        ckpt = run_pretrain(
+            corpora,
+            config,
+            hidden,
+            layers,
+            state,
+            save_every_steps,
+            resume,
+            lambda m: typer.echo(m, err=True),
+        )
+        if dist.is_main:
+            ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
+            ckpt.provenance["split"] = {"split": split, "seed": split_seed}
+            save_checkpoint(ckpt, out)
+            state.unlink(missing_ok=True)  # the run is complete: a rerun starts afresh
+            history = ckpt.provenance["pretrain"]["loss_history"]
+            typer.echo(
+                f"pretrained on {sum(len(c) for c in corpora)} clips in {dist.world_size} process(es); "
+                f"loss {history[0]} -> {history[-1]}; wrote {out}"
+            )
+        dist.barrier()
+    finally:
+        distributed.stop()
 
 
 @app.command()
@@ -221,6 +275,7 @@ def finetune(
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
     from edge_emo.train.finetune import FinetuneConfig, finetune_head, sample_labeled, train_baseline
 
+    _one_torch_thread_unless_told()
     dirs = [data_dir] if data_dir else []
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
@@ -275,6 +330,208 @@ def evaluate(
         typer.echo(format_report(rep))
 
 
+class PrecisionChoice(str, Enum):
+    int8 = "int8"
+    fp32 = "fp32"
+
+
+@app.command("export")
+@_guard
+def export_model(
+    checkpoint: Annotated[Path, typer.Argument(help="A fine-tuned checkpoint (.safetensors).")],
+    out: Annotated[
+        Path, typer.Option(help="Bundle directory to write (NAME.bundle); a previous one is kept as .prev.")
+    ],
+    precision: Annotated[
+        PrecisionChoice, typer.Option(help="int8 (dynamic quantization of the GRU) or fp32.")
+    ] = PrecisionChoice.int8,
+    chunk_frames: Annotated[
+        int, typer.Option(help="Frames per graph call on device and in evaluation (10 = one 100 ms update).")
+    ] = 10,
+) -> None:
+    """Export a checkpoint as a streaming ONNX bundle (graph + manifest) for the device."""
+    from export import export_bundle
+
+    bundle = export_bundle(checkpoint, out, precision.value, chunk_frames)
+    size = bundle.graph_path.stat().st_size
+    typer.echo(
+        f"wrote {bundle.path} ({bundle.precision}, {size / 1e6:.2f} MB graph), version {bundle.version}"
+    )
+
+
+# --- device runtime: listen, devices ----------------------------------------------------------------------
+# Exit codes of `listen` and `devices`: 0 done (end of input, --duration reached or Ctrl-C; dropped blocks
+# are reported, not fatal), 2 bad input (model bundle, audio file, options), 3 no usable input device,
+# 4 the input device failed while streaming.
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default.bundle"
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def _sample_path() -> Path:
+    samples = sorted(SAMPLES.glob("*.flac"))
+    if not samples:
+        raise ValueError(f"no sample audio is installed in {SAMPLES}")
+    return samples[0]
+
+
+class _BridgeUpdate(NamedTuple):
+    """What firmware_bridge's Link.send_update reads (the dominant emotion as an index)."""
+
+    timestamp_s: float
+    intensities: object
+    dominant: Optional[int]
+    speech: bool
+
+
+def _listen_model(model: Optional[Path]):
+    from edge_emo.runtime.bundle import load_bundle
+
+    path = model or DEFAULT_MODEL
+    if model is None and not (path / "manifest.json").is_file():
+        raise ValueError(f"the default model is not installed ({path}); pass --model BUNDLE")
+    return load_bundle(path)
+
+
+@app.command()
+@_guard
+def listen(
+    model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the bundled model).")] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="Input device, by index or name (see `edge-emo devices`).")
+    ] = None,
+    input_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--input", help="Stream an audio file instead of the microphone ('sample': the shipped one)."
+        ),
+    ] = None,
+    fast: Annotated[bool, typer.Option(help="With --input: as fast as possible, not in real time.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON line per update on stdout, nothing else there.")
+    ] = False,
+    duration: Annotated[
+        Optional[float], typer.Option(help="Stop after this many seconds of audio.", min=0.01)
+    ] = None,
+    update_interval: Annotated[float, typer.Option(help="Seconds of audio between updates.", min=0.01)] = 0.1,
+    smoothing: Annotated[
+        float,
+        typer.Option(help="Time constant (s) of exponential smoothing of the intensities; 0: none.", min=0),
+    ] = 0.0,
+    vad_threshold_db: Annotated[
+        float, typer.Option(help="Level (dBFS) at which audio counts as speech.")
+    ] = -45.0,
+    vad: Annotated[
+        bool,
+        typer.Option(help="Cut the stream into utterances; --no-vad: the whole stream is one utterance."),
+    ] = True,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads.", min=1)] = 1,
+    buffer: Annotated[
+        float, typer.Option(help="Seconds of microphone audio queued before blocks are dropped.", min=0.02)
+    ] = 2.0,
+    bridge: Annotated[
+        Optional[str], typer.Option(help="Also send updates to a wearable (serial:// or udp:// URL).")
+    ] = None,
+) -> None:
+    """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
+    import sys
+
+    from edge_emo.runtime import listen as listening
+    from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
+    from edge_emo.runtime.recognizer import EmotionRecognizer, Vad
+    from edge_emo.runtime.view import LiveView
+
+    bundle = _listen_model(model)
+    recognizer = EmotionRecognizer(
+        bundle,
+        update_interval_s=update_interval,
+        smoothing_s=smoothing,
+        threads=threads,
+        vad=Vad(threshold_db=vad_threshold_db) if vad else None,
+    )
+    link = None
+    if bridge is not None:
+        import firmware_bridge
+        from firmware_bridge.protocol import MAX_MODEL_VERSION
+
+        # Bundle versions (stage-date-precision-hash, 34 characters) are longer than the wire format's
+        # limit: the hello carries their start, which still ends in 8 characters of the graph's hash.
+        link = firmware_bridge.connect(
+            bridge,
+            model_version=bundle.version[:MAX_MODEL_VERSION],
+            emotions=bundle.emotions,
+            update_rate_hz=1 / update_interval,
+        )
+    if input_file is not None:
+        path = _sample_path() if str(input_file) == "sample" else input_file
+        source = AudioFileSource(path, fast=fast, max_s=duration)
+    else:
+        try:
+            source = Microphone(find_device(device), bundle.spec.sample_rate, buffer_s=buffer, max_s=duration)
+        except AudioSourceError as e:
+            raise fail(
+                f"{e}; without a microphone, try: edge-emo listen --input sample", e.exit_code
+            ) from None
+    view = None if json_out else LiveView(source.describe(), bundle.version)
+    if json_out:
+        typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
+    warned = False
+
+    def on_update(update, summary) -> None:
+        nonlocal warned
+        if link is not None:
+            link.send_update(
+                _BridgeUpdate(update.time_s, update.intensities, update.dominant_index, update.speech)
+            )
+        if json_out:
+            sys.stdout.write(update.to_json() + "\n")
+            sys.stdout.flush()
+        else:
+            view.show(update, summary.dropped_blocks, summary.utterances)
+        if summary.dropped_blocks and not warned:
+            warned = True
+            typer.secho(
+                "warning: input overflow: processing fell behind and audio blocks are being dropped",
+                err=True,
+                fg=typer.colors.YELLOW,
+            )
+
+    try:
+        with listening.stop_on_sigint() as stop, source:
+            if view is not None:
+                view.start()
+            try:
+                summary = listening.run(recognizer, source, on_update, stop)
+            finally:
+                if view is not None:
+                    view.stop()
+    except AudioSourceError as e:
+        raise fail(str(e), e.exit_code) from None
+    finally:
+        recognizer.close()
+        if link is not None:
+            link.close()
+    typer.echo(summary.describe(), err=True)
+
+
+@app.command()
+def devices() -> None:
+    """List the audio input devices `edge-emo listen --device` can use (* marks the default)."""
+    from edge_emo.runtime.audio_input import AudioSourceError, input_devices
+
+    try:
+        found = input_devices()
+    except AudioSourceError as e:
+        raise fail(str(e), e.exit_code) from None
+    if not found:
+        raise fail("no audio input device found", 3)
+    for d in found:
+        typer.echo(
+            f"{'*' if d.is_default else ' '}{d.index:3d}  {d.name}  "
+            f"({d.host_api}, {d.channels} in, {d.default_rate} Hz default)"
+        )
+
+
 @app.command("bridge-monitor")
 def bridge_monitor(
     url: Annotated[
@@ -303,30 +560,135 @@ def bridge_monitor(
         raise fail(f"only {received} of {count} frames arrived", code=1)
 
 
-class PrecisionChoice(str, Enum):
-    int8 = "int8"
-    fp32 = "fp32"
+# --- on-device personalization: record, personalize ------------------------------------------------------
 
 
-@app.command("export")
+@app.command()
 @_guard
-def export_model(
-    checkpoint: Annotated[Path, typer.Argument(help="A fine-tuned checkpoint (.safetensors).")],
-    out: Annotated[
-        Path, typer.Option(help="Bundle directory to write (NAME.bundle); a previous one is kept as .prev.")
+def record(
+    labels: Annotated[
+        Path, typer.Option(help="The wearer's labels.csv (created if missing); clips go to clips/ beside it.")
     ],
-    precision: Annotated[
-        PrecisionChoice, typer.Option(help="int8 (dynamic quantization of the GRU) or fp32.")
-    ] = PrecisionChoice.int8,
-    chunk_frames: Annotated[
-        int, typer.Option(help="Frames per graph call on device and in evaluation (10 = one 100 ms update).")
-    ] = 10,
+    input_files: Annotated[
+        Optional[list[Path]],
+        typer.Option("--input", help="Import these audio files (one clip each) instead of recording."),
+    ] = None,
+    label: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Labels of the clip(s), e.g. happy=2 (repeatable); asked for when not given."),
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Seconds to record from the microphone.", min=0.5)] = 4.0,
+    device: Annotated[
+        Optional[str], typer.Option(help="Input device, by index or name (see `edge-emo devices`).")
+    ] = None,
+    speaker: Annotated[str, typer.Option(help="Speaker name written in labels.csv.")] = "wearer",
 ) -> None:
-    """Export a checkpoint as a streaming ONNX bundle (graph + manifest) for the device."""
-    from export import export_bundle
+    """Record a clip from the microphone (or import audio files), label it and add it to labels.csv."""
+    from edge_emo.data.labels import EMOTIONS, read_labels
+    from edge_emo.features import load_audio
+    from edge_emo.personalize.record import LABEL_HELP, append_label, capture, parse_labels, save_clip
+    from edge_emo.personalize.wearer import speech_seconds
+    from edge_emo.runtime.audio_input import AudioSourceError
+    from edge_emo.runtime.recognizer import Vad
 
-    bundle = export_bundle(checkpoint, out, precision.value, chunk_frames)
-    size = bundle.graph_path.stat().st_size
+    given = parse_labels(" ".join(label)) if label else None
+    if labels.exists():
+        read_labels(labels)  # a broken labels.csv is reported before anything is recorded
+    if input_files:
+        clips = [(str(p), *load_audio(p)) for p in input_files]
+    else:
+        typer.echo(f"recording {seconds:g} s: speak now", err=True)
+        try:
+            clips = [("microphone", *capture(device, seconds))]
+        except AudioSourceError as e:
+            raise fail(f"{e}; without a microphone, import files with --input", e.exit_code) from None
+    vad = Vad()
+    for name, signal, rate in clips:  # every clip is checked before anything is written
+        if speech_seconds(signal, rate, vad.threshold_db) < vad.min_speech_s:
+            raise ValueError(
+                f"{name}: no speech (never {vad.threshold_db:g} dBFS or louder); nothing recorded"
+            )
+    for name, signal, rate in clips:
+        intensities = given
+        while intensities is None:
+            try:
+                intensities = parse_labels(typer.prompt(f"labels for {name} ({LABEL_HELP})"))
+            except ValueError as e:
+                typer.secho(f"  {e}", err=True, fg=typer.colors.YELLOW)
+        clip = save_clip(labels, signal, rate)
+        append_label(labels, clip, speaker, intensities)
+        named = " ".join(f"{e}={v:g}" for e, v in zip(EMOTIONS, intensities) if v) or "neutral"
+        typer.echo(f"added {clip.relative_to(labels.parent)} ({named}) to {labels}")
+
+
+def _is_installed_model(path: Path) -> bool:
+    """True for bundles inside the installed package (the shipped model): never personalized in place."""
+    return Path(__file__).parent.resolve() in path.resolve().parents
+
+
+@app.command()
+@_guard
+def personalize(
+    labels: Annotated[
+        Optional[Path], typer.Option(help="The wearer's labels.csv (see `edge-emo record`).")
+    ] = None,
+    model: Annotated[
+        Optional[Path], typer.Option(help="Bundle to start from (default: the shipped model).")
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Bundle to write (default: --model itself if it is your own bundle, else "
+            "~/.local/share/edge-emo/personal.bundle); the one it replaces is kept as .prev."
+        ),
+    ] = None,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Swap the bundle at --out (or --model) with its .prev.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+) -> None:
+    """Fit the emotion head to the wearer's labeled clips (closed-form, no torch); or --rollback."""
+    from edge_emo.personalize import wearer
+
+    if out is None:
+        out = model if model is not None and not _is_installed_model(model) else wearer.personal_bundle_path()
+    if rollback:
+        if labels is not None:
+            raise ValueError("--rollback takes no --labels")
+        restored = wearer.rollback(out)
+        typer.echo(
+            f"rolled back {out} to version {restored.version} (the replaced one is now {out.name}.prev)"
+        )
+        return
+    if labels is None:
+        raise ValueError("--labels is required (the wearer's labels.csv, see `edge-emo record`)")
+    result = wearer.personalize(_listen_model(model).path, labels, out)
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    "bundle": str(result.bundle.path),
+                    "version": result.bundle.version,
+                    "clips": result.n_clips,
+                    "strength": None if result.fit.shipped else result.fit.strength,
+                    "before": result.before,
+                    "after": result.after,
+                }
+            )
+        )
+        return
+    b, a, z = result.before["model"], result.after["model"], result.before["zeros"]
     typer.echo(
-        f"wrote {bundle.path} ({bundle.precision}, {size / 1e6:.2f} MB graph), version {bundle.version}"
+        f"{result.n_clips} clips; held out: each clip predicted by a head fitted without it\n\n"
+        "| metric | shipped head | personalized (held out) | all-zeros |\n|---|---|---|---|\n"
+        f"| macro-F1 | {b['macro_f1']:.3f} | {a['macro_f1']:.3f} | {z['macro_f1']:.3f} |\n"
+        f"| 4-class accuracy | {b['acc4']:.3f} | {a['acc4']:.3f} | {z['acc4']:.3f} |\n"
+        f"| MAE | {b['mae']:.3f} | {a['mae']:.3f} | {z['mae']:.3f} |\n"
+    )
+    if result.fit.shipped:
+        typer.echo("the shipped head predicted your clips best: the head is unchanged")
+    else:
+        typer.echo(f"shrinkage strength {result.fit.strength:g} (chosen by leave-one-out)")
+    typer.echo(
+        f"wrote {result.bundle.path}, version {result.bundle.version}; undo: edge-emo personalize --rollback --out {out}"
     )

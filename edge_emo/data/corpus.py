@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from edge_emo.progress import progress
 
 # Peak amplitude (full scale 1.0) below which a clip is treated as silence, not speech.
 SILENCE_PEAK = 1e-4
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+# Clips per cache shard: a shard is the unit of extraction (resumable) and of atomic writes.
+SHARD_CLIPS = 256
 
 
 @dataclass
@@ -95,14 +98,7 @@ def _audio_corpus(root: Path, records: list[ClipRecord], spec: FeatureSpec, work
         if not r.path.is_file():
             raise CorpusError(f"{r.path}: audio file not found (listed in {root})")
     names = [r.path.relative_to(root).as_posix() for r in records]
-    cache = cache_dir() / f"{root.name}-{spec.name}-{_cache_key(records, spec)}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            frames, offsets = z["frames"], z["offsets"]
-        features = [frames[offsets[i] : offsets[i + 1]] for i in range(len(records))]
-    else:
-        features = extract_many([r.path for r in records], spec, workers, label=f"features {root.name}")
-        _write_cache(cache, features)
+    features = _cached_features(root, records, spec, workers)
     labels = None
     if records[0].intensities is not None:
         labels = np.asarray([r.intensities for r in records], dtype=np.float32)
@@ -111,12 +107,18 @@ def _audio_corpus(root: Path, records: list[ClipRecord], spec: FeatureSpec, work
 
 def extract_many(paths: Sequence[Path], spec: FeatureSpec, workers: int = 0, label: str = "features") -> list:
     """Extract features of many files in parallel processes, with a progress bar."""
+    return list(_extracted(paths, spec, workers, label))
+
+
+def _extracted(paths: Sequence[Path], spec: FeatureSpec, workers: int, label: str) -> Iterator[np.ndarray]:
+    """Features of `paths`, in order, as the worker processes finish them."""
     workers = workers or min(len(paths), os.cpu_count() or 1)
     jobs = [(p, spec) for p in paths]
     if workers <= 1:
-        return [_extract_checked(j) for j in progress(jobs, label)]
+        yield from (_extract_checked(j) for j in progress(jobs, label))
+        return
     with ProcessPoolExecutor(workers) as pool:
-        return list(progress(pool.map(_extract_checked, jobs, chunksize=8), label, total=len(jobs)))
+        yield from progress(pool.map(_extract_checked, jobs, chunksize=8), label, total=len(jobs))
 
 
 def _extract_checked(job: tuple[Path, FeatureSpec]) -> np.ndarray:
@@ -127,7 +129,26 @@ def _extract_checked(job: tuple[Path, FeatureSpec]) -> np.ndarray:
     return extract(signal, rate, spec)
 
 
-def _cache_key(records: list[ClipRecord], spec: FeatureSpec) -> str:
+def _cached_features(root: Path, records: list[ClipRecord], spec: FeatureSpec, workers: int) -> list:
+    """Features of `records` from the shard cache; missing or stale shards are extracted first.
+
+    Extraction resumes where it stopped: every shard is written atomically once its clips are done, and a
+    shard whose audio is unchanged is never extracted again. Clips are returned as views into memory-mapped
+    shards, so a reader (e.g. one rank of a distributed run) pages in only the frames it touches."""
+    folder = cache_dir() / f"{root.name}-{spec.name}"
+    groups = [records[i : i + SHARD_CLIPS] for i in range(0, len(records), SHARD_CLIPS)]
+    shards = [folder / _shard_key(group, spec) for group in groups]
+    missing = [k for k, shard in enumerate(shards) if not _frames_file(shard).is_file()]
+    if missing:
+        paths = [r.path for k in missing for r in groups[k]]
+        with closing(_extracted(paths, spec, workers, f"features {root.name}")) as extracted:
+            for k in missing:
+                _write_shard(shards[k], [next(extracted) for _ in groups[k]])
+    return [clip for shard in shards for clip in _read_shard(shard)]
+
+
+def _shard_key(records: list[ClipRecord], spec: FeatureSpec) -> str:
+    """Changes whenever the feature spec, openSMILE or any audio file of the shard changes."""
     import opensmile
 
     h = hashlib.sha256()
@@ -138,10 +159,28 @@ def _cache_key(records: list[ClipRecord], spec: FeatureSpec) -> str:
     return h.hexdigest()[:16]
 
 
-def _write_cache(path: Path, features: list[np.ndarray]) -> None:
-    """Write atomically: a crash leaves no half-written cache that a later run would trust."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _frames_file(shard: Path) -> Path:
+    return shard.with_name(shard.name + ".frames.npy")
+
+
+def _offsets_file(shard: Path) -> Path:
+    return shard.with_name(shard.name + ".offsets.npy")
+
+
+def _write_shard(shard: Path, features: list[np.ndarray]) -> None:
+    """Offsets first, frames last, each atomically: a shard counts as cached only once its frames file
+    exists, so a crash never leaves a half shard that a later run would trust."""
+    shard.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.cumsum([0] + [len(f) for f in features])
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, frames=np.concatenate(features).astype(np.float32), offsets=offsets)
-    os.replace(tmp, path)
+    frames = np.concatenate(features).astype(np.float32)
+    for path, array in ((_offsets_file(shard), offsets), (_frames_file(shard), frames)):
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+
+
+def _read_shard(shard: Path) -> list[np.ndarray]:
+    offsets = np.load(_offsets_file(shard))
+    frames = np.load(_frames_file(shard), mmap_mode="c")  # copy-on-write: callers may modify their copy
+    return [frames[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]

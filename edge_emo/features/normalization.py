@@ -22,16 +22,26 @@ class NormStats:
     @classmethod
     def fit(cls, clips: Iterable[np.ndarray]) -> NormStats:
         """Mean and std per dimension over all finite values of all frames of all clips."""
-        total = None
+        clips = list(clips)
+        if not clips:
+            raise ValueError("cannot compute normalisation statistics from no clips")
+        return cls.from_sums(cls.frame_sums(clips, clips[0].shape[-1]))
+
+    @staticmethod
+    def frame_sums(clips: Iterable[np.ndarray], dim: int) -> np.ndarray:
+        """(3, dim) float64: count, sum and sum of squares of the finite values per dimension. Sums over
+        parts of the data add up to the sums over all of it (e.g. each process of a distributed run)."""
+        total = np.zeros((3, dim))
         for x in clips:
             x = np.asarray(x, dtype=np.float64)
             finite = np.isfinite(x)
             xz = np.where(finite, x, 0.0)
-            part = np.stack([finite.sum(0), xz.sum(0), (xz * xz).sum(0)])
-            total = part if total is None else total + part
-        if total is None:
-            raise ValueError("cannot compute normalisation statistics from no clips")
-        count, s1, s2 = total
+            total += np.stack([finite.sum(0), xz.sum(0), (xz * xz).sum(0)])
+        return total
+
+    @classmethod
+    def from_sums(cls, sums: np.ndarray) -> NormStats:
+        count, s1, s2 = sums
         if np.any(count == 0):
             raise ValueError(
                 "cannot compute normalisation statistics: a feature dimension has no finite value"

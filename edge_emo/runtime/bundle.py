@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -312,11 +312,16 @@ def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
 
 
 def write_bundle(
-    out_dir: str | Path, graph: bytes, manifest: dict[str, Any], keep_previous: bool = True
+    out_dir: str | Path,
+    graph: bytes,
+    manifest: dict[str, Any],
+    keep_previous: bool = True,
+    check: Callable[[Bundle], None] | None = None,
 ) -> Bundle:
     """Write `graph` and `manifest` (without digests: they are filled in here) as a bundle at `out_dir`,
     atomically: a complete temporary directory is renamed into place, and a bundle already at `out_dir` is
-    kept as `out_dir` + ".prev" (replacing an older .prev). Returns the verified bundle."""
+    kept as `out_dir` + ".prev" (replacing an older .prev). `check`, if given, runs on the loaded temporary
+    bundle before anything is replaced (raise to abandon the write). Returns the verified bundle."""
     out_dir = Path(out_dir)
     digest = sha256_bytes(graph)
     manifest = {**manifest, "format": FORMAT, "format_version": FORMAT_VERSION}
@@ -329,7 +334,9 @@ def write_bundle(
     try:
         (tmp / GRAPH).write_bytes(graph)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        load_bundle(tmp)  # never put an unreadable bundle in place
+        written = load_bundle(tmp)  # never put an unreadable bundle in place
+        if check is not None:
+            check(written)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -356,11 +363,13 @@ def write_bundle_with_head(
     bias: np.ndarray,
     out_dir: str | Path,
     provenance: dict[str, Any] | None = None,
+    check: Callable[[Bundle], None] | None = None,
 ) -> Bundle:
     """A copy of `bundle` with a new fp32 head (personalization): `weight` (H, E) and `bias` (E,) such that
     intensities = hidden @ weight + bias. Everything else is unchanged; the new bundle gets a new model
     version, hashes and, if given, `provenance` recorded as its "personalization". Written atomically at
-    `out_dir` (which may be the bundle's own path: the old one is kept as .prev)."""
+    `out_dir` (which may be the bundle's own path: the old one is kept as .prev) after `check` (see
+    write_bundle) accepts it."""
     import onnx
     from onnx import numpy_helper
 
@@ -391,4 +400,4 @@ def write_bundle_with_head(
     new_provenance["stage"] = "personalized"
     manifest["provenance"] = new_provenance
     manifest["version"] = model_version(new_provenance, bundle.precision, graph)
-    return write_bundle(out_dir, graph, manifest)
+    return write_bundle(out_dir, graph, manifest, check=check)

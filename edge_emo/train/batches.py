@@ -29,3 +29,9 @@ def length_batches(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for k in rng.permutation(len(batches)) if rng is not None else range(len(batches)):
         yield batches[k]
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The global batches of one epoch: length-grouped, in an order drawn from (seed, epoch) alone, so that
+    every process of a distributed run (and a resumed run) gets the same list without talking to the others."""
+    return list(length_batches(lengths, batch_size, np.random.default_rng([seed, epoch])))

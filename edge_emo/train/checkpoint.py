@@ -93,3 +93,68 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         emotions=tuple(json.loads(metadata["emotions"])),
         provenance=json.loads(metadata["provenance"]),
     )
+
+
+STATE_FORMAT = "edge-emo-training-state/1"
+
+
+def state_path(out: str | Path) -> Path:
+    """Where a run that writes the checkpoint `out` keeps its training state while it is unfinished."""
+    out = Path(out)
+    return out.with_name(out.stem + ".state.safetensors")
+
+
+def save_training_state(
+    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict, run: dict
+) -> None:
+    """Everything needed to continue a run exactly, as safetensors (no pickle): the weights, the optimizer's
+    per-parameter tensors (Adam: step, exp_avg, exp_avg_sq) and, as JSON metadata, where the run stands
+    (`progress`) and what it is (`run`: config and data, which a resume must match). Written atomically."""
+    path = Path(path)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            tensors[f"optimizer.{i}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    metadata = {"format": STATE_FORMAT, "progress": json.dumps(progress), "run": json.dumps(run)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_training_state(
+    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, run: dict
+) -> dict:
+    """Load a training state into `model` and `optimizer` (built as for a fresh run) and return its progress.
+    Refuses a state of another run: any difference in `run` except the number of epochs."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: training state not found")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a safetensors training state ({e})") from e
+    if metadata.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: not an edge-emo training state (format {metadata.get('format')!r})")
+    saved, run = json.loads(metadata["run"]), json.loads(json.dumps(run))
+    differs = sorted(k for k in set(saved) | set(run) if k != "epochs" and saved.get(k) != run.get(k))
+    if differs:
+        raise CheckpointError(
+            f"{path}: the training state is of another run (differs in {', '.join(differs)}); "
+            "run with the same data and options, or delete it to start afresh"
+        )
+    device = next(model.parameters()).device
+    model.load_state_dict({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    as_saved = optimizer.state_dict()
+    as_saved["state"] = state
+    optimizer.load_state_dict(as_saved)
+    return json.loads(metadata["progress"])

@@ -3,6 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
+from edge_emo.data import corpus as corpus_module
 from edge_emo.data.corpus import cache_dir, load_corpus
 from edge_emo.data.labels import CorpusError
 from edge_emo.features import AudioInputError, extract_file, spec_for
@@ -15,21 +16,46 @@ def test_corpus_features_match_the_extractor_and_are_cached(corpus):
     first = load_corpus(corpus, SPEC)
     assert len(first) == 20 and first.labels.shape == (20, 6) and first.spec == SPEC
     np.testing.assert_array_equal(first.features[3], extract_file(corpus / first.names[3], SPEC))
-    caches = list(cache_dir().glob(f"{corpus.name}-egemaps-*.npz"))
-    assert len(caches) == 1
-    mtime = caches[0].stat().st_mtime_ns
+    shards = list((cache_dir() / f"{corpus.name}-egemaps").glob("*.frames.npy"))
+    assert len(shards) == 1  # 20 clips fit in one shard
+    mtime = shards[0].stat().st_mtime_ns
     again = load_corpus(corpus, SPEC)
-    assert caches[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert shards[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
     np.testing.assert_array_equal(again.features[7], first.features[7])
 
 
-def test_cache_is_rebuilt_when_audio_changes(tmp_path):
-    root = make_corpus(tmp_path / "c", n_speakers=2, per_speaker=2)
+def shard_times(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.frames.npy")}
+
+
+def test_only_shards_whose_audio_changed_are_extracted_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_module, "SHARD_CLIPS", 3)
+    root = make_corpus(tmp_path / "c", n_speakers=2, per_speaker=4)  # 8 clips: shards of 3, 3 and 2
+    folder = cache_dir() / "c-egemaps"
     before = load_corpus(root, SPEC, workers=1)
-    shutil.copy(root / "spk1/clip1.wav", root / "spk0/clip0.wav")
-    after = load_corpus(root, SPEC, workers=1)
-    np.testing.assert_array_equal(after.features[0], before.features[3])
-    assert len(list(cache_dir().glob("c-egemaps-*.npz"))) == 2
+    first = shard_times(folder)
+    assert len(first) == 3
+    shutil.copy(root / "spk1/clip3.wav", root / "spk0/clip0.wav")  # clip 0 (first shard) now equals clip 7
+    after = load_corpus(root, SPEC, workers=2)
+    np.testing.assert_array_equal(after.features[0], before.features[7])
+    np.testing.assert_array_equal(after.features[5], before.features[5])
+    second = shard_times(folder)
+    assert len(set(second) - set(first)) == 1  # one new shard; the other two were reused as they were
+    assert all(second[name] == t for name, t in first.items())
+
+
+def test_interrupted_extraction_resumes_with_the_missing_shards(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_module, "SHARD_CLIPS", 3)
+    root = make_corpus(tmp_path / "r", n_speakers=2, per_speaker=4)
+    folder = cache_dir() / "r-egemaps"
+    full = load_corpus(root, SPEC, workers=1)
+    lost = sorted(folder.glob("*.frames.npy"))[0]
+    lost.unlink()  # as if extraction had stopped before this shard was written
+    kept = shard_times(folder)
+    again = load_corpus(root, SPEC, workers=1)
+    assert {n: t for n, t in shard_times(folder).items() if n in kept} == kept and lost.is_file()
+    for a, b in zip(again.features, full.features):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_splits_are_speaker_disjoint(corpus):

@@ -77,6 +77,22 @@ def test_both_losses_run(clips, loss_on):
     assert np.isfinite(ck.provenance["pretrain"]["loss_history"][0])
 
 
+def test_a_training_state_continues_the_run_exactly(tmp_path, clips):
+    data, state = [clips.subset(range(16))], tmp_path / "pre.state.safetensors"
+    pretrain(data, PretrainConfig(epochs=2, batch_size=6), hidden=8, state_file=state)
+    resumed = pretrain(data, PretrainConfig(epochs=3, batch_size=6), hidden=8, resume=state)
+    straight = pretrain(data, PretrainConfig(epochs=3, batch_size=6), hidden=8)
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, atol=1e-6, rtol=0)
+    history = resumed.provenance["pretrain"]["loss_history"]
+    assert history == straight.provenance["pretrain"]["loss_history"] and len(history) == 3
+    with pytest.raises(CheckpointError, match=r"of another run \(differs in batch_size, hidden\)"):
+        pretrain(data, PretrainConfig(epochs=3, batch_size=4), hidden=16, resume=state)
+    save_checkpoint(straight, tmp_path / "pre.safetensors")
+    with pytest.raises(CheckpointError, match="not an edge-emo training state"):
+        pretrain(data, PretrainConfig(epochs=3, batch_size=6), hidden=8, resume=tmp_path / "pre.safetensors")
+
+
 def test_head_finetuning_freezes_the_backbone(clips, pretrained):
     chosen = sample_labeled(clips, 24, seed=1)
     ft = finetune_head(pretrained, chosen, FinetuneConfig(epochs=30, batch_size=8))

@@ -1,0 +1,153 @@
+"""The wearer's labeled clips: audio under clips/NNNN.wav next to a labels.csv in the corpus layout
+(path,speaker,corpus,emotion,happiness,...,fear; see edge_emo/data/labels.py).
+
+Every file is replaced, never edited: the clip and then the new labels.csv are written completely to a
+temporary file in the same folder, flushed to disk and renamed over the old one. A kill at any moment leaves
+the old labels.csv or the old one plus one whole new row (at worst also a clip file no row names yet, which
+the next clip number skips).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from edge_emo.data.labels import EMOTIONS, LABEL_COLUMNS, MAX_INTENSITY, read_labels
+from edge_emo.features import resample, to_mono
+
+CLIP_RATE = 16000
+CLIPS_DIR = "clips"
+CORPUS = "wearer"
+# Short names accepted in the quick form ("happy=2 sad=1"); a unique prefix of an emotion works too.
+ALIASES = {
+    "happy": "happiness",
+    "sad": "sadness",
+    "angry": "anger",
+    "mad": "anger",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+}
+LABEL_HELP = (
+    "emotion=intensity pairs (0..3), e.g. 'happy=2 surprise=1'; unnamed emotions are 0; 'neutral': all 0"
+)
+
+
+def parse_labels(text: str) -> tuple[float, ...]:
+    """The six intensities (EMOTIONS order) of the quick form: 'happy=2 sad=1', commas or spaces between
+    pairs, 'neutral' for all zeros. ValueError names the bad part."""
+    values = dict.fromkeys(EMOTIONS, 0.0)
+    parts = [p for p in re.split(r"[\s,]+", text.strip().lower()) if p]
+    if not parts:
+        raise ValueError(f"no labels given ({LABEL_HELP})")
+    if parts == ["neutral"]:
+        return tuple(values.values())
+    for part in parts:
+        name, sep, number = part.partition("=")
+        if not sep:
+            raise ValueError(f"label {part!r} is not emotion=intensity ({LABEL_HELP})")
+        emotion = ALIASES.get(name) or _by_prefix(name)
+        try:
+            value = float(number)
+        except ValueError:
+            raise ValueError(f"label {part!r}: {number!r} is not a number") from None
+        if not 0.0 <= value <= MAX_INTENSITY:
+            raise ValueError(f"label {part!r}: intensity must be within 0..{MAX_INTENSITY:g}")
+        values[emotion] = value
+    return tuple(values.values())
+
+
+def _by_prefix(name: str) -> str:
+    matches = [e for e in EMOTIONS if name and e.startswith(name)]
+    if len(matches) != 1:
+        raise ValueError(f"unknown emotion {name!r} (known: {', '.join(EMOTIONS)}, or {', '.join(ALIASES)})")
+    return matches[0]
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically and durably: temporary file in the same folder, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def next_clip_path(labels_csv: Path) -> Path:
+    """clips/NNNN.wav after the highest number already in the clips folder."""
+    folder = labels_csv.parent / CLIPS_DIR
+    numbers = [int(p.stem) for p in folder.glob("*.wav") if p.stem.isdigit()] if folder.is_dir() else []
+    return folder / f"{max(numbers, default=0) + 1:04d}.wav"
+
+
+def save_clip(labels_csv: Path, signal: np.ndarray, rate: int) -> Path:
+    """The clip as 16 kHz 16-bit WAV at the next clips/NNNN.wav; returns its path."""
+    path = next_clip_path(labels_csv)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.clip(resample(to_mono(signal), rate, CLIP_RATE), -1.0, 1.0)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, x, CLIP_RATE, format="WAV", subtype="PCM_16")
+    replace_file(path, buffer.getvalue())
+    return path
+
+
+def append_label(labels_csv: Path, clip: Path, speaker: str, intensities: tuple[float, ...]) -> None:
+    """Add one row for `clip` to labels.csv (created with the corpus header if missing), atomically. An
+    existing labels.csv must parse (read_labels) first: a broken file is reported, not extended."""
+    labels_csv = Path(labels_csv)
+    if len(intensities) != len(EMOTIONS):
+        raise ValueError(f"expected {len(EMOTIONS)} intensities, got {len(intensities)}")
+    if labels_csv.exists():
+        read_labels(labels_csv)
+        old = labels_csv.read_text(encoding="utf-8")
+        header = next(csv.reader([old.splitlines()[0]]))
+    else:
+        old, header = "", list(LABEL_COLUMNS)
+    strongest = int(np.argmax(intensities))
+    row = {
+        "path": clip.relative_to(labels_csv.parent).as_posix(),
+        "speaker": speaker,
+        "corpus": CORPUS,
+        "emotion": EMOTIONS[strongest] if intensities[strongest] > 0 else "neutral",
+        **{e: f"{v:g}" for e, v in zip(EMOTIONS, intensities)},
+    }
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, restval="", extrasaction="ignore", lineterminator="\n")
+    if not old:
+        writer.writeheader()
+    elif not old.endswith("\n"):
+        out.write("\n")
+    writer.writerow(row)
+    replace_file(labels_csv, (old + out.getvalue()).encode("utf-8"))
+
+
+def capture(device: str | None, seconds: float) -> tuple[np.ndarray, int]:
+    """`seconds` of microphone audio (int16) through the runtime's PortAudio input, and its rate."""
+    from edge_emo.runtime.audio_input import Microphone, find_device
+
+    with Microphone(find_device(device), CLIP_RATE, buffer_s=seconds + 1.0, max_s=seconds) as mic:
+        blocks = list(mic.blocks())
+        if mic.dropped_blocks:
+            raise OSError(f"{mic.describe()}: {mic.dropped_blocks} audio blocks were lost; record again")
+        return (np.concatenate(blocks) if blocks else np.zeros(0, np.int16)), mic.rate

@@ -1,0 +1,91 @@
+"""The live terminal view of `edge-emo listen` (rich): six labeled bars, the dominant emotion, speech or
+silence, the input level and the dropped-block count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from edge_emo.runtime.recognizer import MAX_INTENSITY, EmotionUpdate
+
+BAR_WIDTH = 30
+LEVEL_FLOOR_DB = -60.0
+
+
+def _bar(fraction: float, width: int, style: str) -> Text:
+    """A horizontal bar of `width` cells filled to `fraction` (eighth-cell resolution)."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + ("" if part == 0 else " ▏▎▍▌▋▊▉"[part])
+    return Text(text.ljust(width), style=style)
+
+
+@dataclass
+class ListenStatus:
+    """What the view shows besides the update itself."""
+
+    source: str
+    model: str
+    dropped_blocks: int = 0
+    utterances: int = 0
+
+
+def render(update: EmotionUpdate | None, status: ListenStatus) -> Panel:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(justify="right", min_width=10)
+    table.add_column(width=BAR_WIDTH)
+    table.add_column(justify="right", width=4)
+    emotions = update.emotions if update is not None else ()
+    for name, value in zip(emotions, update.intensities if update is not None else ()):
+        dominant = update.dominant == name
+        table.add_row(
+            Text(name, style="bold" if dominant else ""),
+            _bar(float(value) / MAX_INTENSITY, BAR_WIDTH, "magenta" if dominant else "cyan"),
+            f"{value:.2f}",
+        )
+    if update is None:
+        state = Text("waiting for audio…", style="dim")
+        level = Text("")
+    else:
+        speech = Text("● speech", style="green bold") if update.speech else Text("○ silence", style="dim")
+        dominant = update.dominant or "–"
+        state = Text.assemble(
+            speech,
+            "   dominant: ",
+            (dominant, "bold magenta" if update.dominant else "dim"),
+            f"   t = {update.time_s:7.2f} s",
+        )
+        fraction = (update.level_db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB
+        level = Text.assemble(
+            "input ",
+            _bar(fraction, 20, "green"),
+            f" {max(update.level_db, -99.0):5.1f} dBFS",
+            f"   dropped blocks: {status.dropped_blocks}   utterances: {status.utterances}",
+        )
+    footer = Text(f"{status.source} · model {status.model} · Ctrl-C to stop", style="dim")
+    return Panel(Group(state, table, level, footer), title="edge-emo listen", expand=False)
+
+
+class LiveView:
+    """The view redrawn in place (rich.Live) on the terminal, at most 10 times a second."""
+
+    def __init__(self, source: str, model: str) -> None:
+        from rich.live import Live
+
+        self.status = ListenStatus(source, model)
+        self._live = Live(render(None, self.status), refresh_per_second=10, transient=False)
+
+    def start(self) -> None:
+        self._live.start()
+
+    def show(self, update: EmotionUpdate, dropped_blocks: int, utterances: int) -> None:
+        self.status.dropped_blocks = dropped_blocks
+        self.status.utterances = utterances
+        self._live.update(render(update, self.status))
+
+    def stop(self) -> None:
+        self._live.stop()

@@ -1,0 +1,40 @@
+"""The wearer's clips for the personalization tests: speech-like WAVs with labels that follow the voice's
+loudness (so a head can learn them), in the labels.csv layout `edge-emo record` writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_emo.data.labels import EMOTIONS
+from tests.fixtures import synth_speech, write_wav
+from tests.runtime.test_listen import ROOT, edge_emo
+
+__all__ = ["ROOT", "edge_emo"]
+N_CLIPS = 8
+
+
+def wearer_intensities(i: int) -> np.ndarray:
+    values = np.zeros(len(EMOTIONS))
+    values[i % 3] = 1 + i % 3  # happiness, sadness or anger at 1..3
+    return values
+
+
+def write_wearer(folder: Path, n: int = N_CLIPS, seconds: float = 1.0) -> Path:
+    """`n` clips under folder/clips and folder/labels.csv naming them."""
+    (folder / "clips").mkdir(parents=True, exist_ok=True)
+    rows = ["path,speaker,corpus,emotion," + ",".join(EMOTIONS)]
+    for i in range(n):
+        rel = f"clips/{i + 1:04d}.wav"
+        write_wav(folder / rel, synth_speech(seconds, seed=300 + i) * (0.15 + 0.3 * (i % 3)))
+        values = wearer_intensities(i)
+        rows.append(f"{rel},wearer,wearer,{EMOTIONS[i % 3]}," + ",".join(f"{v:g}" for v in values))
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder / "labels.csv"
+
+
+@pytest.fixture(scope="session")
+def wearer_labels(tmp_path_factory) -> Path:
+    return write_wearer(tmp_path_factory.mktemp("wearer"))

@@ -1,0 +1,105 @@
+"""Killed at any instant, `edge-emo personalize` and `edge-emo record` leave a valid bundle and a valid
+labels.csv: SIGKILL at seeded random delays across each command's run time, 50 times, checked every time."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edge_emo.data.labels import read_labels
+from edge_emo.runtime.bundle import BundleError, load_bundle
+from tests.personalize.conftest import ROOT, write_wearer
+
+KILLS = {"personalize": 25, "record": 25}
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_emo", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def run_time(args: list[str]) -> float:
+    began = time.monotonic()
+    proc = start(*args)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    return time.monotonic() - began
+
+
+def valid_bundle(path: Path) -> str:
+    """The version of the bundle at `path`, or of path.prev when a swap was cut between its two renames."""
+    try:
+        return load_bundle(path).version
+    except BundleError:
+        assert not path.exists(), f"{path} exists but is not a valid bundle"
+        return load_bundle(f"{path}.prev").version
+
+
+def kill_at_random(args: list[str], times: int, rng: random.Random, check) -> int:
+    """Run `args` `times` times, SIGKILL each at a random instant of its usual run; `check()` after each.
+    Returns how many runs were killed before they finished."""
+    duration = run_time(args)
+    check()
+    killed = 0
+    for _ in range(times):
+        proc = start(*args)
+        time.sleep(rng.uniform(0.2, 1.1) * duration)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.communicate(timeout=120)
+        check()
+    return killed
+
+
+def test_kills_during_personalize_and_record_leave_valid_files(bundles, tmp_path):
+    labels = write_wearer(tmp_path / "me", n=5, seconds=0.6)
+    model = tmp_path / "personal.bundle"
+    shutil.copytree(bundles["int8"].path, model)
+    rng = random.Random(6)
+    rows = len(read_labels(labels))
+
+    def check_personalize() -> None:
+        valid_bundle(model)
+        assert len(read_labels(labels)) == rows
+
+    killed = kill_at_random(
+        ["personalize", "--model", str(model), "--labels", str(labels)],
+        KILLS["personalize"],
+        rng,
+        check_personalize,
+    )
+
+    def check_record() -> None:
+        nonlocal rows
+        now = len(read_labels(labels))
+        assert now in (rows, rows + 1)
+        rows = now
+        valid_bundle(model)
+
+    clip = labels.parent / "clips/0001.wav"
+    killed += kill_at_random(
+        ["record", "--labels", str(labels), "--input", str(clip), "--label", "happy=1"],
+        KILLS["record"],
+        rng,
+        check_record,
+    )
+    assert killed >= 35  # most runs were really cut short
+    # And everything still works afterwards.
+    assert subprocess.run(
+        [sys.executable, "-m", "edge_emo", "personalize", "--model", str(model), "--labels", str(labels)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=120,
+    ).returncode == 0  # fmt: skip
+    load_bundle(model)
+    load_bundle(f"{model}.prev")

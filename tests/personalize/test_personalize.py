@@ -1,0 +1,183 @@
+"""`edge-emo personalize`: the new head is the closed-form fit on the bundle's own embeddings, written and
+validated before the swap (int8 and fp32), the previous bundle kept and restored by --rollback, the whole
+loop without torch, and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_emo.features import extract_file
+from edge_emo.personalize.ridge import fit_head, predict
+from edge_emo.personalize.wearer import read_head
+from edge_emo.runtime.bundle import load_bundle
+from tests.personalize.conftest import ROOT, edge_emo, write_wearer
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_the_new_head_is_the_fit_on_the_bundles_embeddings(bundles, wearer_labels, tmp_path, precision):
+    shipped = bundles[precision]
+    out = tmp_path / "personal.bundle"
+    run = edge_emo(
+        "personalize",
+        "--model",
+        str(shipped.path),
+        "--labels",
+        str(wearer_labels),
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    new = load_bundle(out)
+    assert result["version"] == new.version != shipped.version and new.precision == precision
+    assert new.provenance["personalization"]["from_version"] == shipped.version
+    from edge_emo.data.labels import read_labels
+
+    records = read_labels(wearer_labels)
+    features = [extract_file(r.path, shipped.spec) for r in records]
+    y = np.array([r.intensities for r in records])
+    x = shipped.embed_utterances(features)
+    fit = fit_head(x, y, *read_head(shipped))
+    weight, bias = read_head(new)
+    np.testing.assert_allclose(weight, fit.weight, atol=1e-6)
+    np.testing.assert_allclose(bias, fit.bias, atol=1e-6)
+    np.testing.assert_allclose(new.predict_utterances(features), predict(x, weight, bias), atol=1e-4)
+    # The GRU is untouched: same embeddings.
+    np.testing.assert_array_equal(new.embed_utterances(features[:2]), x[:2])
+    assert result["before"]["n_clips"] == result["after"]["n_clips"] == len(records)
+    assert not (tmp_path / "personal.bundle.prev").exists()  # nothing was replaced
+
+
+def test_personalizing_again_keeps_the_previous_and_rollback_swaps(bundles, wearer_labels, tmp_path):
+    out = tmp_path / "personal.bundle"
+    shutil.copytree(bundles["int8"].path, out)
+    shipped_version = load_bundle(out).version
+    run = edge_emo("personalize", "--model", str(out), "--labels", str(wearer_labels))  # --out: itself
+    assert run.returncode == 0, run.stderr
+    assert "held out" in run.stdout and "all-zeros" in run.stdout and "--rollback" in run.stdout
+    personal_version = load_bundle(out).version
+    assert load_bundle(f"{out}.prev").version == shipped_version != personal_version
+    run = edge_emo("personalize", "--rollback", "--model", str(out))
+    assert run.returncode == 0, run.stderr
+    assert (
+        load_bundle(out).version == shipped_version and load_bundle(f"{out}.prev").version == personal_version
+    )
+    assert edge_emo("personalize", "--rollback", "--out", str(out)).returncode == 0  # and back again
+    assert load_bundle(out).version == personal_version
+
+
+def test_the_shipped_model_is_personalized_into_the_users_folder(bundles, wearer_labels, tmp_path):
+    """Without --out, a bundle inside the installed package is never written; the result goes to
+    $XDG_DATA_HOME/edge-emo/personal.bundle."""
+    installed = ROOT / "edge_emo" / "models" / f"test-{os.getpid()}.bundle"
+    shutil.copytree(bundles["fp32"].path, installed)
+    try:
+        env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+        run = edge_emo("personalize", "--model", str(installed), "--labels", str(wearer_labels), env=env)
+        assert run.returncode == 0, run.stderr
+        assert load_bundle(tmp_path / "data/edge-emo/personal.bundle").provenance["stage"] == "personalized"
+        assert not installed.with_name(installed.name + ".prev").exists()
+        assert load_bundle(installed).version == bundles["fp32"].version
+    finally:
+        shutil.rmtree(installed)
+
+
+def test_record_personalize_evaluate_and_roll_back_without_torch(bundles, tmp_path):
+    """A fresh interpreter in which `import torch` fails, as on a device without it."""
+    clips = sorted((write_wearer(tmp_path / "source").parent / "clips").glob("*.wav"))
+    labels = tmp_path / "me" / "labels.csv"
+    model = tmp_path / "model.bundle"
+    shutil.copytree(bundles["int8"].path, model)
+    commands = [
+        [
+            "record",
+            "--labels",
+            str(labels),
+            "--label",
+            "happy=2",
+            *[arg for p in clips[:3] for arg in ("--input", str(p))],
+        ],
+        [
+            "record",
+            "--labels",
+            str(labels),
+            "--label",
+            "anger=1",
+            *[arg for p in clips[3:] for arg in ("--input", str(p))],
+        ],
+        ["personalize", "--model", str(model), "--labels", str(labels)],
+        ["evaluate", str(model), str(labels.parent)],
+        ["personalize", "--rollback", "--model", str(model)],
+    ]
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch now raises ImportError\n"
+        "from edge_emo.cli import app\n"
+        f"for args in {commands!r}:\n"
+        "    try: app(args)\n"
+        "    except SystemExit as e: assert e.code in (0, None), (args[0], e.code)\n"
+        "print('TORCH-FREE', file=sys.stderr)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert run.returncode == 0 and "TORCH-FREE" in run.stderr, run.stderr
+    assert "| macro-F1 |" in run.stdout and "rolled back" in run.stdout
+    assert load_bundle(model).version == bundles["int8"].version
+
+
+@pytest.mark.parametrize(
+    "problem", ["few-clips", "no-speech", "label-range", "feature-set", "read-only", "missing-model"]
+)
+def test_bad_input_is_a_clear_error_and_changes_nothing(bundles, wearer_labels, tmp_path, problem):
+    labels = write_wearer(tmp_path / "me", n=6)
+    model = tmp_path / "models" / "model.bundle"
+    shutil.copytree(bundles["int8"].path, model)
+    args = ["--model", str(model), "--labels", str(labels)]
+    prefix: list[str] = []
+    if problem == "few-clips":
+        labels.write_text("".join(labels.read_text().splitlines(keepends=True)[:5]))
+        expected = "4 labeled clip(s); personalization needs at least 5"
+    elif problem == "no-speech":
+        import soundfile
+
+        soundfile.write(str(labels.parent / "clips/0003.wav"), np.zeros(16000), 16000, subtype="PCM_16")
+        expected = "0003.wav: no speech"
+    elif problem == "label-range":
+        lines = labels.read_text().splitlines()
+        lines[2] = lines[2].rsplit(",", 1)[0] + ",4"
+        labels.write_text("\n".join(lines) + "\n")
+        expected = "labels.csv:3: fear='4' is outside 0..3"
+    elif problem == "feature-set":
+        args = ["--model", str(bundles["mismatch"].path), "--labels", str(labels), "--out", str(model)]
+        expected = "differs from what this openSMILE extracts"
+    elif problem == "read-only":
+        model.parent.chmod(0o555)
+        if os.geteuid() == 0:  # root ignores permission bits unless it gives up CAP_DAC_OVERRIDE
+            prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+        expected = "is not writable"
+    else:
+        args = ["--model", str(tmp_path / "nope.bundle"), "--labels", str(labels), "--out", str(model)]
+        expected = "not an edge-emo bundle"
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    run = subprocess.run(
+        [*prefix, sys.executable, "-m", "edge_emo", "personalize", *args], capture_output=True, text=True,
+        timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    model.parent.chmod(0o755)
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and expected in run.stderr, run.stderr
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_rollback_without_a_previous_bundle_is_an_error(bundles, tmp_path):
+    run = edge_emo("personalize", "--rollback", "--out", str(bundles["int8"].path))
+    assert run.returncode == 2 and "no previous bundle" in run.stderr

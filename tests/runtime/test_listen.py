@@ -1,0 +1,181 @@
+"""`edge-emo listen` on files, in fresh interpreters: JSON lines, the live view, Ctrl-C, bad input, no torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_emo.features import load_audio
+from edge_emo.runtime.recognizer import EmotionRecognizer
+from tests.runtime.test_recognizer import stream
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def edge_emo(
+    *args: str, env: dict | None = None, timeout: float = 120, **kwargs
+) -> subprocess.CompletedProcess:
+    """`python -m edge_emo ARGS` with the repository on PYTHONPATH (kwargs go to subprocess.run, e.g. input)."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge_emo", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        **kwargs,
+    )
+
+
+def test_json_lines_are_the_recognizer_updates(bundle, clip_path):
+    run = edge_emo("listen", "--model", str(bundle.path), "--input", str(clip_path), "--fast", "--json")
+    assert run.returncode == 0, run.stderr
+    x, rate = load_audio(clip_path)
+    expected = [u.to_json() for u in stream(EmotionRecognizer(bundle), x, rate, 1600)]
+    assert run.stdout.splitlines() == expected  # and nothing else on stdout
+    first = json.loads(expected[0])
+    assert set(first) == {
+        "time_s", "speech", "dominant", "intensities", "utterance_start_s", "utterance_s", "final", "level_db"
+    }  # fmt: skip
+    assert list(first["intensities"]) == list(bundle.emotions)
+    assert "done: 3.0 s of audio" in run.stderr
+
+
+def test_the_whole_stream_runs_without_torch(bundle):
+    """A fresh interpreter runs the CLI on the shipped sample; torch is never imported."""
+    code = (
+        "import sys\n"
+        "from edge_emo.cli import app\n"
+        f"try: app(['listen', '--model', {str(bundle.path)!r}, '--input', 'sample', '--fast', '--json'])\n"
+        "except SystemExit as e: assert e.code in (0, None), e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('TORCH-FREE', file=sys.stderr)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert run.returncode == 0 and "TORCH-FREE" in run.stderr, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(lines) > 100 and any(u["speech"] for u in lines) and lines[-1]["final"]
+
+
+def test_the_live_view_draws_bars_for_every_emotion(bundle, clip_path):
+    run = edge_emo("listen", "--model", str(bundle.path), "--input", str(clip_path), "--fast")
+    assert run.returncode == 0, run.stderr
+    for name in bundle.emotions:
+        assert name in run.stdout
+    assert "dominant:" in run.stdout and "dBFS" in run.stdout and "dropped blocks: 0" in run.stdout
+
+
+def test_ctrl_c_ends_cleanly_with_a_summary(bundle):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_emo", "listen", "--model", str(bundle.path), "--input", "sample", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    first = proc.stdout.readline()  # real-time pace: the first update after about 0.1 s of audio
+    assert first and time.monotonic() < deadline
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped:" in err and "Traceback" not in err
+    lines = [json.loads(line) for line in [first, *out.splitlines()]]
+    assert 1.0 < lines[-1]["time_s"] < 8.0  # stopped early, the sample is 11.3 s
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "{tmp}/notes.wav"], "not a readable audio file"),
+        (["--input", "{tmp}/missing.wav"], "no such audio file"),
+        (["--model", "{tmp}/corrupt.bundle"], "sha256 mismatch"),
+        (["--model", "{tmp}"], "not an edge-emo bundle"),
+        (["--model", "{mismatch}"], "differs from what this openSMILE extracts"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_exit_code_2(bundles, clip_path, tmp_path, args, message):
+    import shutil
+
+    (tmp_path / "notes.wav").write_text("not audio at all\n")
+    corrupt = tmp_path / "corrupt.bundle"
+    shutil.copytree(bundles["int8"].path, corrupt)
+    graph = corrupt / "model.onnx"
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    args = [a.format(tmp=tmp_path, mismatch=bundles["mismatch"].path) for a in args]
+    if "--model" not in args:
+        args += ["--model", str(bundles["int8"].path)]
+    if "--input" not in args:
+        args += ["--input", str(clip_path)]
+    run = edge_emo("listen", "--fast", "--json", *args)
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+def test_a_missing_default_model_is_named(monkeypatch, tmp_path):
+    from edge_emo import cli
+
+    monkeypatch.setattr(cli, "DEFAULT_MODEL", tmp_path / "default.bundle")
+    with pytest.raises(ValueError, match="default model is not installed.*--model"):
+        cli._listen_model(None)
+
+
+def test_readme_snapshot_of_the_live_view(bundle, clip_path):
+    """The view renders to plain text (this is how the README capture is made)."""
+    from rich.console import Console
+
+    from edge_emo.runtime.view import ListenStatus, render
+
+    x, rate = load_audio(clip_path)
+    update = next(u for u in stream(EmotionRecognizer(bundle), x, rate, 1600) if u.speech and u.dominant)
+    console = Console(record=True, width=80, force_terminal=False)
+    console.print(render(update, ListenStatus("clip.wav (16000 Hz)", bundle.version, 0, 1)))
+    text = console.export_text()
+    rows = [line for line in text.splitlines() if line.strip("│ ").split(" ")[0] in bundle.emotions]
+    assert len(rows) == 6 and "speech" in text and update.dominant in text
+    assert np.isfinite(update.level_db)
+
+
+def test_updates_go_to_the_wearable_over_the_firmware_bridge(bundle, clip_path):
+    import socket
+
+    from firmware_bridge import Hello, StreamDecoder, Update
+    from firmware_bridge.protocol import quantise
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(10)
+    url = f"udp://127.0.0.1:{receiver.getsockname()[1]}"
+    run = edge_emo(
+        "listen", "--model", str(bundle.path), "--input", str(clip_path), "--fast", "--json", "--bridge", url
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    decoder = StreamDecoder()
+    messages = []
+    while len([m for m in messages if isinstance(m, Update)]) < len(lines):
+        messages += [f.message for f in decoder.feed(receiver.recv(2048))]
+    receiver.close()
+    assert isinstance(messages[0], Hello) and messages[0].emotions == bundle.emotions
+    assert bundle.version.startswith(messages[0].model_version) and messages[0].update_rate_centihz == 1000
+    updates = [m for m in messages if isinstance(m, Update)]
+    for sent, line in zip(updates, lines):
+        assert sent.timestamp_ms == round(line["time_s"] * 1000) and sent.speech == line["speech"]
+        assert sent.dominant == (
+            None if line["dominant"] is None else bundle.emotions.index(line["dominant"])
+        )
+        # the JSON rounds to 4 decimals: a level may differ by one step at a rounding edge
+        np.testing.assert_allclose(sent.levels, [quantise(v) for v in line["intensities"].values()], atol=1)

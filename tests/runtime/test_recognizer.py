@@ -1,0 +1,185 @@
+"""The streaming recognizer against the offline path: real openSMILE, real onnxruntime, real bundles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_emo.features import FeatureMismatchError, extract, extract_file, load_audio
+from edge_emo.features.audio import BadSamplesError, ChannelLayoutError
+from edge_emo.runtime.recognizer import EmotionRecognizer, EmotionUpdate, Vad
+from tests.fixtures import synth_speech
+
+HOP = 0.01
+
+
+def stream(recognizer: EmotionRecognizer, x: np.ndarray, rate: int, block: int) -> list[EmotionUpdate]:
+    out = []
+    for i in range(0, len(x), block):
+        recognizer.accept_waveform(x[i : i + block], rate)
+        out += recognizer.updates()
+    recognizer.end_of_input()
+    out += recognizer.updates()
+    recognizer.close()
+    return out
+
+
+def offline(bundle, frames: np.ndarray) -> np.ndarray:
+    return np.clip(bundle.predict_utterances([frames])[0], 0, 3)
+
+
+def span(update: EmotionUpdate) -> slice:
+    start = round(update.utterance_start_s / HOP)
+    return slice(start, start + round(update.utterance_s / HOP))
+
+
+def speech_and_silence(parts: list[tuple[str, float, int]], rate: int = 16000) -> np.ndarray:
+    """('speech', seconds, seed) and ('silence', seconds, _) pieces; silence is a -80 dBFS noise floor."""
+    rng = np.random.default_rng(0)
+    pieces = [
+        synth_speech(s, rate, seed)
+        if kind == "speech"
+        else (1e-4 * rng.standard_normal(int(s * rate))).astype(np.float32)
+        for kind, s, seed in parts
+    ]
+    return np.concatenate(pieces)
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_a_streamed_clip_ends_with_what_evaluate_predicts_for_it(bundles, clip_path, tmp_path, precision):
+    """With vad=None a stream is one utterance, like a clip in `edge-emo evaluate`, which predicts through
+    `_predictor` on `load_corpus` features: the final update carries exactly those intensities."""
+    from edge_emo.cli import _predictor
+    from edge_emo.data.corpus import load_corpus
+
+    bundle = bundles[precision]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "clip.wav").write_bytes(clip_path.read_bytes())
+    (corpus / "labels.csv").write_text(
+        "path,speaker,corpus,emotion,happiness,sadness,anger,surprise,disgust,fear\nclip.wav,s0,t,x,1,0,0,0,0,0\n"
+    )
+    spec, _, predict = _predictor(bundle.path)
+    evaluated = np.clip(predict(load_corpus(corpus, spec).features)[0], 0, 3)
+
+    x, rate = load_audio(clip_path)
+    updates = stream(EmotionRecognizer(bundle, vad=None), x, rate, block=480)
+    final = [u for u in updates if u.final]
+    assert len(final) == 1 and final[0] is updates[-1]
+    np.testing.assert_array_equal(final[0].intensities, evaluated)
+    assert final[0].utterance_start_s == 0 and final[0].utterance_s == pytest.approx(
+        len(extract_file(clip_path, spec)) * HOP
+    )
+    assert np.ptp(evaluated) > 0.01  # the model says something that could differ
+
+
+def test_updates_do_not_depend_on_how_the_audio_is_cut(bundle, clip_path):
+    x, rate = load_audio(clip_path)
+    runs = [
+        [u.to_json() for u in stream(EmotionRecognizer(bundle), x, rate, block)]
+        for block in (7, 160, 1001, len(x))
+    ]
+    assert all(r == runs[0] for r in runs[1:])
+    pcm16 = np.round(x * 32768).astype(np.int16)  # int16 and float input are the same audio
+    assert [u.to_json() for u in stream(EmotionRecognizer(bundle), pcm16, rate, 333)] == runs[0]
+
+
+def test_a_48_khz_stream_is_resampled_like_the_offline_path(bundle):
+    x = speech_and_silence([("silence", 0.3, 0), ("speech", 2.0, 11), ("silence", 0.8, 0)], rate=48000)
+    frames = extract(x, 48000, bundle.spec)
+    updates = stream(EmotionRecognizer(bundle), x, 48000, block=480)
+    finals = [u for u in updates if u.final]
+    assert len(finals) == 1
+    np.testing.assert_array_equal(finals[0].intensities, offline(bundle, frames[span(finals[0])]))
+
+
+def test_utterances_are_cut_at_silence_and_each_is_its_own_clip(bundle):
+    x = speech_and_silence(
+        [
+            ("silence", 0.5, 0),
+            ("speech", 2.0, 1),
+            ("silence", 1.0, 0),
+            ("speech", 1.5, 2),
+            ("silence", 1.0, 0),
+        ]
+    )
+    frames = extract(x, 16000, bundle.spec)
+    updates = stream(EmotionRecognizer(bundle), x, 16000, block=160)
+    finals = [u for u in updates if u.final]
+    assert len(finals) == 2
+    starts = [u.utterance_start_s for u in finals]
+    assert starts[0] == pytest.approx(0.5, abs=0.15) and starts[1] == pytest.approx(3.5, abs=0.15)
+    for u in finals:
+        np.testing.assert_array_equal(u.intensities, offline(bundle, frames[span(u)]))
+        assert u.utterance_s < 2.1  # trailing silence is not part of the utterance
+    # silence is reported as silence
+    quiet = [u for u in updates if u.time_s < 0.4 or 3.0 < u.time_s < 3.4]
+    assert quiet and all(not u.speech and u.dominant is None and not u.intensities.any() for u in quiet)
+    talking = [u for u in updates if u.speech and not u.final and u.utterance_s >= 0.3]
+    assert talking and all(u.intensities.any() for u in talking)
+
+
+def test_a_short_pause_stays_inside_the_utterance_and_long_speech_is_cut(bundle):
+    x = speech_and_silence([("speech", 1.5, 3), ("silence", 0.3, 0), ("speech", 1.5, 4), ("silence", 1.0, 0)])
+    frames = extract(x, 16000, bundle.spec)
+    finals = [u for u in stream(EmotionRecognizer(bundle), x, 16000, 800) if u.final]
+    assert len(finals) == 1 and finals[0].utterance_s > 3.0
+
+    cut = Vad(max_utterance_s=1.0)
+    finals = [u for u in stream(EmotionRecognizer(bundle, vad=cut), x, 16000, 800) if u.final]
+    assert len(finals) >= 3 and all(u.utterance_s <= 1.0 for u in finals)
+    for a, b in zip(finals, finals[1:]):
+        if a.utterance_s == 1.0:  # cut by length: the next utterance starts right after
+            assert b.utterance_start_s == pytest.approx(a.utterance_start_s + 1.0)
+    for u in finals:
+        np.testing.assert_array_equal(u.intensities, offline(bundle, frames[span(u)]))
+
+
+def test_update_rate_smoothing_and_dominant(bundle, clip_path):
+    x, rate = load_audio(clip_path)
+    plain = stream(EmotionRecognizer(bundle, vad=None), x, rate, 1600)
+    steps = np.diff([u.time_s for u in plain[:-1]])
+    np.testing.assert_allclose(steps, 0.1, atol=1e-9)  # every 100 ms of audio
+    fast = stream(EmotionRecognizer(bundle, vad=None, update_interval_s=0.05), x, rate, 1600)
+    assert len(fast) == pytest.approx(2 * len(plain), abs=2)
+
+    smooth = stream(EmotionRecognizer(bundle, vad=None, smoothing_s=0.5), x, rate, 1600)
+    expected, state, last_t = [], np.zeros(6), 0.0  # exponential smoothing with a 0.5 s time constant
+    for u in plain:
+        state = state + (1 - np.exp(-(u.time_s - last_t) / 0.5)) * (u.intensities - state)
+        expected.append(state)
+        last_t = u.time_s
+    np.testing.assert_allclose([u.intensities for u in smooth], expected, rtol=1e-4, atol=1e-6)
+    raw_variation = np.abs(np.diff([u.intensities for u in plain], axis=0)).sum()
+    assert np.abs(np.diff(expected, axis=0)).sum() < raw_variation
+
+    for u in plain:
+        assert ((u.intensities >= 0) & (u.intensities <= 3)).all()
+        top = u.emotions[int(np.argmax(u.intensities))]
+        assert u.dominant == (top if u.intensities.max() >= 0.5 else None)
+    strict = stream(EmotionRecognizer(bundle, vad=None, dominant_min=3.01), x, rate, 1600)
+    assert all(u.dominant is None for u in strict)
+
+
+def test_one_onnxruntime_thread_by_default(bundle):
+    default = EmotionRecognizer(bundle)
+    two = EmotionRecognizer(bundle, threads=2)
+    assert default._model.session.get_session_options().intra_op_num_threads == 1
+    assert default._model.session.get_session_options().inter_op_num_threads == 1
+    assert two._model.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_bad_input_is_refused_with_a_clear_error(bundles):
+    recognizer = EmotionRecognizer(bundles["int8"])
+    with pytest.raises(ChannelLayoutError, match="mono"):
+        recognizer.accept_waveform(np.zeros((100, 2), np.float32), 16000)
+    with pytest.raises(BadSamplesError, match="NaN"):
+        recognizer.accept_waveform(np.full(100, np.nan, np.float32), 16000)
+    recognizer.accept_waveform(np.zeros(100, np.float32), 16000)
+    with pytest.raises(ValueError, match="44100 Hz"):
+        recognizer.accept_waveform(np.zeros(100, np.float32), 44100)
+    recognizer.close()
+    with pytest.raises(FeatureMismatchError, match="differs from what this openSMILE extracts"):
+        EmotionRecognizer(bundles["mismatch"])
+    with pytest.raises(ValueError, match="update_interval_s"):
+        EmotionRecognizer(bundles["int8"], update_interval_s=0)
