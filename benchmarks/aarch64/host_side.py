@@ -6,8 +6,9 @@ PYTHONPATH. Training and export happen on a workstation; the board gets only bun
 
 prepare writes into SHARE: bundles/{fp32,int8}.bundle (a seeded 2 x 256 GRU on the real eGeMAPS spec),
 inputs/ (tests/boards inputs), corpus/ (a small labeled corpus of speech-like clips), host.npz (device_check.py
-run here) and host-evaluate-{fp32,int8}.json (`edge-emo evaluate` here); and runtime-bundles/ with the runtime
-tests' bundles when tests/runtime is present (EDGE_EMO_TEST_BUNDLES points the tests at them).
+run here), host-evaluate-{fp32,int8}.json (`edge-emo evaluate` here), host-listen.jsonl (`edge-emo listen
+--input sample --fast --json` here); and runtime-bundles/ with the bundles of
+tests/conftest.py (EDGE_EMO_TEST_BUNDLES points the tests on the board at them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def prepare(share: Path) -> None:
     from edge_emo.model import EmotionGRU, ModelConfig
     from edge_emo.train.checkpoint import Checkpoint, provenance, save_checkpoint
     from export import export_bundle
-    from tests.boards.inputs import write_inputs
+    from tests.boards.shared import write_inputs
+    from tests.conftest import build_bundles
     from tests.core.conftest import make_corpus
 
     (share / "inputs").mkdir(parents=True)
@@ -54,6 +56,10 @@ def prepare(share: Path) -> None:
         [sys.executable, DEVICE_CHECK, share / "inputs", share / "host.npz", *(b.path for b in bundles)],
         check=True,
     )
+    listen = [sys.executable, "-m", "edge_emo", "listen", "--input", "sample", "--fast", "--json"]
+    (share / "host-listen.jsonl").write_text(
+        subprocess.run(listen, check=True, capture_output=True, text=True).stdout
+    )
     for b in bundles:
         evaluation = subprocess.run(
             [sys.executable, "-m", "edge_emo", "evaluate", b.path, share / "corpus", "--json"],
@@ -62,19 +68,21 @@ def prepare(share: Path) -> None:
             text=True,
         ).stdout
         (share / f"host-evaluate-{b.precision}.json").write_text(evaluation)
-    if (ROOT / "tests/runtime/conftest.py").is_file():
-        from tests.runtime.conftest import build_bundles
-
-        (share / "runtime-bundles").mkdir()
-        build_bundles(share / "runtime-bundles")
+    (share / "runtime-bundles").mkdir()
+    build_bundles(share / "runtime-bundles")
 
 
 def compare(share: Path) -> dict:
-    """Largest absolute differences, host vs aarch64: features, utterance intensities, evaluation metrics."""
+    """Largest absolute differences, host vs aarch64: features, utterance intensities, evaluation metrics,
+    `edge-emo listen` on the shipped sample."""
+    from tests.boards.shared import listen_differences
+
     out = {}
     with np.load(share / "host.npz") as host, np.load(share / "aarch64.npz") as arm:
         for key in host.files:
-            out[key] = float(np.abs(host[key] - arm[key]).max()) if host[key].shape == arm[key].shape else None
+            out[key] = (
+                float(np.abs(host[key] - arm[key]).max()) if host[key].shape == arm[key].shape else None
+            )
     for precision in ("fp32", "int8"):
         host = json.loads((share / f"host-evaluate-{precision}.json").read_text())
         arm = json.loads((share / f"aarch64-evaluate-{precision}.json").read_text())
@@ -84,6 +92,9 @@ def compare(share: Path) -> dict:
             "host_mae": host["model"]["mae"],
             "aarch64_mae": arm["model"]["mae"],
         }
+    if (share / "listen.jsonl").is_file():
+        host = (share / "host-listen.jsonl").read_text()
+        out["listen"] = listen_differences(host, (share / "listen.jsonl").read_text())
     return out
 
 

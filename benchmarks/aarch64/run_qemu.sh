@@ -13,7 +13,7 @@
 # (mounting binfmt_misc if needed: needs root, and a kernel that allows it inside containers); debootstrap;
 # on the host, the wheel, bundles exported with torch, inputs and the host's results (host_side.py prepare);
 # in the arm64 chroot, a venv with `pip install edge-emo` from PyPI's aarch64 wheels, then the features and
-# runtime tests, device_check.py, `edge-emo evaluate` on both bundles, `edge-emo listen --input sample` and
+# runtime and personalize tests, device_check.py, `edge-emo evaluate` on both bundles, `edge-emo listen --input sample` and
 # `edge-emo bench --quick` where those commands exist; on the host, the comparison and the summary.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -50,7 +50,7 @@ fi
 echo "== host side: wheel, bundles, inputs, host results"
 rm -rf "$SHARE"
 mkdir -p "$SHARE/src" "$SHARE/checkout"
-git -C "$REPO" archive HEAD pyproject.toml README.md edge_emo export firmware_bridge benchmarks | tar -x -C "$SHARE/src"
+git -C "$REPO" archive HEAD | tar -x -C "$SHARE/src"
 # Only the tests and the pytest configuration: edge_emo must be imported from the installed wheel.
 git -C "$REPO" archive HEAD tests pyproject.toml | tar -x -C "$SHARE/checkout"
 "$HOST_PYTHON" -m pip wheel -q --no-deps -w "$SHARE/dist" "$SHARE/src"
@@ -91,15 +91,15 @@ for p in fp32 int8; do
 done
 /opt/venv/bin/edge-emo --help > $S/help.txt; echo "help=$?" >> $S/status
 if grep -q " listen " $S/help.txt; then
-  /opt/venv/bin/edge-emo listen --input sample --fast --json --model $S/bundles/int8.bundle > $S/listen.jsonl
+  /opt/venv/bin/edge-emo listen --input sample --fast --json > $S/listen.jsonl
   echo "listen=$?" >> $S/status
 fi
 if grep -q " bench " $S/help.txt; then
   /opt/venv/bin/edge-emo bench --quick > $S/bench.json; echo "bench=$?" >> $S/status
 fi
-subset="tests/features"
-[ -d $S/checkout/tests/runtime ] && subset="$subset tests/runtime"
-cd $S/checkout && EDGE_EMO_TEST_BUNDLES=$S/runtime-bundles /opt/venv/bin/python -m pytest $subset \
+# the device side's tests: no torch in them (their bundles come from the host)
+cd $S/checkout && EDGE_EMO_TEST_BUNDLES=$S/runtime-bundles /opt/venv/bin/python -m pytest \
+  tests/features tests/runtime tests/personalize \
   -p no:cacheprovider -q -rs > $S/pytest.log 2>&1
 echo "pytest=$?" >> $S/status
 EOF
@@ -130,7 +130,7 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
   echo "  Largest differences from the same run on the x86 host: \`$(cat "$SHARE/compare.json")\`"
   echo "- \`edge-emo evaluate\` of both bundles on a small synthetic labeled corpus (macro-F1 and MAE above)."
   if [ -f "$SHARE/listen.jsonl" ]; then
-    echo "- \`edge-emo listen --input sample --fast --json\`: $(wc -l < "$SHARE/listen.jsonl") JSON updates."
+    echo "- \`edge-emo listen --input sample --fast --json\` (the bundled default model): $(wc -l < "$SHARE/listen.jsonl") JSON updates."
   else
     echo "- \`edge-emo listen\`: not in this commit's CLI, not run."
   fi

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from glob import glob
@@ -23,14 +22,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
+import tomllib
 
-from tests.boards.inputs import write_inputs
+from tests.boards.shared import listen_differences, write_inputs
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_CHECK = Path(__file__).with_name("device_check.py")
-PACKAGED = ("pyproject.toml", "README.md", "edge_emo", "export", "firmware_bridge", "benchmarks")
+NOT_PACKAGED = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "runs")
+LISTEN = ("listen", "--input", "sample", "--fast", "--json")  # the bundled model on the shipped sample
 OLDEST_ONNXRUNTIME = "1.16.3"
 # Largest difference of utterance intensities (0..3 scale) allowed against this environment. fp32: the same
 # graph on the same CPU; onnxruntime releases may order float sums differently. int8: activations are
@@ -43,7 +44,11 @@ def declared_pythons() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     prefix = "Programming Language :: Python :: 3."
     versions = sorted(
-        (c.removeprefix("Programming Language :: Python :: ") for c in project["classifiers"] if c.startswith(prefix)),
+        (
+            c.removeprefix("Programming Language :: Python :: ")
+            for c in project["classifiers"]
+            if c.startswith(prefix)
+        ),
         key=lambda v: tuple(int(p) for p in v.split(".")),
     )
     assert project["requires-python"] == f">={versions[0]}", "requires-python and the classifiers disagree"
@@ -99,36 +104,43 @@ class Installed:
     report: dict | None = None
     outputs: dict | None = None
     help_text: str = ""
+    listen: str = ""  # `edge-emo listen --input sample --fast --json` output
     venv: Path | None = None
 
 
-def install_and_check(target: Target, venv: Path, wheel: Path, inputs: Path, bundle_paths: list[str]) -> Installed:
+def install_and_check(
+    target: Target, venv: Path, wheel: Path, inputs: Path, bundle_paths: list[str]
+) -> Installed:
     python = find_python(target.python)
     if python is None:
         return Installed(skipped=f"no Python {target.python} interpreter here (looked on PATH and in pyenv)")
     work = venv.parent
     run([python, "-m", "venv", venv], work, f"python{target.python} -m venv")
-    run([venv / "bin/python", "-m", "pip", "install", "-q", wheel, *target.pins], work, "pip install edge-emo")
+    run(
+        [venv / "bin/python", "-m", "pip", "install", "-q", wheel, *target.pins], work, "pip install edge-emo"
+    )
     output = work / f"{venv.name}.npz"
-    check = run([venv / "bin/python", "-I", DEVICE_CHECK, inputs, output, *bundle_paths], work, "device_check.py")
+    check = run(
+        [venv / "bin/python", "-I", DEVICE_CHECK, inputs, output, *bundle_paths], work, "device_check.py"
+    )
     help_text = run([venv / "bin/edge-emo", "--help"], work, "edge-emo --help").stdout
+    listen = run([venv / "bin/edge-emo", *LISTEN], work, "edge-emo listen").stdout
     with np.load(output) as stored:
         outputs = dict(stored)
-    return Installed(report=json.loads(check.stdout), outputs=outputs, help_text=help_text, venv=venv)
+    report = json.loads(check.stdout)
+    return Installed(report=report, outputs=outputs, help_text=help_text, listen=listen, venv=venv)
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel pip builds from the packaged sources (copied, so the build leaves nothing in the checkout)."""
+    """The wheel pip builds from a copy of the checkout (so the build leaves nothing in it)."""
     tmp = tmp_path_factory.mktemp("wheel")
-    (tmp / "src").mkdir()
-    for name in PACKAGED:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, tmp / "src" / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, tmp / "src" / name)
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "dist", tmp / "src"], tmp, "pip wheel")
+    shutil.copytree(ROOT, tmp / "src", ignore=shutil.ignore_patterns(*NOT_PACKAGED))
+    run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "dist", tmp / "src"],
+        tmp,
+        "pip wheel",
+    )
     (built,) = (tmp / "dist").glob("edge_emo-*.whl")
     return built
 
@@ -139,7 +151,14 @@ def reference(tmp_path_factory, bundles) -> dict:
     inputs = tmp_path_factory.mktemp("inputs")
     clips = write_inputs(inputs)
     outputs = {"features": clips[-1], **{p: b.predict_utterances(clips) for p, b in bundles.items()}}
-    return {"inputs": inputs, "outputs": outputs}
+    listen = subprocess.run(
+        [sys.executable, "-m", "edge_emo", *LISTEN],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {"inputs": inputs, "outputs": outputs, "listen": listen}
 
 
 @pytest.fixture(scope="module")
@@ -161,11 +180,16 @@ def result_of(installs: dict[str, Installed], name: str) -> Installed:
     return result
 
 
-def assert_same_predictions(outputs: dict, expected: dict) -> None:
+def assert_same_predictions(result: Installed, reference: dict) -> None:
+    """Both bundles on the same clips, and `edge-emo listen` with the bundled (int8) model on the sample."""
+    outputs, expected = result.outputs, reference["outputs"]
     for precision, tolerance in TOLERANCE.items():
         assert outputs[precision].shape == expected[precision].shape
         difference = np.abs(outputs[precision] - expected[precision]).max()
         assert difference <= tolerance, f"{precision}: differs by {difference:.3g}"
+    listen = listen_differences(reference["listen"], result.listen)
+    assert listen["updates"][0] > 10 and listen["same_times_and_flags"], listen
+    assert listen["max_intensity_difference"] <= TOLERANCE["int8"], listen
 
 
 @pytest.mark.parametrize("name", ["oldest-python", "newest-python"])
@@ -173,12 +197,14 @@ def test_plain_install_runs_the_device_path(installs, reference, name):
     result = result_of(installs, name)
     report = result.report
     assert report["python"].startswith(TARGETS[name].python + ".")
-    assert Path(report["edge_emo_file"]).is_relative_to(result.venv), "edge_emo was not imported from the wheel"
+    assert Path(report["edge_emo_file"]).is_relative_to(result.venv), (
+        "edge_emo was not imported from the wheel"
+    )
     assert not report["torch_installed"] and not report["torch_imported"]
     # the same openSMILE build gives the same frames on every Python
     assert np.array_equal(result.outputs["features"], reference["outputs"]["features"])
-    assert_same_predictions(result.outputs, reference["outputs"])
-    for command in ("export", "bridge-monitor"):
+    assert_same_predictions(result, reference)
+    for command in ("listen", "devices", "personalize", "bridge-monitor"):
         assert command in result.help_text
 
 
@@ -186,5 +212,7 @@ def test_oldest_onnxruntime_gives_the_same_outputs(installs, reference):
     result = result_of(installs, "oldest-onnxruntime")
     assert result.report["onnxruntime"] == OLDEST_ONNXRUNTIME
     newest = tuple(int(p) for p in onnxruntime.__version__.split(".")[:2])
-    assert newest > (1, 16), f"this environment should have a newer onnxruntime, has {onnxruntime.__version__}"
-    assert_same_predictions(result.outputs, reference["outputs"])
+    assert newest > (1, 16), (
+        f"this environment should have a newer onnxruntime, has {onnxruntime.__version__}"
+    )
+    assert_same_predictions(result, reference)
