@@ -71,10 +71,12 @@ mount --bind /dev "$ROOTFS/dev"
 mount -t devpts devpts "$ROOTFS/dev/pts" -o newinstance
 mount -t tmpfs tmpfs "$ROOTFS/dev/shm"
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# The host's CA bundle for pip: behind a TLS-inspecting proxy the chroot's own bundle lacks the proxy's CA.
+cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$ROOTFS/etc/ssl/certs/host-ca-bundle.crt"
 
 set +e
 chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-  OMP_NUM_THREADS=1 PIP_DISABLE_PIP_VERSION_CHECK=1 /bin/bash -s > "$SHARE/chroot.log" 2>&1 <<'EOF'
+  OMP_NUM_THREADS=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt /bin/bash -s > "$SHARE/chroot.log" 2>&1 <<'EOF'
 set -x
 S=/mnt/share
 uname -m
@@ -108,7 +110,9 @@ set -e
 echo "chroot exited $chroot_status; logs in $SHARE"
 
 echo "== comparison and summary"
-(cd "$REPO" && PYTHONPATH="$REPO" "$HOST_PYTHON" benchmarks/aarch64/host_side.py compare "$SHARE") > "$SHARE/compare.json"
+(cd "$REPO" && PYTHONPATH="$REPO" "$HOST_PYTHON" benchmarks/aarch64/host_side.py compare "$SHARE") > "$SHARE/compare.json" ||
+  echo '"not available: the aarch64 run did not finish"' > "$SHARE/compare.json"
+touch "$SHARE/status" "$SHARE/pytest.log" "$SHARE/pip-freeze.txt"
 versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfile|typer|edge.emo)[=@ ]' "$SHARE/pip-freeze.txt" | sed 's/^/    /')
 {
   echo "# edge-emo on aarch64 (qemu user-mode emulation)"
