@@ -33,10 +33,11 @@ DEVICE_CHECK = Path(__file__).with_name("device_check.py")
 NOT_PACKAGED = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "runs")
 LISTEN = ("listen", "--input", "sample", "--fast", "--json")  # the bundled model on the shipped sample
 OLDEST_ONNXRUNTIME = "1.16.3"
-# Largest difference of utterance intensities (0..3 scale) allowed against this environment. fp32: the same
-# graph on the same CPU; onnxruntime releases may order float sums differently. int8: activations are
-# quantized per chunk, so a rounding difference moves one step of the 8-bit grid.
-TOLERANCE = {"fp32": 1e-5, "int8": 1e-3}
+# Largest difference of an utterance intensity (0..3 scale) allowed against this environment. Measured: none
+# at all, fp32 and int8, onnxruntime 1.16.3 to 1.31.1 and Python 3.9 to 3.13 on the same CPU. The bound
+# leaves room for float rounding of another build, nothing more: one int8 rounding step would move an
+# intensity by about 1e-3 and fail.
+TOLERANCE = {"fp32": 1e-6, "int8": 1e-6}
 
 
 def declared_pythons() -> list[str]:
@@ -101,6 +102,7 @@ class Installed:
     """What one environment did, or why it was skipped."""
 
     skipped: str | None = None
+    error: str | None = None  # why installing or running failed
     report: dict | None = None
     outputs: dict | None = None
     help_text: str = ""
@@ -177,6 +179,8 @@ def result_of(installs: dict[str, Installed], name: str) -> Installed:
     result = installs[name]
     if result.skipped:
         pytest.skip(result.skipped)
+    if result.error:
+        pytest.fail(result.error, pytrace=False)
     return result
 
 
@@ -189,7 +193,7 @@ def assert_same_predictions(result: Installed, reference: dict) -> None:
         assert difference <= tolerance, f"{precision}: differs by {difference:.3g}"
     listen = listen_differences(reference["listen"], result.listen)
     assert listen["updates"][0] > 10 and listen["same_times_and_flags"], listen
-    assert listen["max_intensity_difference"] <= TOLERANCE["int8"], listen
+    assert listen["max_intensity_difference"] <= TOLERANCE["int8"], listen  # the bundled model is int8
 
 
 @pytest.mark.parametrize("name", ["oldest-python", "newest-python"])
