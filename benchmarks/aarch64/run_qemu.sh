@@ -17,6 +17,7 @@
 # `edge-emo bench --quick` where those commands exist; on the host, the comparison and the summary.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD)
 WORK=${1:-/var/tmp/edge-emo-arm64}
 HOST_PYTHON=${HOST_PYTHON:-$REPO/.venv-test/bin/python}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
@@ -117,7 +118,7 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
 {
   echo "# edge-emo on aarch64 (qemu user-mode emulation)"
   echo
-  echo "Made by \`benchmarks/aarch64/run_qemu.sh\` on $(date -u +%Y-%m-%d) from commit $(git -C "$REPO" rev-parse --short HEAD)."
+  echo "Made by \`benchmarks/aarch64/run_qemu.sh\` on $(date -u +%Y-%m-%d) from commit $COMMIT."
   echo "An arm64 Debian Bookworm root file system (the base of Raspberry Pi OS 64-bit; glibc"
   echo "$(chroot "$ROOTFS" ldd --version | head -1 | awk '{print $NF}'), $(chroot "$ROOTFS" python3 --version)) run through"
   echo "$(qemu-aarch64-static --version | head -1) on an x86-64 host. No timings: emulation says nothing about a board's speed."
