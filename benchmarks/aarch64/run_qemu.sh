@@ -60,7 +60,7 @@ git -C "$REPO" archive HEAD tests pyproject.toml | tar -x -C "$SHARE/checkout"
 echo "== arm64 chroot"
 mkdir -p "$ROOTFS/mnt/share"
 cleanup() {
-  for m in mnt/share dev/shm dev/pts dev proc; do
+  for m in mnt/share dev/shm dev/pts dev sys proc; do
     mountpoint -q "$ROOTFS/$m" && umount -l "$ROOTFS/$m"
   done
   return 0
@@ -68,6 +68,7 @@ cleanup() {
 trap cleanup EXIT
 mount --bind "$SHARE" "$ROOTFS/mnt/share"
 mount -t proc proc "$ROOTFS/proc"
+mount --bind -o ro /sys "$ROOTFS/sys"  # onnxruntime's cpuinfo reads the CPU lists there
 mount --bind /dev "$ROOTFS/dev"
 mount -t devpts devpts "$ROOTFS/dev/pts" -o newinstance
 mount -t tmpfs tmpfs "$ROOTFS/dev/shm"
@@ -93,11 +94,12 @@ for p in fp32 int8; do
   echo "evaluate_$p=$?" >> $S/status
 done
 /opt/venv/bin/edge-emo --help > $S/help.txt; echo "help=$?" >> $S/status
-if grep -q " listen " $S/help.txt; then
+# a command's name starts a row of the help's command table
+if grep -qE "^│ listen " $S/help.txt; then
   /opt/venv/bin/edge-emo listen --input sample --fast --json > $S/listen.jsonl
   echo "listen=$?" >> $S/status
 fi
-if grep -q " bench " $S/help.txt; then
+if grep -qE "^│ bench " $S/help.txt; then
   /opt/venv/bin/edge-emo bench --quick > $S/bench.json; echo "bench=$?" >> $S/status
 fi
 # the device side's tests: no torch in them (their bundles come from the host)
