@@ -1,7 +1,9 @@
 """The `edge-emo` command line. Heavy modules are imported inside each command, so device commands
-(listen, personalize, devices, bridge-monitor) never import torch."""
+(listen, personalize, devices, bridge-monitor) never import torch.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer reads the `Annotated[..., typer.Option(...)]` metadata
+from evaluated annotations, and on Python 3.9 it gets only strings from postponed ones and silently drops
+every option name and help text (tests/boards runs the CLI on 3.9). So: `Optional[X]`, never `X | None`."""
 
 import functools
 import json
@@ -60,7 +62,9 @@ def _default_feature_set(data_dirs: list[Path], mosei: bool) -> str:
     return "covarep" if mosei or any(find_mosei(d) for d in data_dirs) else "egemaps"
 
 
-def _corpora(data_dirs: list[Path], mosei_covarep: Path | None, mosei_labels: Path | None, spec, split, seed):
+def _corpora(
+    data_dirs: list[Path], mosei_covarep: Optional[Path], mosei_labels: Optional[Path], spec, split, seed
+):
     """Every corpus named on the command line, as ClipSets of `spec` features."""
     from edge_emo.data.corpus import load_corpus
     from edge_emo.data.mosei import load_mosei
