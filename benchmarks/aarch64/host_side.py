@@ -72,9 +72,22 @@ def prepare(share: Path) -> None:
     build_bundles(share / "runtime-bundles")
 
 
+def columns_over_1_percent(host: np.ndarray, arm: np.ndarray, columns) -> dict:
+    """Per feature column: on how many frames aarch64 differs from the host by more than 1%, and the
+    largest absolute difference there (columns that never do are left out)."""
+    difference = np.abs(host - arm)
+    over = difference > 0.01 * np.maximum(np.abs(host), 1e-6)
+    out = {"frames": int(over.any(1).sum()), "of_frames": len(host)}
+    for j, name in enumerate(columns):
+        if over[:, j].any():
+            out[name] = {"frames": int(over[:, j].sum()), "max_abs": round(float(difference[:, j].max()), 3)}
+    return out
+
+
 def compare(share: Path) -> dict:
     """Largest absolute differences, host vs aarch64: features, utterance intensities, evaluation metrics,
     `edge-emo listen` on the shipped sample."""
+    from edge_emo.features import spec_for
     from tests.boards.shared import listen_differences
 
     out = {}
@@ -82,6 +95,11 @@ def compare(share: Path) -> dict:
         for key in host.files:
             out[key] = (
                 float(np.abs(host[key] - arm[key]).max()) if host[key].shape == arm[key].shape else None
+            )
+        if host["features"].shape == arm["features"].shape:
+            columns = spec_for("egemaps").columns
+            out["features_over_1_percent"] = columns_over_1_percent(
+                host["features"], arm["features"], columns
             )
     for precision in ("fp32", "int8"):
         host = json.loads((share / f"host-evaluate-{precision}.json").read_text())

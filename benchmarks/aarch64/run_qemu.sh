@@ -134,7 +134,7 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
   echo
   echo "- \`tests/boards/device_check.py\` on bundles exported on the host (torch stays on the workstation):"
   echo "  openSMILE eGeMAPS features of a WAV, fp32 and int8 utterance intensities of fixed feature clips."
-  echo "  Largest differences from the same run on the x86 host: \`$(cat "$SHARE/compare.json")\`"
+  echo "  Compared with the same run on the x86 host below."
   echo "- \`edge-emo evaluate\` of both bundles on a small synthetic labeled corpus (macro-F1 and MAE above)."
   if [ -f "$SHARE/listen.jsonl" ]; then
     echo "- \`edge-emo listen --input sample --fast --json\` (the bundled default model): $(wc -l < "$SHARE/listen.jsonl") JSON updates."
@@ -151,6 +151,14 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
   echo "## Results"
   echo
   echo "Exit statuses: $(tr '\n' ' ' < "$SHARE/status")(chroot script: $chroot_status)"
+  echo
+  echo "aarch64 vs the x86 host (largest absolute differences: \`features\` all eGeMAPS values, \`fp32\`/\`int8\`"
+  echo "utterance intensities of the same feature clips; \`features_over_1_percent\`: the columns and frames that"
+  echo "differ by more than 1%; evaluate: metrics of both runs; listen: the two outputs on the shipped sample):"
+  echo
+  echo '```json'
+  "$HOST_PYTHON" -m json.tool "$SHARE/compare.json" || cat "$SHARE/compare.json"
+  echo '```'
   echo
   echo "pytest:"
   echo

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from edge_emo.cli import DEFAULT_MODEL
 from edge_emo.features import extract_file
 from edge_emo.personalize.ridge import fit_head, predict
 from edge_emo.personalize.wearer import read_head
@@ -77,7 +78,8 @@ def test_personalizing_again_keeps_the_previous_and_rollback_swaps(bundles, wear
 def test_the_shipped_model_is_personalized_into_the_users_folder(bundles, wearer_labels, tmp_path):
     """Without --out, a bundle inside the installed package is never written; the result goes to
     $XDG_DATA_HOME/edge-emo/personal.bundle."""
-    installed = ROOT / "edge_emo" / "models" / f"test-{os.getpid()}.bundle"
+    # the package edge_emo is imported from: the checkout, or site-packages when the tests run on a wheel
+    installed = DEFAULT_MODEL.parent / f"test-{os.getpid()}.bundle"
     shutil.copytree(bundles["fp32"].path, installed)
     try:
         env = {"XDG_DATA_HOME": str(tmp_path / "data")}
