@@ -777,14 +777,33 @@ def experiment(
     layers: LayersOpt = 2,
     split_seed: SplitSeed = 0,
     workers: Annotated[int, typer.Option(help="Processes for the expensive models (0: one per core).")] = 0,
+    cv: Annotated[
+        Optional[str],
+        typer.Option(
+            help="'speakers': speaker cross-validation over DATA_DIR instead of one split; every speaker "
+            "is evaluated once, statistics are over folds."
+        ),
+    ] = None,
+    folds: Annotated[
+        int, typer.Option(help="Folds of the --cv speakers cross-validation (speaker groups, --split-seed).")
+    ] = 8,
 ) -> None:
     """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
-    statistics over draws, plots and tables in the run folder."""
+    statistics over draws (or, with --cv speakers, over speaker folds), plots and tables in the run folder."""
     import os
 
+    import numpy as np
+
     from edge_emo.data.corpus import load_corpus
-    from edge_emo.experiment.report import report_run
-    from edge_emo.experiment.runner import ExperimentConfig, Fold, parse_budgets, run_experiment
+    from edge_emo.data.splits import speaker_folds
+    from edge_emo.experiment.report import macro_f1_lines, report_cv, report_run
+    from edge_emo.experiment.runner import (
+        ExperimentConfig,
+        Fold,
+        capped_budgets,
+        parse_budgets,
+        run_experiment,
+    )
     from edge_emo.train.checkpoint import load_checkpoint
 
     if loss_on not in ("masked", "all"):
@@ -793,6 +812,10 @@ def experiment(
         raise ValueError("--loss-variant pretrains with both losses: it cannot be used with --init")
     if draws < 1 or not 0 <= baseline_draws <= draws:
         raise ValueError("--draws must be >= 1 and --baseline-draws between 0 and --draws")
+    if cv not in (None, "speakers"):
+        raise ValueError(f"--cv must be 'speakers', not {cv!r}")
+    if cv and eval_dir is not None:
+        raise ValueError("--cv speakers evaluates on DATA_DIR's own speakers: it cannot be used with --eval")
     budget_list = parse_budgets(budgets)
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
@@ -802,16 +825,27 @@ def experiment(
         if pre
         else _spec(feature_set.value if feature_set else _default_feature_set([data_dir], False))
     )
-    if eval_dir is None:
+    if cv:
+        clips = load_corpus(data_dir, spec)
+        fold_list = []
+        for i, held_out in enumerate(speaker_folds(clips.speakers, folds, split_seed), 1):
+            held = np.isin(clips.speakers, held_out)
+            train, val = clips.subset(np.flatnonzero(~held)), clips.subset(np.flatnonzero(held))
+            fold_list.append(Fold(f"cv{i}", train, val, data_dir, data_dir))
+    elif eval_dir is None:
         train, val = (load_corpus(data_dir, spec, s, split_seed) for s in ("train", "val"))
-        fold = Fold("val", train, val, data_dir, data_dir)
+        fold_list = [Fold("val", train, val, data_dir, data_dir)]
     else:
-        fold = Fold("eval", load_corpus(data_dir, spec), load_corpus(eval_dir, spec), data_dir, eval_dir)
+        fold_list = [
+            Fold("eval", load_corpus(data_dir, spec), load_corpus(eval_dir, spec), data_dir, eval_dir)
+        ]
+    fold = fold_list[0]
     for clips, where in [(fold.train, data_dir), (fold.eval, eval_dir or data_dir)]:
         if clips.labels is None:
             raise ValueError(f"{where}: the experiment needs labeled clips (labels.csv)")
     if not (data_dir / "labels.csv").is_file() or not ((eval_dir or data_dir) / "labels.csv").is_file():
-        fold.train_dir = fold.eval_dir = None  # no audio: no eGeMAPS functionals reference
+        for f in fold_list:
+            f.train_dir = f.eval_dir = None  # no audio: no eGeMAPS functionals reference
     config = ExperimentConfig(
         budgets=budget_list,
         draws=draws,
@@ -831,17 +865,29 @@ def experiment(
     unlabeled_sets = [load_corpus(d, spec) for d in unlabeled or []]
     settings = {
         "data": str(data_dir.resolve()),
-        "eval": str(eval_dir.resolve()) if eval_dir else f"validation speakers (split seed {split_seed})",
+        "eval": str(eval_dir.resolve())
+        if eval_dir
+        else f"{folds}-fold speaker cross-validation (split seed {split_seed})"
+        if cv
+        else f"validation speakers (split seed {split_seed})",
         "unlabeled": [str(d.resolve()) for d in unlabeled or []],
         "feature_set": spec.name,
         "init": str(init.resolve()) if init else None,
         "split_seed": split_seed,
     }
     results, budget_list, notes = run_experiment(
-        [fold], unlabeled_sets, config, out, settings, pre, typer.echo
+        fold_list, unlabeled_sets, config, out, settings, pre, typer.echo
     )
+    notes = list(dict.fromkeys(notes))  # every fold caps the same budgets
     for note in notes:
         typer.echo(f"note: {note}")
+    if cv:
+        cv_budgets, _ = capped_budgets(config.budgets, max(len(f.train) for f in fold_list))
+        summary = report_cv(out, results, fold_list, cv_budgets, draws, notes, {**settings, **vars(config)})
+        for line in macro_f1_lines(summary):
+            typer.echo(line)
+        typer.echo(f"wrote {out}/results.csv, summary.json, table1.md, differences.md and plots")
+        return
     summary = report_run(
         out, results, fold, budget_list[fold.name], draws, notes, {**settings, **vars(config)}
     )

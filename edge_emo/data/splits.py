@@ -33,3 +33,13 @@ def val_speaker_set(speakers: Sequence[str], seed: int = 0) -> list[str]:
     order = np.random.default_rng(seed).permutation(len(unique))
     n_val = min(len(unique) - 1, max(1, round(VAL_FRACTION * len(unique))))
     return [unique[i] for i in order[:n_val]]
+
+
+def speaker_folds(speakers: Sequence[str], k: int, seed: int = 0) -> list[list[str]]:
+    """`k` disjoint groups of speakers that together hold every speaker once (a speaker cross-validation):
+    the speakers in an order drawn with `seed`, dealt round-robin, so group sizes differ by at most one."""
+    unique = sorted(set(speakers))
+    if not 2 <= k <= len(unique):
+        raise ValueError(f"a {k}-fold speaker cross-validation needs 2 <= k <= {len(unique)} (the speakers)")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    return [sorted(unique[i] for i in order[f::k]) for f in range(k)]

@@ -76,14 +76,15 @@ def _mean_std(d: dict) -> str:
 def f1_table(summary: dict) -> str:
     """The paper's Table 1: F1 per emotion at the largest budget, mean ± std over draws, all-zeros beside."""
     top = str(summary["budgets"][-1])
+    unit = summary.get("unit", "draw")
     models = [m for m in summary["models"] if top in summary["models"][m]]
     emotions = list(summary["zeros"]["per_emotion"])
     n = {m: summary["models"][m][top]["macro_f1"]["n"] for m in models}
     lines = [
-        f"F1 per emotion with {top} labeled clips (mean ± std over draws; present = intensity >= {PRESENT})",
+        f"F1 per emotion with {top} labeled clips (mean ± std over {unit}s; present = intensity >= {PRESENT})",
         "",
         "| emotion | "
-        + " | ".join(f"{m} ({n[m]} draw{'s' * (n[m] != 1)})" for m in models)
+        + " | ".join(f"{m} ({n[m]} {unit}{'s' * (n[m] != 1)})" for m in models)
         + " | all-zeros |",
         "|---" * (len(models) + 2) + "|",
     ]
@@ -98,18 +99,19 @@ def f1_table(summary: dict) -> str:
 
 def difference_table(summary: dict) -> str:
     """Per pair and budget: mean, std and 95% bootstrap interval of the paired difference (first - second)."""
+    unit = summary.get("unit", "draw")
     lines = [
-        "Paired differences over draws (first model minus second, same labeled clips): mean ± std "
+        f"Paired differences over {unit}s (first model minus second, same labeled clips): mean ± std "
         f"[{LEVEL:.0%} bootstrap interval of the mean]. Higher is better for macro-F1 and accuracy, lower for "
-        "MAE; an interval that holds 0 shows no difference these draws can resolve. With fewer than "
-        f"{MIN_FOR_INTERVAL} draws no interval is given ([n < 5]): a bootstrap of so few values is far too narrow.",
+        f"MAE; an interval that holds 0 shows no difference these {unit}s can resolve. With fewer than "
+        f"{MIN_FOR_INTERVAL} {unit}s no interval is given ([n < 5]): a bootstrap of so few values is far too narrow.",
     ]
     for pair, per_budget in summary["differences"].items():
         lines += [
             "",
             f"**{pair}**",
             "",
-            "| labels | draws | " + " | ".join(TITLES[k] for k in METRICS) + " |",
+            f"| labels | {unit}s | " + " | ".join(TITLES[k] for k in METRICS) + " |",
             "|---" * (len(METRICS) + 2) + "|",
         ]
         for b, d in per_budget.items():
@@ -241,3 +243,69 @@ def report_run(
     }
     write_report(run_dir, summary)
     return summary
+
+
+def summarise_cv(rows: list[dict], folds, budgets: list[int], draws: int) -> dict:
+    """A speaker cross-validation: each fold's value of a metric is the mean over its draws, and the folds
+    are the unit of the statistics (mean, std, interval over folds; differences paired by fold).
+
+    `budgets` are capped to the largest fold's training clips; a fold with fewer clips uses all of its own
+    (so the last budget may mean "all training clips" with a few clips less in some folds)."""
+    from edge_emo.metrics import scores
+
+    emotions = folds[0].eval.emotions
+    keys = [*METRICS, *(f"{e}_{k}" for e in emotions for k in PER_EMOTION)]
+    fold_rows = []
+    for i, fold in enumerate(folds):
+        for b in budgets:
+            by = defaultdict(list)
+            for r in rows:
+                if r["fold"] == fold.name and r["budget"] == min(b, len(fold.train)) and r["draw"] < draws:
+                    by[r["model"]].append(r)
+            for model, group in by.items():
+                mean = {k: float(np.mean([r[k] for r in group])) for k in keys}
+                fold_rows.append({"fold": "cv", "budget": b, "draw": i, "model": model, **mean})
+    # Every clip is evaluated exactly once over the folds: the all-zeros reference on all of them.
+    truth = np.concatenate([f.eval.labels for f in folds])
+    summary = summarise(
+        fold_rows, "cv", budgets, len(folds), emotions, scores(truth, np.zeros_like(truth), emotions)
+    )
+    summary["unit"] = "fold"
+    return summary
+
+
+def report_cv(
+    run_dir: Path, results, folds, budgets: list[int], draws: int, notes: list[str], settings: dict
+) -> dict:
+    """Summarise a speaker cross-validation over its folds and write every report file; returns the summary."""
+    summary = summarise_cv(results.rows, folds, budgets, draws)
+    summary = {
+        "settings": settings,
+        "folds": [
+            {
+                "name": f.name,
+                "eval_speakers": sorted(set(f.eval.speakers)),
+                "n_train_clips": len(f.train),
+                "n_eval_clips": len(f.eval),
+            }
+            for f in folds
+        ],
+        "f1_present_threshold": PRESENT,
+        "interval": f"{LEVEL:.0%} percentile bootstrap of the mean over folds (each fold: mean over its draws)",
+        "notes": notes,
+        **summary,
+    }
+    write_report(run_dir, summary)
+    return summary
+
+
+def macro_f1_lines(summary: dict) -> list[str]:
+    """One line per model and budget: mean macro-F1 with its interval, for the console."""
+    unit = summary.get("unit", "draw")
+    lines = []
+    for model, per_budget in summary["models"].items():
+        for b, entry in per_budget.items():
+            d = entry["macro_f1"]
+            ci = "" if d["ci95"] is None else f" (95% interval {d['ci95'][0]:.3f} to {d['ci95'][1]:.3f})"
+            lines.append(f"{model}, {b} labels: macro-F1 {d['mean']:.3f}{ci} over {d['n']} {unit}(s)")
+    return lines
