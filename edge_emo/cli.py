@@ -136,6 +136,12 @@ SplitOpt = Annotated[str, typer.Option("--split", help=SPLIT_HELP)]
 SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
 HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
 LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
+PosWeightOpt = Annotated[
+    float,
+    typer.Option(
+        help="Fine-tuning: weight of the squared error where an emotion is present (class balance)."
+    ),
+]
 
 
 @app.command()
@@ -264,6 +270,13 @@ def finetune(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the label draw and of training.")] = 0,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="With --init: fine-tune every weight of the pretrained network, not only the head."
+        ),
+    ] = False,
+    pos_weight: PosWeightOpt = 1.0,
     hidden: HiddenOpt = 256,
     layers: LayersOpt = 2,
     feature_set: Annotated[
@@ -277,9 +290,17 @@ def finetune(
 ) -> None:
     """Few-shot fine-tuning on N labeled clips: the head on a frozen pretrained backbone, or the baseline."""
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
-    from edge_emo.train.finetune import FinetuneConfig, finetune_head, sample_labeled, train_baseline
+    from edge_emo.train.finetune import (
+        FinetuneConfig,
+        finetune_all,
+        finetune_head,
+        sample_labeled,
+        train_baseline,
+    )
 
     _one_torch_thread_unless_told()
+    if full and init is None:
+        raise ValueError("--full fine-tunes a pretrained network: give it with --init")
     dirs = [data_dir] if data_dir else []
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
@@ -291,12 +312,21 @@ def finetune(
     )
     clips = _one_corpus(_corpora(dirs, mosei_covarep, mosei_labels, spec, split, split_seed))
     chosen = sample_labeled(clips, labels, seed)
-    config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    ckpt = finetune_head(pre, chosen, config) if pre else train_baseline(chosen, config, hidden, layers)
+    config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, pos_weight=pos_weight)
+    if pre is None:
+        ckpt = train_baseline(chosen, config, hidden, layers)
+    else:
+        ckpt = (finetune_all if full else finetune_head)(pre, chosen, config)
     ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
     ckpt.provenance["split"] = {"split": split, "seed": split_seed}
     save_checkpoint(ckpt, out)
-    kind = "head on the frozen pretrained backbone" if pre else "baseline from scratch"
+    kind = (
+        "whole pretrained network"
+        if full
+        else "head on the frozen pretrained backbone"
+        if pre
+        else "baseline from scratch"
+    )
     typer.echo(f"trained the {kind} on {len(chosen)} labeled clips; wrote {out}")
 
 
@@ -758,6 +788,7 @@ def experiment(
         ),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of every model (Adam, MSE).")] = 30,
+    pos_weight: PosWeightOpt = 1.0,
     lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
     pretrain_epochs: Annotated[int, typer.Option(help="Masked-span pretraining epochs.")] = 12,
     loss_on: Annotated[
@@ -786,7 +817,7 @@ def experiment(
     ] = None,
     folds: Annotated[
         int, typer.Option(help="Folds of the --cv speakers cross-validation (speaker groups, --split-seed).")
-    ] = 8,
+    ] = 4,
 ) -> None:
     """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
     statistics over draws (or, with --cv speakers, over speaker folds), plots and tables in the run folder."""
@@ -861,6 +892,7 @@ def experiment(
         seed=seed,
         reference=reference,
         workers=workers or os.cpu_count() or 1,
+        pos_weight=pos_weight,
     )
     unlabeled_sets = [load_corpus(d, spec) for d in unlabeled or []]
     settings = {

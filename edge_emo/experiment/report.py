@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_emo.experiment.runner import METRICS, PER_EMOTION, write_atomic
-from edge_emo.experiment.stats import LEVEL, MIN_FOR_INTERVAL, describe
+from edge_emo.experiment.stats import LEVEL, MIN_FOR_INTERVAL, describe, describe_folds
 from edge_emo.metrics import PRESENT
 
 # Model order in tables and plots, and what each name means.
@@ -36,8 +36,11 @@ PAIRS = (
 TITLES = {"acc4": "4-class accuracy", "mae": "MAE", "macro_f1": "macro-F1", "f1": "F1"}
 
 
-def summarise(rows: list[dict], fold: str, budgets: list[int], draws: int, emotions, zeros: dict) -> dict:
-    """Per model and budget: every metric described over draws; per pair: the paired differences."""
+def summarise(
+    rows: list[dict], fold: str, budgets: list[int], draws: int, emotions, zeros: dict, describe=describe
+) -> dict:
+    """Per model and budget: every metric described over draws (with `describe`); per pair: the paired
+    differences."""
     rows = [r for r in rows if r["fold"] == fold and r["budget"] in budgets and r["draw"] < draws]
     by = defaultdict(list)
     for r in rows:
@@ -100,11 +103,19 @@ def f1_table(summary: dict) -> str:
 def difference_table(summary: dict) -> str:
     """Per pair and budget: mean, std and 95% bootstrap interval of the paired difference (first - second)."""
     unit = summary.get("unit", "draw")
+    if unit == "fold":
+        interval = f"{LEVEL:.0%} Student-t interval of the mean over the folds"
+        few = ""
+    else:
+        interval = f"{LEVEL:.0%} bootstrap interval of the mean"
+        few = (
+            f" With fewer than {MIN_FOR_INTERVAL} draws no interval is given ([n < 5]): a bootstrap of so few "
+            "values is far too narrow."
+        )
     lines = [
         f"Paired differences over {unit}s (first model minus second, same labeled clips): mean ± std "
-        f"[{LEVEL:.0%} bootstrap interval of the mean]. Higher is better for macro-F1 and accuracy, lower for "
-        f"MAE; an interval that holds 0 shows no difference these {unit}s can resolve. With fewer than "
-        f"{MIN_FOR_INTERVAL} {unit}s no interval is given ([n < 5]): a bootstrap of so few values is far too narrow.",
+        f"[{interval}]. Higher is better for macro-F1 and accuracy, lower for MAE; an interval that holds 0 "
+        f"shows no difference these {unit}s can resolve.{few}",
     ]
     for pair, per_budget in summary["differences"].items():
         lines += [
@@ -267,9 +278,8 @@ def summarise_cv(rows: list[dict], folds, budgets: list[int], draws: int) -> dic
                 fold_rows.append({"fold": "cv", "budget": b, "draw": i, "model": model, **mean})
     # Every clip is evaluated exactly once over the folds: the all-zeros reference on all of them.
     truth = np.concatenate([f.eval.labels for f in folds])
-    summary = summarise(
-        fold_rows, "cv", budgets, len(folds), emotions, scores(truth, np.zeros_like(truth), emotions)
-    )
+    zeros = scores(truth, np.zeros_like(truth), emotions)
+    summary = summarise(fold_rows, "cv", budgets, len(folds), emotions, zeros, describe_folds)
     summary["unit"] = "fold"
     return summary
 
@@ -291,7 +301,7 @@ def report_cv(
             for f in folds
         ],
         "f1_present_threshold": PRESENT,
-        "interval": f"{LEVEL:.0%} percentile bootstrap of the mean over folds (each fold: mean over its draws)",
+        "interval": "95% Student-t interval of the mean over folds (each fold: mean over its draws)",
         "notes": notes,
         **summary,
     }

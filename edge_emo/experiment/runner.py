@@ -83,11 +83,15 @@ class ExperimentConfig:
     seed: int = 0
     reference: bool = True
     workers: int = 2
+    pos_weight: float = 1.0
 
     def settings(self) -> dict:
         """What determines the value of a row: a resumed run must have the same (budgets and draws may grow)."""
         scope = ("budgets", "draws", "baseline_draws", "full_from", "loss_variant", "reference", "workers")
-        return {k: v for k, v in asdict(self).items() if k not in scope}
+        out = {k: v for k, v in asdict(self).items() if k not in scope}
+        if self.pos_weight == 1.0:  # runs from before the option existed resume as they were
+            del out["pos_weight"]
+        return out
 
 
 PAPER_BUDGETS = "20,35,...,200,400,...,1200"
@@ -407,7 +411,13 @@ def _pretrain_job(corpora, pconfig, hidden, layers) -> Checkpoint:
 
 
 def _finetune_config(config: ExperimentConfig, seed: int) -> FinetuneConfig:
-    return FinetuneConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=seed)
+    return FinetuneConfig(
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=seed,
+        pos_weight=config.pos_weight,
+    )
 
 
 def _run_heads(fold, jobs, ckpt: Checkpoint, config, draws, results, log) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from edge_emo.data.splits import speaker_folds
+from edge_emo.experiment.stats import t_interval
 from tests.core.conftest import make_corpus
 from tests.experiment.test_experiment import edge_emo
 
@@ -55,7 +56,11 @@ def test_statistics_are_over_folds(cv_run):
         np.mean([float(r["macro_f1"]) for r in rows if r["fold"] == f]) for f in ("cv1", "cv2", "cv3")
     ]
     ssl = summary["models"]["ssl"]["4"]["macro_f1"]
-    assert ssl["n"] == 3 and ssl["mean"] == pytest.approx(np.mean(per_fold)) and ssl["ci95"] is None
+    assert (
+        ssl["n"] == 3
+        and ssl["mean"] == pytest.approx(np.mean(per_fold))
+        and ssl["ci95"] == pytest.approx(list(t_interval(per_fold)))
+    )
     assert summary["models"]["ssl_full"]["16"]["acc4"]["n"] == 3
     assert summary["differences"]["ssl - ridge"]["4"]["macro_f1"]["n"] == 3
     assert summary["zeros"]["macro_f1"] == 0.0 and 0 < summary["zeros"]["acc4"] < 1
@@ -81,3 +86,13 @@ def test_cv_with_eval_is_refused(tmp_path):
         "experiment", corpus, "--out", tmp_path / "r", "--cv", "speakers", "--eval", corpus, check=False
     )
     assert proc.returncode == 2 and "cannot be used with --eval" in proc.stderr
+
+
+def test_t_interval_on_known_data():
+    lo, hi = t_interval([1.0, 2.0, 3.0, 4.0])  # mean 2.5, std 1.291: half width 3.182 * 1.291 / 2
+    assert lo == pytest.approx(2.5 - 2.0540, abs=1e-3) and hi == pytest.approx(2.5 + 2.0540, abs=1e-3)
+    x = np.random.default_rng(0).normal(size=200)  # many values: the normal-theory interval
+    lo, hi = t_interval(x)
+    assert hi - lo == pytest.approx(2 * 1.972 * x.std(ddof=1) / np.sqrt(200), rel=1e-3)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        t_interval([1.0])
