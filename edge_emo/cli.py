@@ -136,6 +136,33 @@ SplitOpt = Annotated[str, typer.Option("--split", help=SPLIT_HELP)]
 SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
 HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
 LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
+RANDOM_GAIN_DB = (-20.0, 12.0)
+TrainGainsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Gain augmentation of whole-network training: comma-separated microphone gains in dB and/or "
+        f"'random' ({RANDOM_GAIN_DB[0]:+g}..{RANDOM_GAIN_DB[1]:+g} dB per clip); every epoch each clip is "
+        "heard plain or through one of them.",
+    ),
+]
+
+
+def _gain(text: str):
+    """A `Gain` from 'random' or a number of dB."""
+    from edge_emo.data.gain import Gain
+
+    if text.strip() == "random":
+        return Gain(db=None, low=RANDOM_GAIN_DB[0], high=RANDOM_GAIN_DB[1])
+    try:
+        return Gain(db=float(text))
+    except ValueError:
+        raise ValueError(f"a gain is a number of dB or 'random', not {text!r}") from None
+
+
+def _gains(text: str | None) -> list:
+    return [_gain(t) for t in text.split(",") if t.strip()] if text else []
+
+
 PosWeightOpt = Annotated[
     float,
     typer.Option(
@@ -277,6 +304,7 @@ def finetune(
         ),
     ] = False,
     pos_weight: PosWeightOpt = 1.0,
+    train_gains: TrainGainsOpt = None,
     hidden: HiddenOpt = 256,
     layers: LayersOpt = 2,
     feature_set: Annotated[
@@ -289,6 +317,7 @@ def finetune(
     mosei_labels: MoseiLabels = None,
 ) -> None:
     """Few-shot fine-tuning on N labeled clips: the head on a frozen pretrained backbone, or the baseline."""
+    from edge_emo.data.corpus import load_corpus
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
     from edge_emo.train.finetune import (
         FinetuneConfig,
@@ -301,6 +330,10 @@ def finetune(
     _one_torch_thread_unless_told()
     if full and init is None:
         raise ValueError("--full fine-tunes a pretrained network: give it with --init")
+    if train_gains and (data_dir is None or (init is not None and not full) or mosei_covarep):
+        raise ValueError(
+            "--train-gains needs an audio corpus and whole-network training (--full or no --init)"
+        )
     dirs = [data_dir] if data_dir else []
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
@@ -313,11 +346,20 @@ def finetune(
     clips = _one_corpus(_corpora(dirs, mosei_covarep, mosei_labels, spec, split, split_seed))
     chosen = sample_labeled(clips, labels, seed)
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, pos_weight=pos_weight)
+    # The same clips heard through other gains: the same split and the same draw of the same corpus.
+    renditions = [
+        sample_labeled(load_corpus(data_dir, spec, split, split_seed, gain=g), labels, seed)
+        for g in _gains(train_gains)
+    ]
     if pre is None:
-        ckpt = train_baseline(chosen, config, hidden, layers)
+        ckpt = train_baseline(chosen, config, hidden, layers, renditions)
+    elif full:
+        ckpt = finetune_all(pre, chosen, config, renditions)
     else:
-        ckpt = (finetune_all if full else finetune_head)(pre, chosen, config)
+        ckpt = finetune_head(pre, chosen, config)
     ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
+    if train_gains:
+        ckpt.provenance["finetune"]["train_gains"] = train_gains
     ckpt.provenance["split"] = {"split": split, "seed": split_seed}
     save_checkpoint(ckpt, out)
     kind = (
@@ -780,6 +822,9 @@ def experiment(
     baseline_draws: Annotated[
         int, typer.Option(help="How many of the draws also train the baseline from scratch (expensive).")
     ] = 5,
+    baseline_until: Annotated[
+        int, typer.Option(help="Train the baseline only at budgets up to this many labels (0: at all).")
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the draws, pretraining and training.")] = 0,
     feature_set: Annotated[
         Optional[FeatureSetChoice],
@@ -818,6 +863,14 @@ def experiment(
     folds: Annotated[
         int, typer.Option(help="Folds of the --cv speakers cross-validation (speaker groups, --split-seed).")
     ] = 4,
+    train_gains: TrainGainsOpt = None,
+    eval_gain: Annotated[
+        Optional[str],
+        typer.Option(
+            help="--cv: evaluate on the clips heard through this microphone gain in dB, or 'random' "
+            f"({RANDOM_GAIN_DB[0]:+g}..{RANDOM_GAIN_DB[1]:+g} dB per clip). The ridge reference keeps the plain audio."
+        ),
+    ] = None,
 ) -> None:
     """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
     statistics over draws (or, with --cv speakers, over speaker folds), plots and tables in the run folder."""
@@ -856,13 +909,19 @@ def experiment(
         if pre
         else _spec(feature_set.value if feature_set else _default_feature_set([data_dir], False))
     )
+    if (train_gains or eval_gain) and not cv:
+        raise ValueError("--train-gains and --eval-gain need --cv speakers")
     if cv:
         clips = load_corpus(data_dir, spec)
+        heard = load_corpus(data_dir, spec, gain=_gain(eval_gain)) if eval_gain else clips
+        renditions = [load_corpus(data_dir, spec, gain=g) for g in _gains(train_gains)]
         fold_list = []
         for i, held_out in enumerate(speaker_folds(clips.speakers, folds, split_seed), 1):
             held = np.isin(clips.speakers, held_out)
-            train, val = clips.subset(np.flatnonzero(~held)), clips.subset(np.flatnonzero(held))
-            fold_list.append(Fold(f"cv{i}", train, val, data_dir, data_dir))
+            train, val = clips.subset(np.flatnonzero(~held)), heard.subset(np.flatnonzero(held))
+            fold = Fold(f"cv{i}", train, val, data_dir, data_dir)
+            fold.train_renditions = [r.subset(np.flatnonzero(~held)) for r in renditions]
+            fold_list.append(fold)
     elif eval_dir is None:
         train, val = (load_corpus(data_dir, spec, s, split_seed) for s in ("train", "val"))
         fold_list = [Fold("val", train, val, data_dir, data_dir)]
@@ -893,6 +952,7 @@ def experiment(
         reference=reference,
         workers=workers or os.cpu_count() or 1,
         pos_weight=pos_weight,
+        baseline_until=baseline_until,
     )
     unlabeled_sets = [load_corpus(d, spec) for d in unlabeled or []]
     settings = {
@@ -906,6 +966,9 @@ def experiment(
         "feature_set": spec.name,
         "init": str(init.resolve()) if init else None,
         "split_seed": split_seed,
+        # Only when used, so that runs from before these options resume as they were.
+        **({"train_gains": train_gains} if train_gains else {}),
+        **({"eval_gain": eval_gain} if eval_gain else {}),
     }
     results, budget_list, notes = run_experiment(
         fold_list, unlabeled_sets, config, out, settings, pre, typer.echo

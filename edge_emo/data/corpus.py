@@ -15,11 +15,12 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edge_emo.data.gain import Gain, gained_extract
 from edge_emo.data.labels import EMOTIONS, ClipRecord, CorpusError, read_labels, read_manifest
 from edge_emo.data.splits import Split, speaker_split
 from edge_emo.features import FeatureSpec, extract, load_audio
@@ -70,18 +71,26 @@ def cache_dir() -> Path:
 
 
 def load_corpus(
-    data_dir: str | Path, spec: FeatureSpec, split: Split | str = Split.all, seed: int = 0, workers: int = 0
+    data_dir: str | Path,
+    spec: FeatureSpec,
+    split: Split | str = Split.all,
+    seed: int = 0,
+    workers: int = 0,
+    gain: Gain | None = None,
 ) -> ClipSet:
     """Load a DATA_DIR as a ClipSet of `spec` features. `split` applies to labeled corpora; unlabeled audio
-    is never evaluated on, so it is always used whole."""
+    is never evaluated on, so it is always used whole. With `gain`, audio clips are heard through that
+    microphone gain (cached apart from the plain features)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise CorpusError(f"{data_dir}: not a folder")
     if (data_dir / "labels.csv").is_file():
-        clips = _audio_corpus(data_dir, read_labels(data_dir / "labels.csv"), spec, workers)
+        clips = _audio_corpus(data_dir, read_labels(data_dir / "labels.csv"), spec, workers, gain)
         return clips.split(split, seed)
     if (data_dir / "manifest.csv").is_file():
-        return _audio_corpus(data_dir, read_manifest(data_dir / "manifest.csv"), spec, workers)
+        return _audio_corpus(data_dir, read_manifest(data_dir / "manifest.csv"), spec, workers, gain)
+    if gain is not None:
+        raise CorpusError(f"{data_dir}: a gain needs audio (labels.csv or manifest.csv)")
     from edge_emo.data.mosei import find_mosei, load_mosei
 
     found = find_mosei(data_dir)
@@ -90,15 +99,20 @@ def load_corpus(
     raise CorpusError(f"{data_dir}: no labels.csv, manifest.csv or CMU-MOSEI .csd files")
 
 
-def _audio_corpus(root: Path, records: list[ClipRecord], spec: FeatureSpec, workers: int) -> ClipSet:
+def _audio_corpus(
+    root: Path, records: list[ClipRecord], spec: FeatureSpec, workers: int, gain: Gain | None = None
+) -> ClipSet:
     if spec.sample_rate is None:
         raise CorpusError(
             f"{root}: feature set '{spec.name}' is precomputed and cannot be extracted from audio"
         )
     names = [r.path.relative_to(root).as_posix() for r in records]
-    features = cached_per_clip(
-        root, records, spec.name, spec.to_dict(), functools.partial(extract, spec=spec), workers
-    )
+    if gain is None:
+        name, key, compute = spec.name, spec.to_dict(), functools.partial(extract, spec=spec)
+    else:
+        name, key = f"{spec.name}-{gain.name}", {**spec.to_dict(), "gain": asdict(gain)}
+        compute = functools.partial(gained_extract, spec=spec, gain=gain)
+    features = cached_per_clip(root, records, name, key, compute, workers)
     labels = None
     if records[0].intensities is not None:
         labels = np.asarray([r.intensities for r in records], dtype=np.float32)

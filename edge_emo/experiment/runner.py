@@ -64,6 +64,9 @@ class Fold:
     # Audio corpus folders the clips come from, for the functionals reference (None: not audio, no reference).
     train_dir: Path | None = None
     eval_dir: Path | None = None
+    # The training clips heard otherwise (e.g. through other microphone gains), same clips in the same order:
+    # the models that train the whole network take each clip from a random version every epoch.
+    train_renditions: list[ClipSet] = field(default_factory=list)
 
 
 @dataclass
@@ -84,10 +87,20 @@ class ExperimentConfig:
     reference: bool = True
     workers: int = 2
     pos_weight: float = 1.0
+    baseline_until: int = 0  # train the baseline only at budgets up to this (0: at every budget)
 
     def settings(self) -> dict:
         """What determines the value of a row: a resumed run must have the same (budgets and draws may grow)."""
-        scope = ("budgets", "draws", "baseline_draws", "full_from", "loss_variant", "reference", "workers")
+        scope = (
+            "budgets",
+            "draws",
+            "baseline_draws",
+            "baseline_until",
+            "full_from",
+            "loss_variant",
+            "reference",
+        )
+        scope += ("workers",)
         out = {k: v for k, v in asdict(self).items() if k not in scope}
         if self.pos_weight == 1.0:  # runs from before the option existed resume as they were
             del out["pos_weight"]
@@ -163,7 +176,8 @@ def plan(fold: Fold, budgets: list[int], config: ExperimentConfig) -> list[Job]:
         for b in sorted(budgets, reverse=True):
             jobs += [Job(fold.name, b, d, m) for m in cheap]
             if d < config.baseline_draws:
-                jobs.append(Job(fold.name, b, d, "baseline"))
+                if not config.baseline_until or b <= config.baseline_until:
+                    jobs.append(Job(fold.name, b, d, "baseline"))
                 if config.full_from and b >= config.full_from:
                     jobs.append(Job(fold.name, b, d, "ssl_full"))
     return jobs
@@ -312,7 +326,7 @@ def _run_fold(fold, jobs, unlabeled, config, run_dir, init, results, log) -> Non
     parallel = config.workers > 1 and len(cost) > 0
     if parallel:
         torch.set_num_threads(1)  # the workers have the cores; this process only fits heads meanwhile
-    state = {"train": fold.train, "eval_features": fold.eval.features}
+    state = {"train": fold.train, "renditions": fold.train_renditions, "eval_features": fold.eval.features}
     with _pool(config.workers, state) if parallel else InlineExecutor(state) as pool:
         tasks: dict = {}  # future -> ("pretrain", loss) or ("job", job)
 
@@ -492,9 +506,10 @@ class InlineExecutor(Executor):
 def _expensive_job(job: Job, idx: np.ndarray, seed: int, config: ExperimentConfig, init: Checkpoint | None):
     start = time.perf_counter()
     clips = _WORKER["train"].subset(idx)
+    renditions = [r.subset(idx) for r in _WORKER["renditions"]]
     fconfig = _finetune_config(config, seed)
     if job.model == "baseline":
-        ckpt = train_baseline(clips, fconfig, config.hidden, config.layers)
+        ckpt = train_baseline(clips, fconfig, config.hidden, config.layers, renditions)
     else:
-        ckpt = finetune_all(init, clips, fconfig)
+        ckpt = finetune_all(init, clips, fconfig, renditions)
     return job, predict(ckpt, _WORKER["eval_features"]), time.perf_counter() - start

@@ -104,30 +104,55 @@ def finetune_head(init: Checkpoint, clips: ClipSet, config: FinetuneConfig) -> C
     return _finetuned(model, init, clips, config, stage="finetuned")
 
 
-def train_baseline(clips: ClipSet, config: FinetuneConfig, hidden: int = 256, layers: int = 2) -> Checkpoint:
+def train_baseline(
+    clips: ClipSet,
+    config: FinetuneConfig,
+    hidden: int = 256,
+    layers: int = 2,
+    renditions: Sequence[ClipSet] = (),
+) -> Checkpoint:
     torch.manual_seed(config.seed)
     model = EmotionGRU(ModelConfig(clips.spec.dim, hidden, layers, clips.labels.shape[1]))
     init = Checkpoint(model, clips.spec, NormStats.fit(clips.features), clips.emotions, {})
-    _fit_all(model, init.norm, clips, config, "baseline training (epochs)")
-    return _finetuned(model, init, clips, config, stage="baseline")
+    _fit_all(model, init.norm, clips, config, "baseline training (epochs)", renditions)
+    return _finetuned(model, init, clips, config, stage="baseline", renditions=renditions)
 
 
-def finetune_all(init: Checkpoint, clips: ClipSet, config: FinetuneConfig) -> Checkpoint:
+def finetune_all(
+    init: Checkpoint, clips: ClipSet, config: FinetuneConfig, renditions: Sequence[ClipSet] = ()
+) -> Checkpoint:
     """Every weight trained on the labeled clips, starting from the pretrained network."""
     init.spec.check_compatible(clips.spec, "the pretrained checkpoint")
     model = copy.deepcopy(init.model)
-    _fit_all(model, init.norm, clips, config, "fine-tuning the whole network (epochs)")
-    return _finetuned(model, init, clips, config, stage="finetuned_all")
+    _fit_all(model, init.norm, clips, config, "fine-tuning the whole network (epochs)", renditions)
+    return _finetuned(model, init, clips, config, stage="finetuned_all", renditions=renditions)
 
 
-def _fit_all(model: EmotionGRU, norm: NormStats, clips: ClipSet, config: FinetuneConfig, label: str) -> None:
+def _fit_all(
+    model: EmotionGRU,
+    norm: NormStats,
+    clips: ClipSet,
+    config: FinetuneConfig,
+    label: str,
+    renditions: Sequence[ClipSet] = (),
+) -> None:
+    """Train every weight. `renditions` are the same clips in the same order heard otherwise (e.g. through
+    other microphone gains): every epoch, each clip comes from one of its versions at random, so
+    augmentation costs no extra time per epoch."""
+    for r in renditions:
+        if len(r) != len(clips) or r.names != clips.names:
+            raise ValueError("renditions must hold the same clips as the training clips, in the same order")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    data = [norm.apply(f) for f in clips.features]
+    versions = [[norm.apply(f) for f in c.features] for c in (clips, *renditions)]
     y = torch.from_numpy(clips.labels)
     opt = torch.optim.Adam([*model.gru.parameters(), *model.head.parameters()], lr=config.lr)
     model.train()
     for _ in progress(range(config.epochs), label):
+        data = versions[0]
+        if renditions:
+            pick = rng.integers(0, len(versions), len(clips))
+            data = [versions[v][i] for i, v in enumerate(pick)]
         for idx in length_batches([len(d) for d in data], config.batch_size, rng):
             x, lengths = pad([data[i] for i in idx])
             loss = weighted_mse(model(x, lengths), y[idx], config.pos_weight)
@@ -136,7 +161,14 @@ def _fit_all(model: EmotionGRU, norm: NormStats, clips: ClipSet, config: Finetun
             opt.step()
 
 
-def _finetuned(model, init: Checkpoint, clips: ClipSet, config: FinetuneConfig, stage: str) -> Checkpoint:
+def _finetuned(
+    model,
+    init: Checkpoint,
+    clips: ClipSet,
+    config: FinetuneConfig,
+    stage: str,
+    renditions: Sequence[ClipSet] = (),
+) -> Checkpoint:
     return Checkpoint(
         model,
         init.spec,
@@ -144,7 +176,12 @@ def _finetuned(model, init: Checkpoint, clips: ClipSet, config: FinetuneConfig, 
         clips.emotions,
         provenance(
             stage=stage,
-            finetune={**asdict(config), "frozen_backbone": stage == "finetuned", "labeled_clips": len(clips)},
+            finetune={
+                **asdict(config),
+                "frozen_backbone": stage == "finetuned",
+                "labeled_clips": len(clips),
+                **({"renditions": len(renditions)} if renditions else {}),
+            },
             pretrained_from=init.provenance or None,
         ),
     )

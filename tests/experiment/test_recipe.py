@@ -1,11 +1,21 @@
-"""The recipe options of fine-tuning: class-balanced loss."""
+"""The recipe options: class-balanced loss, microphone gain (measured and as augmentation)."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from edge_emo.train.finetune import weighted_mse
+from edge_emo.data.corpus import load_corpus
+from edge_emo.data.gain import CEILING, Gain, apply_gain
+from edge_emo.features import spec_for
+from edge_emo.train.finetune import FinetuneConfig, train_baseline, weighted_mse
+from tests.core.conftest import make_corpus
+from tests.experiment.test_experiment import edge_emo
 
 
 def test_weighted_mse_weights_only_present_cells():
@@ -14,3 +24,62 @@ def test_weighted_mse_weights_only_present_cells():
     assert weighted_mse(pred, target, 1.0) == pytest.approx(torch.nn.functional.mse_loss(pred, target).item())
     # Present (>= 0.5): (0,1) error 1 and (1,1) error 0.25, weighted 4; absent: 1 and 0.16.
     assert weighted_mse(pred, target, 4.0).item() == pytest.approx((1 + 0.16 + 4 * (1 + 0.25)) / 4)
+
+
+def test_gain_scales_and_never_clips():
+    x = np.array([0.5, -0.25, 0.1], dtype=np.float32)
+    quiet, applied = apply_gain(x, -20.0)
+    np.testing.assert_allclose(quiet, x / 10, rtol=1e-6)
+    assert applied == -20.0
+    loud, applied = apply_gain(x, 12.0)  # 0.5 * 4 would clip: turned up only to the ceiling
+    assert np.max(np.abs(loud)) == pytest.approx(CEILING, rel=1e-5) and applied < 12.0
+    hot = np.array([1.0, -1.0], dtype=np.float32)
+    assert apply_gain(hot, 6.0)[1] == 0.0  # never turned down below the recording itself
+    g = Gain(db=None, low=-20.0, high=12.0, seed=0)
+    draws = [g.for_clip(f"/data/spk{i}/clip.wav") for i in range(50)]
+    assert all(-20 <= d <= 12 for d in draws) and len(set(draws)) == 50
+    assert g.for_clip("/other/root/spk3/clip.wav") == draws[3]  # per clip, wherever the corpus lives
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("gain-corpus"), n_speakers=4, per_speaker=3, seconds=0.8)
+
+
+def test_gained_corpus_is_cached_apart_and_differs(small):
+    spec = spec_for("egemaps")
+    plain, loud = load_corpus(small, spec), load_corpus(small, spec, gain=Gain(db=-20.0))
+    assert loud.names == plain.names and [len(f) for f in loud.features] == [len(f) for f in plain.features]
+    loudness = spec.columns.index("Loudness_sma3")
+    assert np.mean(loud.features[0][:, loudness]) < np.mean(plain.features[0][:, loudness])
+    assert list(
+        Path(os.environ["EDGE_EMO_CACHE"], "features").glob(f"{small.name}-egemaps-gain-20dB/*.frames.npy")
+    )
+    # Renditions must be the same clips: a mismatch is refused, not silently trained on.
+    with pytest.raises(ValueError, match="same clips"):
+        train_baseline(plain, FinetuneConfig(epochs=1), hidden=4, renditions=[loud.subset([1, 0])])
+
+
+def test_cv_with_gain_augmentation_and_gained_evaluation(small, tmp_path):
+    out = tmp_path / "run"
+    edge_emo("experiment", small, "--out", out, "--cv", "speakers", "--folds", "2", "--budgets", "100",
+             "--draws", "1", "--baseline-draws", "1", "--epochs", "1", "--hidden", "4", "--no-reference",
+             "--init", _pretrained(small, tmp_path), "--full-finetune-from", "1", "--workers", "1",
+             "--train-gains", "-20,random", "--eval-gain", "random")  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["train_gains"] == "-20,random" and summary["settings"]["eval_gain"] == "random"
+    assert set(summary["models"]) == {"ssl", "ssl_full", "baseline"}
+    assert list(
+        Path(os.environ["EDGE_EMO_CACHE"], "features").glob(f"{small.name}-egemaps-gain-20to+12dB-seed0")
+    )
+    ckpt = tmp_path / "full.safetensors"
+    proc = edge_emo("finetune", small, "--init", _pretrained(small, tmp_path), "--full", "--train-gains", "12",
+                    "--pos-weight", "3", "--epochs", "1", "--out", ckpt)  # fmt: skip
+    assert "whole pretrained network" in proc.stdout and ckpt.is_file()
+
+
+def _pretrained(corpus: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "pre.safetensors"
+    if not path.is_file():
+        edge_emo("pretrain", corpus, "--epochs", "1", "--hidden", "4", "--out", path)
+    return path

@@ -1,0 +1,134 @@
+"""Robustness to microphone gain: the same clips at -20 dB, 0 dB and +12 dB (no clip ever clips: a clip
+that would is turned up less, and the report counts them), and at a random gain per clip.
+
+Features come from the real openSMILE pipeline on the gained audio (cached per gain like all features). For a
+model (bundle or checkpoint) it reports, against 0 dB:
+- the mean absolute change of the six intensities, overall and per emotion (target: <= 0.1),
+- macro-F1, 4-class accuracy and MAE at each gain and under a random gain in [-20, +12] dB per clip,
+  beside the all-zeros reference;
+and, model-free, which feature columns move with gain: the mean absolute change of each column's clip mean,
+in standard deviations of that column (over the 0 dB frames).
+
+Usage:
+    python -m benchmarks.gain_robustness MODEL DATA_DIR [--speakers a,b] [--gains -20,0,12] [--out x.json]
+A model trained on DATA_DIR's clips scores its own training data: the intensity changes are meaningful,
+the F1 values are not (use `edge-emo experiment --cv speakers` for F1 on unseen speakers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge_emo.cli import _predictor
+from edge_emo.data.corpus import load_corpus
+from edge_emo.data.gain import Gain, apply_gain
+from edge_emo.data.labels import read_labels
+from edge_emo.features import NormStats, load_audio
+from edge_emo.metrics import report
+
+RANDOM = Gain(db=None, low=-20.0, high=12.0, seed=0)
+
+
+def applied_gains(data_dir: Path, names: list[str], gain: Gain) -> tuple[np.ndarray, np.ndarray]:
+    """The gain asked for each clip and the gain it really got (less where it would have clipped)."""
+    asked = np.asarray([gain.for_clip(str(data_dir / name)) for name in names])
+    applied = [apply_gain(load_audio(data_dir / n)[0], a)[1] for n, a in zip(names, asked)]
+    return asked, np.asarray(applied)
+
+
+def column_shift(base: list[np.ndarray], gained: list[np.ndarray], columns, std: np.ndarray) -> dict:
+    """Per column: mean over clips of |clip mean at this gain - clip mean at 0 dB| / std (NaN-safe)."""
+    shift = np.stack(
+        [np.abs(np.nanmean(g, 0) - np.nanmean(b, 0)) / std for b, g in zip(base, gained)]
+    )  # (clips, F)
+    values = np.nanmean(shift, 0)
+    return dict(sorted(((c, round(float(v), 4)) for c, v in zip(columns, values)), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", type=Path, help="bundle directory or checkpoint (.safetensors)")
+    parser.add_argument("data_dir", type=Path, help="labeled corpus (labels.csv)")
+    parser.add_argument("--gains", default="-20,0,12", help="fixed gains in dB, 0 among them")
+    parser.add_argument("--speakers", help="only these speakers (comma-separated), e.g. a CV fold's")
+    parser.add_argument("--out", type=Path, help="JSON file to write")
+    args = parser.parse_args()
+
+    spec, emotions, predict = _predictor(args.model)
+    gains = [float(g) for g in args.gains.split(",")]
+    if 0.0 not in gains:
+        parser.error("--gains must include 0 (the reference)")
+    speakers = set(args.speakers.split(",")) if args.speakers else None
+    known = {r.speaker for r in read_labels(args.data_dir / "labels.csv")}
+    if speakers and not speakers <= known:
+        parser.error(f"unknown speakers {sorted(speakers - known)}")
+
+    def clips(gain: Gain | None):
+        c = load_corpus(args.data_dir, spec, gain=gain)
+        return c.subset([i for i, s in enumerate(c.speakers) if speakers is None or s in speakers])
+
+    base = clips(None)
+    std = NormStats.fit(base.features).std
+    pred0 = predict(base.features)
+    result = {
+        "model": str(args.model),
+        "data": str(args.data_dir),
+        "n_clips": len(base),
+        "speakers": sorted(set(base.speakers)),
+        "gains": {},
+    }
+    for gain in [Gain(db=g) for g in gains if g != 0.0] + [RANDOM]:
+        gained = clips(gain)
+        pred = predict(gained.features)
+        asked, applied = applied_gains(args.data_dir, gained.names, gain)
+        change = np.abs(pred - pred0)
+        entry = {
+            "asked_db": gain.db if gain.db is not None else [gain.low, gain.high],
+            "applied_db_mean": round(float(applied.mean()), 2),
+            "clips_turned_down_to_avoid_clipping": int(np.sum(applied < asked - 1e-6)),
+            "intensity_change_mean": round(float(change.mean()), 4),
+            "intensity_change_per_emotion": {e: round(float(v), 4) for e, v in zip(emotions, change.mean(0))},
+            "intensity_change_p95": round(float(np.percentile(change, 95)), 4),
+            "metrics": report(gained.labels, pred, emotions),
+            "feature_column_shift_std": column_shift(base.features, gained.features, spec.columns, std),
+        }
+        result["gains"][gain.name] = entry
+    result["gains"]["gain+0dB"] = {"metrics": report(base.labels, pred0, emotions)}
+    print(markdown(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"{result['n_clips']} clips of {len(result['speakers'])} speakers; model {result['model']}",
+        "",
+        "| gain | applied (mean dB) | clips turned down | mean abs intensity change vs 0 dB | p95 change "
+        "| macro-F1 | acc4 | MAE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in result["gains"].items():
+        m = e["metrics"]["model"]
+        lines.append(
+            f"| {name} | {e.get('applied_db_mean', 0.0)} | {e.get('clips_turned_down_to_avoid_clipping', '')} "
+            f"| {e.get('intensity_change_mean', 0.0)} | {e.get('intensity_change_p95', 0.0)} "
+            f"| {m['macro_f1']:.3f} | {m['acc4']:.3f} | {m['mae']:.3f} |"
+        )
+    for name, e in result["gains"].items():
+        if "feature_column_shift_std" in e:
+            top = list(e["feature_column_shift_std"].items())[:8]
+            lines.append(
+                f"\ncolumns that move most at {name} (std of the column): "
+                + ", ".join(f"{c} {v}" for c, v in top)
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
