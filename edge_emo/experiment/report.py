@@ -32,6 +32,7 @@ PAIRS = (
     ("ssl_loss_masked", "ssl"),
     ("ssl_full", "ssl"),
     ("ssl_full", "baseline"),
+    ("ssl_full", "ridge"),
 )
 TITLES = {"acc4": "4-class accuracy", "mae": "MAE", "macro_f1": "macro-F1", "f1": "F1"}
 
