@@ -83,3 +83,27 @@ def _pretrained(corpus: Path, tmp_path: Path) -> Path:
     if not path.is_file():
         edge_emo("pretrain", corpus, "--epochs", "1", "--hidden", "4", "--out", path)
     return path
+
+
+def test_gain_robustness_benchmark_on_a_small_corpus(bundle, small, tmp_path):
+    """The benchmark end to end: real openSMILE features of gained audio, a real bundle."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "gain.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gain_robustness", str(bundle.path), str(small), "--out", str(out)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["n_clips"] == 12 and set(result["gains"]) == {
+        "gain-20dB", "gain+12dB", "gain-20to+12dB-seed0", "gain+0dB"
+    }  # fmt: skip
+    loud = result["gains"]["gain+12dB"]
+    assert loud["intensity_change_mean"] > 0 and loud["clips_turned_down_to_avoid_clipping"] >= 0
+    assert set(loud["intensity_change_per_emotion"]) == set(bundle.emotions)
+    shift = loud["feature_column_shift_std"]
+    assert shift["Loudness_sma3"] > 10 * shift["mfcc2_sma3"]  # level moves with gain, spectral shape does not
+    assert "| gain+12dB |" in proc.stdout
