@@ -65,6 +65,10 @@ def _check_structure(result: dict, table: str, with_torch: bool) -> None:
     assert latency["newest_frame_ms"]["median"] > 0
     memory = result["memory"]
     assert memory["runtime"]["peak_rss_mb"] > 0 and memory["runtime"]["torch_imported"] is False
+    assert memory["listen"]["peak_rss_mb"] > 0 and memory["listen"]["torch_imported"] is False
+    floor = result["framework_floor"]
+    assert floor["run_call_us"] > 0 and floor["scan_steps_per_frame"] >= 1 and floor["nodes_per_frame"] > 0
+    assert floor["overhead_us_per_frame_at_10"] > 0
     assert ("peak_rss_mb" in memory["torch"]) is with_torch
     assert result["sizes"]["bundle_graph_bytes"] > 0
     assert [t["target"] for t in result["targets"]] == list(TARGETS)
