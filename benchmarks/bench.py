@@ -638,6 +638,14 @@ def _child_env() -> dict[str, str]:
 # -- the run -------------------------------------------------------------------------------------------------
 
 
+def _model_option(bundle: Bundle) -> list[str]:
+    """`--model PATH` unless the bundle is the shipped model (the results name the command that made them)."""
+    import edge_emo
+
+    shipped = Path(edge_emo.__file__).resolve().parent / "models" / "default.bundle"
+    return [] if bundle.path.resolve() == shipped else ["--model", str(bundle.path)]
+
+
 def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = None) -> dict[str, Any]:
     settings = QUICK if quick else FULL
     with_torch = torch_available() if with_torch is None else with_torch
@@ -645,7 +653,7 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
     weights = bundle_weights(bundle)
     torch_model = TorchModel(weights) if with_torch else None
     result: dict[str, Any] = {
-        "command": " ".join(["edge-emo bench", *(["--quick"] if quick else [])]),
+        "command": " ".join(["edge-emo bench", *(["--quick"] if quick else []), *_model_option(bundle)]),
         "machine": machine_facts(),
         "settings": settings.__dict__,
         "bundle": {

@@ -90,3 +90,17 @@ def test_bench_quick_with_torch(tmp_path):
 def test_bench_quick_without_torch(tmp_path):
     result, table = _bench(tmp_path, torch_blocked=True)
     _check_structure(result, table, with_torch=False)
+
+
+def test_random_bundle_of_another_size_runs(tmp_path):
+    """benchmarks/random_bundle.py: a bundle the bench can time for a model size nobody trained yet."""
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from benchmarks.random_bundle import random_bundle
+    from edge_emo.runtime.bundle import load_bundle
+
+    bundle = load_bundle(random_bundle(tmp_path / "2x16.bundle", hidden=16).path)
+    assert bundle.state_shape == (2, 1, 16) and bundle.precision == "int8"
+    frames = np.random.default_rng(0).standard_normal((23, bundle.spec.dim)).astype(np.float32)
+    assert bundle.predict_utterances([frames]).shape == (1, len(bundle.emotions))
