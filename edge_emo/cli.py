@@ -388,19 +388,26 @@ class _BridgeUpdate(NamedTuple):
     speech: bool
 
 
-def _listen_model(model: Optional[Path]):
-    """--model BUNDLE; 'shipped': the bundled model; none: the wearer's personalized bundle (written by
-    `edge-emo personalize`) if it was made from the shipped model, else the shipped model."""
-    import sys
-
-    from edge_emo.personalize.wearer import personal_bundle_path
-    from edge_emo.runtime.bundle import BundleError, load_bundle
+def _model_bundle(model: Optional[Path]):
+    """--model BUNDLE; none or 'shipped': the bundled model."""
+    from edge_emo.runtime.bundle import load_bundle
 
     if model is not None and str(model) != "shipped":
         return load_bundle(model)
     if not (DEFAULT_MODEL / "manifest.json").is_file():
         raise ValueError(f"the default model is not installed ({DEFAULT_MODEL}); pass --model BUNDLE")
-    shipped = load_bundle(DEFAULT_MODEL)
+    return load_bundle(DEFAULT_MODEL)
+
+
+def _listen_model(model: Optional[Path]):
+    """As _model_bundle, but without --model: the wearer's personalized bundle (written by `edge-emo
+    personalize`) if it was made from the shipped model, else the shipped model."""
+    import sys
+
+    from edge_emo.personalize.wearer import personal_bundle_path
+    from edge_emo.runtime.bundle import BundleError, load_bundle
+
+    shipped = _model_bundle(model)
     personal = personal_bundle_path()
     if model is not None or not personal.exists():
         return shipped
@@ -664,7 +671,7 @@ def personalize(
         Optional[Path], typer.Option(help="The wearer's labels.csv (see `edge-emo record`).")
     ] = None,
     model: Annotated[
-        Optional[Path], typer.Option(help="Bundle to start from (default: the shipped model).")
+        Optional[Path], typer.Option(help="Bundle to start from (default or 'shipped': the shipped model).")
     ] = None,
     out: Annotated[
         Optional[Path],
@@ -681,6 +688,8 @@ def personalize(
     """Fit the emotion head to the wearer's labeled clips (closed-form, no torch); or --rollback."""
     from edge_emo.personalize import wearer
 
+    if model is not None and str(model) == "shipped":
+        model = None
     if out is None:
         out = model if model is not None and not _is_installed_model(model) else wearer.personal_bundle_path()
     if rollback:
@@ -693,7 +702,7 @@ def personalize(
         return
     if labels is None:
         raise ValueError("--labels is required (the wearer's labels.csv, see `edge-emo record`)")
-    result = wearer.personalize(_listen_model(model).path, labels, out)
+    result = wearer.personalize(_model_bundle(model).path, labels, out)
     if json_out:
         typer.echo(
             json.dumps(
@@ -738,7 +747,7 @@ def bench(
     from edge_emo.runtime.bundle import BundleError
 
     try:
-        result = run(_listen_model(model).path, quick=quick)
+        result = run(_model_bundle(model).path, quick=quick)
     except (BundleError, ValueError) as e:
         raise fail(str(e)) from None
     if out is not None:

@@ -197,6 +197,9 @@ def test_listen_uses_the_personalized_model_only_if_it_fits_the_shipped_one(bund
     assert f"model: your personalized bundle {personal}" in err
     assert personalized != shipped  # the wearer's head is in use
     assert listen("--model", "shipped")[1] == shipped
+    # Personalizing again starts from the shipped model again, not from the personalized one: same head.
+    assert edge_emo("personalize", "--labels", wearer_labels, env=env).returncode == 0
+    assert listen()[1] == personalized
     # A personalized bundle of another model (e.g. made before an upgrade of the shipped one) is not used.
     run = edge_emo(
         "personalize", "--model", bundles["fp32"].path, "--labels", wearer_labels, "--out", personal
