@@ -136,7 +136,7 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
   echo "- \`tests/boards/device_check.py\` on bundles exported on the host (torch stays on the workstation):"
   echo "  openSMILE eGeMAPS features of a WAV, fp32 and int8 utterance intensities of fixed feature clips."
   echo "  Compared with the same run on the x86 host below."
-  echo "- \`edge-emo evaluate\` of both bundles on a small synthetic labeled corpus (macro-F1 and MAE above)."
+  echo "- \`edge-emo evaluate\` of both bundles on a small synthetic labeled corpus (macro-F1 and MAE below)."
   if [ -f "$SHARE/listen.jsonl" ]; then
     echo "- \`edge-emo listen --input sample --fast --json\` (the bundled default model): $(wc -l < "$SHARE/listen.jsonl") JSON updates."
   else
@@ -164,7 +164,8 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
   echo "pytest:"
   echo
   echo '```'
-  grep -E "^(SKIPPED|FAILED|ERROR)|passed|failed|error" "$SHARE/pytest.log" | tail -20
+  # counts only: the duration is emulated time
+  grep -E "^(SKIPPED|FAILED|ERROR)|passed|failed|error" "$SHARE/pytest.log" | tail -20 | sed -E 's/ in [0-9.]+s.*$//' 
   echo '```'
 } > "$SUMMARY"
 cat "$SUMMARY"
