@@ -696,3 +696,159 @@ def personalize(
     typer.echo(
         f"wrote {result.bundle.path}, version {result.bundle.version}; undo: edge-emo personalize --rollback --out {out}"
     )
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="A short run (about a minute) that proves the bench works.")
+    ] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Write the results as JSON here.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the bundled model).")] = None,
+) -> None:
+    """Measure latency, real-time factor, memory and size (fp32 vs int8 vs torch); print a Markdown table."""
+    from benchmarks.bench import markdown, run
+    from edge_emo.runtime.bundle import BundleError
+
+    try:
+        result = run(_listen_model(model).path, quick=quick)
+    except (BundleError, ValueError) as e:
+        raise fail(str(e)) from None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    typer.echo(markdown(result))
+
+
+@app.command()
+@_guard
+def experiment(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Labeled corpus folder (labels.csv or CMU-MOSEI .csd files).")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Run folder: results.csv, summary.json, tables and plots. Rerun to resume.")
+    ],
+    unlabeled: Annotated[
+        Optional[list[Path]], typer.Option(help="Unlabeled corpus folder added to pretraining (repeatable).")
+    ] = None,
+    eval_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--eval",
+            help="Labeled corpus to evaluate on; then all of DATA_DIR is for training. "
+            "Default: DATA_DIR's validation speakers (--split-seed).",
+        ),
+    ] = None,
+    init: Annotated[
+        Optional[Path], typer.Option(help="Pretrained checkpoint to use instead of pretraining.")
+    ] = None,
+    budgets: Annotated[
+        str, typer.Option(help="Label counts; '...' continues a step (the paper's are the default).")
+    ] = "20,35,...,200,400,...,1200",
+    draws: Annotated[int, typer.Option(help="Label draws per budget (SSL heads and ridge; cheap).")] = 20,
+    baseline_draws: Annotated[
+        int, typer.Option(help="How many of the draws also train the baseline from scratch (expensive).")
+    ] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the draws, pretraining and training.")] = 0,
+    feature_set: Annotated[
+        Optional[FeatureSetChoice],
+        typer.Option(
+            help="Features (default: covarep for MOSEI, else egemaps; with --init: the checkpoint's)."
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of every model (Adam, MSE).")] = 30,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
+    pretrain_epochs: Annotated[int, typer.Option(help="Masked-span pretraining epochs.")] = 12,
+    loss_on: Annotated[
+        str, typer.Option(help="Pretraining loss on 'masked' frames only or on 'all' frames.")
+    ] = "masked",
+    loss_variant: Annotated[
+        bool, typer.Option(help="Also pretrain with the other --loss-on and compare its SSL head.")
+    ] = False,
+    full_finetune_from: Annotated[
+        int,
+        typer.Option(help="From this budget on, also fine-tune the whole pretrained network (0: never)."),
+    ] = 0,
+    reference: Annotated[
+        bool, typer.Option(help="Run the eGeMAPS functionals + ridge reference (audio corpora).")
+    ] = True,
+    hidden: HiddenOpt = 256,
+    layers: LayersOpt = 2,
+    split_seed: SplitSeed = 0,
+    workers: Annotated[int, typer.Option(help="Processes for the expensive models (0: one per core).")] = 0,
+) -> None:
+    """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
+    statistics over draws, plots and tables in the run folder."""
+    import os
+
+    from edge_emo.data.corpus import load_corpus
+    from edge_emo.experiment.report import report_run
+    from edge_emo.experiment.runner import ExperimentConfig, Fold, parse_budgets, run_experiment
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    if loss_on not in ("masked", "all"):
+        raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
+    if init is not None and loss_variant:
+        raise ValueError("--loss-variant pretrains with both losses: it cannot be used with --init")
+    if draws < 1 or not 0 <= baseline_draws <= draws:
+        raise ValueError("--draws must be >= 1 and --baseline-draws between 0 and --draws")
+    budget_list = parse_budgets(budgets)
+    pre = load_checkpoint(init) if init else None
+    if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
+        raise ValueError(f"--feature-set {feature_set.value} differs from the checkpoint's ({pre.spec.name})")
+    spec = (
+        pre.spec
+        if pre
+        else _spec(feature_set.value if feature_set else _default_feature_set([data_dir], False))
+    )
+    if eval_dir is None:
+        train, val = (load_corpus(data_dir, spec, s, split_seed) for s in ("train", "val"))
+        fold = Fold("val", train, val, data_dir, data_dir)
+    else:
+        fold = Fold("eval", load_corpus(data_dir, spec), load_corpus(eval_dir, spec), data_dir, eval_dir)
+    for clips, where in [(fold.train, data_dir), (fold.eval, eval_dir or data_dir)]:
+        if clips.labels is None:
+            raise ValueError(f"{where}: the experiment needs labeled clips (labels.csv)")
+    if not (data_dir / "labels.csv").is_file() or not ((eval_dir or data_dir) / "labels.csv").is_file():
+        fold.train_dir = fold.eval_dir = None  # no audio: no eGeMAPS functionals reference
+    config = ExperimentConfig(
+        budgets=budget_list,
+        draws=draws,
+        baseline_draws=baseline_draws,
+        epochs=epochs,
+        lr=lr,
+        pretrain_epochs=pretrain_epochs,
+        loss_on=loss_on,
+        loss_variant=loss_variant,
+        full_from=full_finetune_from,
+        hidden=pre.model.config.hidden if pre else hidden,
+        layers=pre.model.config.layers if pre else layers,
+        seed=seed,
+        reference=reference,
+        workers=workers or os.cpu_count() or 1,
+    )
+    unlabeled_sets = [load_corpus(d, spec) for d in unlabeled or []]
+    settings = {
+        "data": str(data_dir.resolve()),
+        "eval": str(eval_dir.resolve()) if eval_dir else f"validation speakers (split seed {split_seed})",
+        "unlabeled": [str(d.resolve()) for d in unlabeled or []],
+        "feature_set": spec.name,
+        "init": str(init.resolve()) if init else None,
+        "split_seed": split_seed,
+    }
+    results, budget_list, notes = run_experiment(
+        [fold], unlabeled_sets, config, out, settings, pre, typer.echo
+    )
+    for note in notes:
+        typer.echo(f"note: {note}")
+    summary = report_run(
+        out, results, fold, budget_list[fold.name], draws, notes, {**settings, **vars(config)}
+    )
+    diff = summary["differences"].get("ssl - baseline", {})
+    for b in (budget_list[fold.name][0], budget_list[fold.name][-1]):
+        if str(b) in diff:
+            d = diff[str(b)]["macro_f1"]
+            ci = "" if d["ci95"] is None else f" (95% interval {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"
+            typer.echo(f"{b} labels: SSL minus baseline macro-F1 {d['mean']:+.3f}{ci}")
+    typer.echo(f"wrote {out}/results.csv, summary.json, table1.md, differences.md and plots")

@@ -8,10 +8,11 @@ A DATA_DIR is one of:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -94,68 +95,75 @@ def _audio_corpus(root: Path, records: list[ClipRecord], spec: FeatureSpec, work
         raise CorpusError(
             f"{root}: feature set '{spec.name}' is precomputed and cannot be extracted from audio"
         )
-    for r in records:
-        if not r.path.is_file():
-            raise CorpusError(f"{r.path}: audio file not found (listed in {root})")
     names = [r.path.relative_to(root).as_posix() for r in records]
-    features = _cached_features(root, records, spec, workers)
+    features = cached_per_clip(
+        root, records, spec.name, spec.to_dict(), functools.partial(extract, spec=spec), workers
+    )
     labels = None
     if records[0].intensities is not None:
         labels = np.asarray([r.intensities for r in records], dtype=np.float32)
     return ClipSet(spec, features, [r.speaker for r in records], names, labels)
 
 
-def extract_many(paths: Sequence[Path], spec: FeatureSpec, workers: int = 0, label: str = "features") -> list:
-    """Extract features of many files in parallel processes, with a progress bar."""
-    return list(_extracted(paths, spec, workers, label))
+# compute(signal, sample_rate, source=...) -> one (n, d) array per clip: a module-level function or a partial
+# of one, so that worker processes can receive it.
+ClipFunction = Callable[..., np.ndarray]
 
 
-def _extracted(paths: Sequence[Path], spec: FeatureSpec, workers: int, label: str) -> Iterator[np.ndarray]:
-    """Features of `paths`, in order, as the worker processes finish them."""
-    workers = workers or min(len(paths), os.cpu_count() or 1)
-    jobs = [(p, spec) for p in paths]
-    if workers <= 1:
-        yield from (_extract_checked(j) for j in progress(jobs, label))
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        yield from progress(pool.map(_extract_checked, jobs, chunksize=8), label, total=len(jobs))
+def cached_per_clip(
+    root: Path, records: Sequence[ClipRecord], name: str, key: object, compute: ClipFunction, workers: int = 0
+) -> list[np.ndarray]:
+    """`compute` of every clip's audio (frame-level features, functionals, ...), one array per clip, from the
+    shard cache under `<cache>/<corpus>-<name>/`; missing or stale shards are computed first.
 
-
-def _extract_checked(job: tuple[Path, FeatureSpec]) -> np.ndarray:
-    path, spec = job
-    signal, rate = load_audio(path)
-    if float(np.max(np.abs(signal))) < SILENCE_PEAK:
-        raise CorpusError(f"{path}: the clip is silent")
-    return extract(signal, rate, spec)
-
-
-def _cached_features(root: Path, records: list[ClipRecord], spec: FeatureSpec, workers: int) -> list:
-    """Features of `records` from the shard cache; missing or stale shards are extracted first.
-
-    Extraction resumes where it stopped: every shard is written atomically once its clips are done, and a
-    shard whose audio is unchanged is never extracted again. Clips are returned as views into memory-mapped
-    shards, so a reader (e.g. one rank of a distributed run) pages in only the frames it touches."""
-    folder = cache_dir() / f"{root.name}-{spec.name}"
+    A shard is valid while `key` (what is computed), openSMILE's version and its audio files are unchanged.
+    Computation resumes where it stopped: every shard is written atomically once its clips are done. Clips
+    are returned as views into memory-mapped shards, so a reader (e.g. one rank of a distributed run) pages
+    in only the frames it touches."""
+    for r in records:
+        if not r.path.is_file():
+            raise CorpusError(f"{r.path}: audio file not found (listed in {root})")
+    folder = cache_dir() / f"{root.name}-{name}"
     groups = [records[i : i + SHARD_CLIPS] for i in range(0, len(records), SHARD_CLIPS)]
-    shards = [folder / _shard_key(group, spec) for group in groups]
+    shards = [folder / _shard_key(group, key) for group in groups]
     missing = [k for k, shard in enumerate(shards) if not _frames_file(shard).is_file()]
     if missing:
         paths = [r.path for k in missing for r in groups[k]]
-        with closing(_extracted(paths, spec, workers, f"features {root.name}")) as extracted:
+        with closing(_computed(paths, compute, workers, f"{name} {root.name}")) as computed:
             for k in missing:
-                _write_shard(shards[k], [next(extracted) for _ in groups[k]])
+                _write_shard(shards[k], [next(computed) for _ in groups[k]])
     return [clip for shard in shards for clip in _read_shard(shard)]
 
 
-def _shard_key(records: list[ClipRecord], spec: FeatureSpec) -> str:
-    """Changes whenever the feature spec, openSMILE or any audio file of the shard changes."""
+def _computed(paths: Sequence[Path], compute: ClipFunction, workers: int, label: str) -> Iterator[np.ndarray]:
+    """`compute` of the audio of `paths`, in order, as the worker processes finish them."""
+    workers = workers or min(len(paths), os.cpu_count() or 1)
+    jobs = [(p, compute) for p in paths]
+    if workers <= 1:
+        yield from (_compute_checked(j) for j in progress(jobs, label))
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from progress(pool.map(_compute_checked, jobs, chunksize=8), label, total=len(jobs))
+
+
+def _compute_checked(job: tuple[Path, ClipFunction]) -> np.ndarray:
+    path, compute = job
+    signal, rate = load_audio(path)
+    if float(np.max(np.abs(signal))) < SILENCE_PEAK:
+        raise CorpusError(f"{path}: the clip is silent")
+    return compute(signal, rate, source=str(path))
+
+
+def _shard_key(records: Sequence[ClipRecord], key: object) -> str:
+    """Changes whenever `key`, openSMILE or any audio file of the shard changes. Paths are resolved, so a
+    corpus named by a relative path hits the same cache."""
     import opensmile
 
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_FORMAT, spec.to_dict(), opensmile.__version__]).encode())
+    h.update(json.dumps([CACHE_FORMAT, key, opensmile.__version__]).encode())
     for r in records:
         st = r.path.stat()
-        h.update(f"{r.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{r.path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 

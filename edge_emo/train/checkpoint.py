@@ -69,10 +69,10 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    path = Path(path)
+def _read(path: Path, fmt: str, what: str) -> tuple[dict, dict]:
+    """Tensors and metadata of a safetensors file of format `fmt`, or a CheckpointError naming the file."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: {what} not found")
     try:
         from safetensors import safe_open
 
@@ -80,9 +80,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             metadata = f.metadata() or {}
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a safetensors checkpoint ({e})") from e
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an edge-emo checkpoint (format {metadata.get('format')!r})")
+        raise CheckpointError(f"{path}: not a safetensors {what} ({e})") from e
+    if metadata.get("format") != fmt:
+        raise CheckpointError(f"{path}: not an edge-emo {what} (format {metadata.get('format')!r})")
+    return tensors, metadata
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    tensors, metadata = _read(path, FORMAT, "checkpoint")
     norm = NormStats(tensors.pop("norm.mean").numpy(), tensors.pop("norm.std").numpy())
     model = EmotionGRU(ModelConfig(**json.loads(metadata["config"])))
     model.load_state_dict(tensors)
@@ -128,18 +134,7 @@ def load_training_state(
     """Load a training state into `model` and `optimizer` (built as for a fresh run) and return its progress.
     Refuses a state of another run: any difference in `run` except the number of epochs."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: training state not found")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a safetensors training state ({e})") from e
-    if metadata.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path}: not an edge-emo training state (format {metadata.get('format')!r})")
+    tensors, metadata = _read(path, STATE_FORMAT, "training state")
     saved, run = json.loads(metadata["run"]), json.loads(json.dumps(run))
     differs = sorted(k for k in set(saved) | set(run) if k != "epochs" and saved.get(k) != run.get(k))
     if differs:

@@ -3,6 +3,10 @@
 - `finetune_head`: the pretrained backbone is frozen and only the 6-unit head learns. A frozen backbone
   gives every clip a fixed embedding, so embeddings are computed once and the head trains on them.
 - `train_baseline`: the same architecture from scratch, every weight trained on the same clips.
+- `finetune_all`: every weight trained too, but starting from the pretrained network (and its normalisation).
+
+`fit_head` trains a head on precomputed embeddings, so that an experiment embeds every clip once and reuses
+the embeddings across label draws.
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ def sample_labeled(clips: ClipSet, n: int | None, seed: int) -> ClipSet:
     """`n` labeled clips drawn at random with `seed` (all of them when n is None)."""
     if clips.labels is None:
         raise ValueError("fine-tuning needs a labeled corpus (labels.csv)")
-    if n is None:
-        return clips
-    if not 1 <= n <= len(clips):
-        raise ValueError(f"asked for {n} labeled clips but the corpus split has {len(clips)}")
-    return clips.subset(np.sort(np.random.default_rng(seed).choice(len(clips), n, replace=False)))
+    return clips if n is None else clips.subset(label_draw(len(clips), n, seed))
+
+
+def label_draw(n_clips: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of `n` of `n_clips` clips, drawn at random with `seed`."""
+    if not 1 <= n <= n_clips:
+        raise ValueError(f"asked for {n} labeled clips but the corpus split has {n_clips}")
+    return np.sort(np.random.default_rng(seed).choice(n_clips, n, replace=False))
 
 
 @torch.inference_mode()
@@ -62,51 +69,71 @@ def predict(ckpt: Checkpoint, features: Sequence[np.ndarray]) -> np.ndarray:
         return ckpt.model.head(torch.from_numpy(embed(ckpt.model, ckpt.norm, features))).numpy()
 
 
-def finetune_head(init: Checkpoint, clips: ClipSet, config: FinetuneConfig) -> Checkpoint:
-    init.spec.check_compatible(clips.spec, "the pretrained checkpoint")
-    model = copy.deepcopy(init.model)
-    x = torch.from_numpy(embed(model, init.norm, clips.features))
-    y = torch.from_numpy(clips.labels)
+def fit_head(
+    head: nn.Linear, embeddings: np.ndarray, labels: np.ndarray, config: FinetuneConfig
+) -> nn.Linear:
+    """Train `head` in place on utterance embeddings (N, H) and intensities (N, 6); returns it."""
+    x, y = torch.from_numpy(embeddings), torch.from_numpy(np.asarray(labels, dtype=np.float32))
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    opt = torch.optim.Adam(model.head.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(head.parameters(), lr=config.lr)
     for _ in range(config.epochs):
         for idx in np.array_split(rng.permutation(len(x)), max(1, -(-len(x) // config.batch_size))):
-            loss = nn.functional.mse_loss(model.head(x[idx]), y[idx])
+            loss = nn.functional.mse_loss(head(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return _finetuned(model, init, clips, config, frozen=True)
+    return head
+
+
+def finetune_head(init: Checkpoint, clips: ClipSet, config: FinetuneConfig) -> Checkpoint:
+    init.spec.check_compatible(clips.spec, "the pretrained checkpoint")
+    model = copy.deepcopy(init.model)
+    fit_head(model.head, embed(model, init.norm, clips.features), clips.labels, config)
+    return _finetuned(model, init, clips, config, stage="finetuned")
 
 
 def train_baseline(clips: ClipSet, config: FinetuneConfig, hidden: int = 256, layers: int = 2) -> Checkpoint:
-    norm = NormStats.fit(clips.features)
+    torch.manual_seed(config.seed)
+    model = EmotionGRU(ModelConfig(clips.spec.dim, hidden, layers, clips.labels.shape[1]))
+    init = Checkpoint(model, clips.spec, NormStats.fit(clips.features), clips.emotions, {})
+    _fit_all(model, init.norm, clips, config, "baseline training (epochs)")
+    return _finetuned(model, init, clips, config, stage="baseline")
+
+
+def finetune_all(init: Checkpoint, clips: ClipSet, config: FinetuneConfig) -> Checkpoint:
+    """Every weight trained on the labeled clips, starting from the pretrained network."""
+    init.spec.check_compatible(clips.spec, "the pretrained checkpoint")
+    model = copy.deepcopy(init.model)
+    _fit_all(model, init.norm, clips, config, "fine-tuning the whole network (epochs)")
+    return _finetuned(model, init, clips, config, stage="finetuned_all")
+
+
+def _fit_all(model: EmotionGRU, norm: NormStats, clips: ClipSet, config: FinetuneConfig, label: str) -> None:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = EmotionGRU(ModelConfig(clips.spec.dim, hidden, layers, clips.labels.shape[1]))
     data = [norm.apply(f) for f in clips.features]
     y = torch.from_numpy(clips.labels)
     opt = torch.optim.Adam([*model.gru.parameters(), *model.head.parameters()], lr=config.lr)
-    for _ in progress(range(config.epochs), "baseline training (epochs)"):
+    model.train()
+    for _ in progress(range(config.epochs), label):
         for idx in length_batches([len(d) for d in data], config.batch_size, rng):
             x, lengths = pad([data[i] for i in idx])
             loss = nn.functional.mse_loss(model(x, lengths), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-    init = Checkpoint(model, clips.spec, norm, clips.emotions, {})
-    return _finetuned(model, init, clips, config, frozen=False)
 
 
-def _finetuned(model, init: Checkpoint, clips: ClipSet, config: FinetuneConfig, frozen: bool) -> Checkpoint:
+def _finetuned(model, init: Checkpoint, clips: ClipSet, config: FinetuneConfig, stage: str) -> Checkpoint:
     return Checkpoint(
         model,
         init.spec,
         init.norm,
         clips.emotions,
         provenance(
-            stage="finetuned" if frozen else "baseline",
-            finetune={**asdict(config), "frozen_backbone": frozen, "labeled_clips": len(clips)},
+            stage=stage,
+            finetune={**asdict(config), "frozen_backbone": stage == "finetuned", "labeled_clips": len(clips)},
             pretrained_from=init.provenance or None,
         ),
     )

@@ -115,7 +115,9 @@ def test_serial_device_absent_at_start_is_retried_not_raised(caplog):
 
 def test_stalled_serial_reader_counts_as_a_lost_link(pty_pair):
     _, path = pty_pair  # nobody reads the master: the pty buffer fills up, the write times out
-    link = firmware_bridge.open_link(f"serial://{path}", write_timeout_s=0.02, retry_initial_s=60)
+    # The timeout must outlast a scheduling hiccup on a loaded machine, or a write that only waited for the CPU
+    # would count as a stalled reader.
+    link = firmware_bridge.open_link(f"serial://{path}", write_timeout_s=0.5, retry_initial_s=60)
     link.send_hello("m-1", EMOTIONS, 10)
     sent = [link.send_update(update(i)) for i in range(5000)]
     assert sent[0] and not sent[-1] and link.stats.failures == 1

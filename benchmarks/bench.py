@@ -1,0 +1,663 @@
+"""`edge-emo bench`: latency, real-time factor, memory and size of the device path, side by side.
+
+One process run measures, on one thread and on all cores:
+
+- model step latency per 10-ms frame (median, p90, p99) for chunks of 1, 10 and 50 frames: torch eager fp32,
+  ONNX fp32 with the GRU op (torch.onnx.export), ONNX fp32 of the bundle's own graph, ONNX int8 (the
+  bundle), and the runtime's `BundleStream.run_chunk` (normalisation and bookkeeping included). All run the
+  same weights: those of the bundle (int8 weights dequantized), so only the arithmetic differs;
+- streaming openSMILE real-time factor per feature set the device can extract;
+- end-to-end real-time factor of `EmotionRecognizer` on a 60 s clip, and the audio-to-update latency,
+  paced in real time (frame k's audio ends at (k + 1) * hop; an update carrying frames up to k comes out
+  after the recognizer has seen openSMILE's look-ahead, the rest of the chunk and its compute);
+- peak resident memory of a runtime process (no torch) and of a torch process doing the same work, each in
+  a subprocess of its own; bundle sizes on disk.
+
+Ratios (e.g. int8 vs fp32) are taken round by round from interleaved measurements, then their median: a
+shared or throttling machine slows both sides of a pair alike. torch rows are skipped when torch is not
+installed (e.g. on a board with only the runtime); torch is then never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_emo.runtime.bundle import OUTPUTS, Bundle, load_bundle
+
+CHUNKS = (1, 10, 50)
+SAMPLE_RATE = 16000
+BLOCK_S = 0.01  # audio is fed in 10 ms blocks, as a microphone callback delivers it
+TORCH_SKIP = "torch is not installed"
+# Targets of issue 8 for the int8 streaming path (one thread, 10-frame chunks).
+TARGETS = {
+    "int8_us_per_frame": 15.0,
+    "int8_speedup_vs_onnx_gru_op": 1.5,
+    "int8_speedup_vs_torch": 5.0,
+    "end_to_end_rtf_cpu": 0.03,  # CPU time of all threads: on a shared machine wall time counts others' work
+    "runtime_peak_rss_mb": 80.0,
+    "audio_to_update_latency_ms": 150.0,
+}
+# Variant names (rows of the latency table).
+TORCH = "torch eager fp32"
+GRU_OP = "ONNX fp32, GRU op"
+FP32 = "ONNX fp32, bundle graph"
+INT8 = "ONNX int8 (bundle)"
+STREAM = "int8 BundleStream.run_chunk"
+
+
+@dataclass(frozen=True)
+class Settings:
+    quick: bool
+    rounds: int  # interleaved rounds per latency cell
+    frames_per_round: int  # frames timed per variant and round (calls = this // chunk)
+    clip_s: float  # audio for the real-time factors and the memory processes
+    paced_s: float  # audio streamed in real time for the latency
+    round_budget_s: float  # a variant's share of one round ends after this, even with calls left
+
+
+FULL = Settings(quick=False, rounds=9, frames_per_round=3000, clip_s=60.0, paced_s=20.0, round_budget_s=1.0)
+QUICK = Settings(quick=True, rounds=3, frames_per_round=200, clip_s=5.0, paced_s=2.0, round_budget_s=0.2)
+
+
+def torch_available() -> bool:
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ValueError:  # sys.modules["torch"] is None: blocked on purpose
+        return False
+
+
+# -- machine facts -------------------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    for key in ("model name", "Model", "Hardware", "cpu model"):  # x86, Raspberry Pi, Jetson, others
+        for line in info.splitlines():
+            if line.split(":")[0].strip() == key:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a reader needs to compare runs (never imports torch: versions come from package metadata)."""
+    return {
+        "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
+        "arch": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": {
+            p: _version(p) for p in ("edge-emo", "numpy", "onnxruntime", "onnx", "opensmile", "torch")
+        },
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+# -- the model under test, as fp32 weights -------------------------------------------------------------------
+
+
+def bundle_weights(bundle: Bundle) -> dict[str, np.ndarray]:
+    """The bundle's GRU and head as a torch-style state dict of float32 arrays (int8 weights dequantized).
+
+    The graph folds b_hr, b_hz into the input bias, so b_hh's first 2H entries come back as zeros and b_ih
+    carries the sums: the same function as the exported model."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(bundle.graph_path))
+    arrays: dict[str, np.ndarray] = {}
+
+    def collect(graph) -> None:
+        for tensor in graph.initializer:
+            arrays[tensor.name] = numpy_helper.to_array(tensor)
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    collect(attribute.g)
+
+    collect(model.graph)
+
+    def fp32(name: str) -> np.ndarray:
+        if name in arrays:
+            return arrays[name].astype(np.float32)
+        q = arrays[name + "_quantized"].astype(np.float32)
+        return (q - arrays[name + "_zero_point"].astype(np.float32)) * arrays[name + "_scale"]
+
+    layers, _, hidden = bundle.state_shape
+    h2 = 2 * hidden
+    weights = {"head.weight": fp32("head.weight").T.copy(), "head.bias": fp32("head.bias")}
+    for layer in range(layers):
+        b_hn = fp32(f"gru.b_hn.{layer}")
+        weights[f"gru.weight_ih_l{layer}"] = fp32(f"gru.w_ih_t.{layer}").T.copy()
+        weights[f"gru.weight_hh_l{layer}"] = fp32(f"gru.w_hh_t.{layer}").T.copy()
+        weights[f"gru.bias_ih_l{layer}"] = fp32(f"gru.b_in.{layer}")
+        weights[f"gru.bias_hh_l{layer}"] = np.concatenate([np.zeros(h2, np.float32), b_hn[h2:]])
+    return weights
+
+
+def ort_session(model: str | bytes, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+class TorchModel:
+    """nn.GRU + Linear head with the bundle's weights (eager, inference mode), and its ONNX GRU-op export."""
+
+    def __init__(self, weights: dict[str, np.ndarray]):
+        import torch
+
+        self.torch = torch
+        hidden, n_features = weights["gru.weight_ih_l0"].shape[0] // 3, weights["gru.weight_ih_l0"].shape[1]
+        layers = sum(1 for k in weights if k.startswith("gru.weight_ih_l"))
+        self.gru = torch.nn.GRU(n_features, hidden, num_layers=layers, batch_first=True)
+        self.head = torch.nn.Linear(hidden, weights["head.weight"].shape[0])
+        for name, value in weights.items():
+            module, key = name.split(".", 1)
+            getattr(self, module).get_parameter(key).data.copy_(torch.from_numpy(value))
+        self.gru.eval()
+        self.head.eval()
+
+    def step(self, x: np.ndarray, state: np.ndarray):
+        """One chunk: per-frame head outputs, new state, hidden sum (what the graph returns)."""
+        torch = self.torch
+        with torch.inference_mode():
+            h, s = self.gru(torch.from_numpy(x), torch.from_numpy(state))
+            return self.head(h).numpy(), s.numpy(), h.sum(1).numpy()
+
+    def gru_op_onnx(self) -> bytes:
+        """torch.onnx.export (TorchScript exporter: dynamo drops the dynamic time axis) with ONNX GRU ops."""
+        import io
+        import warnings
+
+        torch = self.torch
+
+        class Step(torch.nn.Module):
+            def __init__(self, gru, head):
+                super().__init__()
+                self.gru, self.head = gru, head
+
+            def forward(self, x, state):
+                h, s = self.gru(x, state)
+                return self.head(h), s, h.sum(1)
+
+        buffer = io.BytesIO()
+        layers, hidden = self.gru.num_layers, self.gru.hidden_size
+        example = (torch.zeros(1, 10, self.gru.input_size), torch.zeros(layers, 1, hidden))
+        with warnings.catch_warnings():  # its advice about batch sizes other than 1: we export batch 1
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Step(self.gru, self.head),
+                example,
+                buffer,
+                dynamo=False,
+                opset_version=17,
+                input_names=["features", "state"],
+                output_names=list(OUTPUTS),
+                dynamic_axes={"features": {1: "T"}, "intensities": {1: "T"}},
+            )
+        return buffer.getvalue()
+
+
+# -- model step latency --------------------------------------------------------------------------------------
+
+
+def _percentiles(times_s: list[float], frames: int) -> dict[str, float]:
+    us = np.asarray(times_s) / frames * 1e6
+    return {k: round(float(np.percentile(us, q)), 2) for k, q in (("median", 50), ("p90", 90), ("p99", 99))}
+
+
+def latency(
+    bundle: Bundle, weights: dict[str, np.ndarray], threads: int, settings: Settings, torch_model
+) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """Rows (variant, threads, chunk, us per frame) and per-round ratios, variants interleaved round by round."""
+    from export.graph import gru_graph
+
+    fp32_graph = gru_graph(weights).SerializeToString()
+    variants: dict[str, Callable[[np.ndarray, np.ndarray], Any] | None] = {}
+    sizes = {"onnx_fp32_bundle_graph_bytes": len(fp32_graph)}
+    if torch_model is not None:
+        torch_model.torch.set_num_threads(threads)
+        variants[TORCH] = torch_model.step
+        gru_op = torch_model.gru_op_onnx()
+        sizes["onnx_fp32_gru_op_bytes"] = len(gru_op)
+        session = ort_session(gru_op, threads)
+        variants[GRU_OP] = lambda x, s, session=session: session.run(None, {"features": x, "state": s})
+    else:
+        variants[TORCH] = variants[GRU_OP] = None
+    for name, graph in ((FP32, fp32_graph), (INT8, str(bundle.graph_path))):
+        session = ort_session(graph, threads)
+        variants[name] = lambda x, s, session=session: session.run(None, {"features": x, "state": s})
+    if bundle.precision != "int8":
+        variants[INT8] = None
+    stream = bundle.stream(bundle.session(threads))
+
+    rng = np.random.default_rng(0)
+    state = (0.3 * rng.standard_normal(bundle.state_shape)).astype(np.float32)
+    rows, ratios = [], []
+    for chunk in CHUNKS:
+        x = rng.standard_normal((1, chunk, bundle.spec.dim)).astype(np.float32)
+        raw = (x[0] * bundle.norm.std + bundle.norm.mean).astype(np.float32)  # the runtime gets raw frames
+        variants[STREAM] = lambda x, s, raw=raw: stream.run_chunk(raw)
+        calls = max(20, settings.frames_per_round // chunk)
+        times: dict[str, list[float]] = {k: [] for k, f in variants.items() if f is not None}
+        round_medians: dict[str, list[float]] = {k: [] for k in times}
+        for _ in range(settings.rounds):
+            for name in times:
+                step = variants[name]
+                for _ in range(max(3, calls // 10)):  # warm caches and branch predictors
+                    step(x, state)
+                these: list[float] = []
+                deadline = time.perf_counter() + settings.round_budget_s  # bounds a stalling variant
+                for _ in range(calls):
+                    t0 = time.perf_counter()
+                    step(x, state)
+                    these.append(time.perf_counter() - t0)
+                    if t0 > deadline:
+                        break
+                times[name] += these
+                round_medians[name].append(float(np.median(these)))
+        for name, step in variants.items():
+            row = {"variant": name, "threads": threads, "chunk": chunk}
+            if step is None:
+                row["skipped"] = TORCH_SKIP if name in (TORCH, GRU_OP) else "bundle is not int8"
+            else:
+                row["us_per_frame"] = _percentiles(times[name], chunk)
+            rows.append(row)
+        for slow in (FP32, GRU_OP, TORCH):
+            if INT8 in times and slow in times:
+                per_round = np.asarray(round_medians[slow]) / np.asarray(round_medians[INT8])
+                ratios.append(
+                    {
+                        "threads": threads,
+                        "chunk": chunk,
+                        "pair": f"{slow} / {INT8}",
+                        "speedup_median": round(float(np.median(per_round)), 2),
+                        "speedup_min": round(float(per_round.min()), 2),
+                        "speedup_max": round(float(per_round.max()), 2),
+                    }
+                )
+    return rows, ratios, sizes
+
+
+# -- audio ---------------------------------------------------------------------------------------------------
+
+
+def speech_clip(seconds: float) -> np.ndarray:
+    """int16 mono speech at 16 kHz: the shipped LibriSpeech sample, repeated to length."""
+    from edge_emo.cli import _sample_path
+    from edge_emo.features import load_audio, resample, to_mono
+
+    signal, rate = load_audio(_sample_path())
+    signal = resample(to_mono(signal), rate, SAMPLE_RATE)
+    n = int(seconds * SAMPLE_RATE)
+    signal = np.tile(signal, n // len(signal) + 1)[:n]
+    return (np.clip(signal, -1.0, 1.0 - 1.0 / 32768) * 32768).astype(np.int16)
+
+
+def _blocks(pcm: np.ndarray):
+    step = int(BLOCK_S * SAMPLE_RATE)
+    for start in range(0, len(pcm), step):
+        yield start + step, pcm[start : start + step]
+
+
+def feature_rtf(pcm: np.ndarray) -> list[dict]:
+    """Streaming openSMILE, fed 10 ms blocks as fast as it takes them: wall and CPU time per audio second."""
+    from edge_emo.features import FeatureSet, StreamingExtractor, spec_for
+
+    rows = []
+    audio_s = len(pcm) / SAMPLE_RATE
+    for feature_set in (FeatureSet.egemaps, FeatureSet.compare):
+        spec = spec_for(feature_set)
+        wall, cpu = time.perf_counter(), time.process_time()
+        frames = 0
+        with StreamingExtractor(spec) as stream:
+            for _, block in _blocks(pcm):
+                stream.accept_waveform(block)
+                frames += len(stream.frames())
+            frames += len(stream.end_of_input())
+        rows.append(
+            {
+                "feature_set": feature_set.value,
+                "values_per_frame": spec.dim,
+                "frames": frames,
+                "rtf_wall": round((time.perf_counter() - wall) / audio_s, 4),
+                "rtf_cpu": round((time.process_time() - cpu) / audio_s, 4),
+            }
+        )
+    return rows
+
+
+def end_to_end(bundle: Bundle, pcm: np.ndarray, threads: int) -> dict[str, Any]:
+    """The whole runtime (openSMILE, detector, model, updates) on the clip as fast as it goes."""
+    from edge_emo.runtime.recognizer import EmotionRecognizer
+
+    audio_s = len(pcm) / SAMPLE_RATE
+    updates = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    with EmotionRecognizer(bundle, threads=threads) as recognizer:
+        for _, block in _blocks(pcm):
+            recognizer.accept_waveform(block, SAMPLE_RATE)
+            updates += sum(1 for _ in recognizer.updates())
+        recognizer.end_of_input()
+        updates += sum(1 for _ in recognizer.updates())
+    return {
+        "threads": threads,
+        "audio_s": audio_s,
+        "updates": updates,
+        "rtf_wall": round((time.perf_counter() - wall) / audio_s, 4),
+        "rtf_cpu": round((time.process_time() - cpu) / audio_s, 4),
+    }
+
+
+def paced_latency(bundle: Bundle, pcm: np.ndarray) -> dict[str, Any]:
+    """Audio-to-update latency with audio arriving in real time (10 ms blocks, one thread).
+
+    Frame k's audio ends at (k + 1) * hop after the stream's start; the update that first includes frame k
+    comes out at some wall time; the difference is the latency the wearer sees for that frame. Reported for
+    every frame and for the newest frame of each update, with the part that is waiting for audio (openSMILE's
+    look-ahead and the model's chunk) and the part that is compute (the block's processing time)."""
+    from edge_emo.runtime.recognizer import EmotionRecognizer
+
+    hop = bundle.spec.hop_s
+    every_frame, newest, compute, waiting = [], [], [], []
+    covered = 0  # frames included in some update so far
+    with EmotionRecognizer(bundle, threads=1) as recognizer:
+        recognizer.accept_waveform(np.zeros(0, np.int16), SAMPLE_RATE)  # start openSMILE before the clock
+        start = time.perf_counter()
+        for audio_end, block in _blocks(pcm):
+            due = start + audio_end / SAMPLE_RATE  # the block's last sample has been captured
+            while (now := time.perf_counter()) < due:
+                time.sleep(min(due - now, 0.002))
+            t0 = time.perf_counter()
+            recognizer.accept_waveform(block, SAMPLE_RATE)
+            out = list(recognizer.updates())
+            t1 = time.perf_counter()
+            for update in out:
+                last = round(update.time_s / hop)  # frames [0, last) are in this update
+                ends = start + (np.arange(covered, last) + 1) * hop
+                every_frame.extend((t1 - ends) * 1e3)
+                if last > covered:
+                    newest.append((t1 - ends[-1]) * 1e3)
+                    waiting.append((audio_end / SAMPLE_RATE - last * hop) * 1e3)
+                    compute.append((t1 - t0) * 1e3)
+                covered = max(covered, last)
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {k: round(float(np.percentile(values, q)), 1) for k, q in (("median", 50), ("p90", 90))}
+
+    return {
+        "audio_s": len(pcm) / SAMPLE_RATE,
+        "updates": len(newest),
+        "every_frame_ms": stats(every_frame),
+        "newest_frame_ms": stats(newest),
+        "newest_frame_waiting_for_audio_ms": stats(waiting),
+        "compute_per_update_block_ms": stats(compute),
+    }
+
+
+# -- memory (separate processes) -----------------------------------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM (Linux), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def memory_worker(kind: str, bundle_path: str, seconds: float) -> dict[str, Any]:
+    """Runs in a subprocess: stream `seconds` of speech through the runtime ('runtime') or through openSMILE
+    and the torch model in chunks ('torch'), and report the peak RSS."""
+    bundle = load_bundle(bundle_path)
+    pcm = speech_clip(seconds)
+    if kind == "runtime":
+        end_to_end(bundle, pcm, threads=1)
+    else:
+        from edge_emo.features import StreamingExtractor
+
+        model = TorchModel(bundle_weights(bundle))
+        model.torch.set_num_threads(1)
+        state = np.zeros(bundle.state_shape, np.float32)
+        pending = np.empty((0, bundle.spec.dim), np.float32)
+        with StreamingExtractor(bundle.spec) as stream:
+            for _, block in _blocks(pcm):
+                stream.accept_waveform(block)
+                pending = np.concatenate([pending, stream.frames()])
+                while len(pending) >= bundle.chunk_frames:
+                    x = bundle.norm.apply(pending[: bundle.chunk_frames])[None]
+                    _, state, _ = model.step(x, state)
+                    pending = pending[bundle.chunk_frames :]
+            stream.end_of_input()
+    return {"peak_rss_mb": round(_peak_rss_mb(), 1), "torch_imported": "torch" in sys.modules}
+
+
+def memory(bundle: Bundle, seconds: float, with_torch: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in ("runtime", "torch"):
+        if kind == "torch" and not with_torch:
+            out[kind] = {"skipped": TORCH_SKIP}
+            continue
+        code = (
+            "import json, sys; from benchmarks.bench import memory_worker; "
+            f"print(json.dumps(memory_worker({kind!r}, {str(bundle.path)!r}, {seconds!r})))"
+        )
+        args = [sys.executable, "-c", code]
+        done = subprocess.run(args, capture_output=True, text=True, check=False, env=_child_env())
+        if done.returncode != 0:
+            raise RuntimeError(f"memory worker '{kind}' failed: {done.stderr.strip()[-2000:]}")
+        out[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+# -- the run -------------------------------------------------------------------------------------------------
+
+
+def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = None) -> dict[str, Any]:
+    settings = QUICK if quick else FULL
+    with_torch = torch_available() if with_torch is None else with_torch
+    bundle = load_bundle(bundle_path)
+    weights = bundle_weights(bundle)
+    torch_model = TorchModel(weights) if with_torch else None
+    result: dict[str, Any] = {
+        "command": " ".join(["edge-emo bench", *(["--quick"] if quick else [])]),
+        "machine": machine_facts(),
+        "settings": settings.__dict__,
+        "bundle": {
+            "path": str(bundle.path),
+            "version": bundle.version,
+            "precision": bundle.precision,
+            "feature_set": bundle.spec.name,
+            "state_shape": list(bundle.state_shape),
+            "chunk_frames": bundle.chunk_frames,
+        },
+        "torch": with_torch,
+    }
+    all_cores = os.cpu_count() or 1
+    rows, ratios = [], []
+    for threads in sorted({1, all_cores}):
+        r, q, sizes = latency(bundle, weights, threads, settings, torch_model)
+        rows += r
+        ratios += q
+    result["latency"] = rows
+    result["ratios"] = ratios
+    pcm = speech_clip(settings.clip_s)
+    result["features"] = feature_rtf(pcm)
+    result["end_to_end"] = [end_to_end(bundle, pcm, threads) for threads in sorted({1, all_cores})]
+    result["audio_to_update_latency"] = paced_latency(bundle, pcm[: int(settings.paced_s * SAMPLE_RATE)])
+    result["memory"] = memory(bundle, settings.clip_s, with_torch)
+    result["sizes"] = {
+        "bundle_dir_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
+        "bundle_graph_bytes": bundle.graph_path.stat().st_size,
+        **sizes,
+    }
+    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    result["targets"] = targets(result)
+    return result
+
+
+def _cell(result: dict, variant: str, threads: int, chunk: int) -> dict | None:
+    for row in result["latency"]:
+        if (row["variant"], row["threads"], row["chunk"]) == (variant, threads, chunk):
+            return row
+    return None
+
+
+def _ratio(result: dict, slow: str, threads: int = 1, chunk: int = 10) -> float | None:
+    for r in result["ratios"]:
+        if (r["pair"], r["threads"], r["chunk"]) == (f"{slow} / {INT8}", threads, chunk):
+            return r["speedup_median"]
+    return None
+
+
+def targets(result: dict) -> list[dict]:
+    """Issue 8's targets beside the measured values (reported, never asserted)."""
+    int8 = _cell(result, INT8, 1, 10)
+    e2e = next(r for r in result["end_to_end"] if r["threads"] == 1)
+    measured = {
+        "int8_us_per_frame": None if int8 is None or "skipped" in int8 else int8["us_per_frame"]["median"],
+        "int8_speedup_vs_onnx_gru_op": _ratio(result, GRU_OP),
+        "int8_speedup_vs_torch": _ratio(result, TORCH),
+        "end_to_end_rtf_cpu": e2e["rtf_cpu"],
+        "runtime_peak_rss_mb": result["memory"]["runtime"]["peak_rss_mb"],
+        "audio_to_update_latency_ms": result["audio_to_update_latency"]["every_frame_ms"]["median"],
+    }
+    out = []
+    for name, limit in TARGETS.items():
+        value = measured[name]
+        at_least = "speedup" in name
+        met = None if value is None else (value >= limit if at_least else value <= limit)
+        out.append({"target": name, "limit": limit, "at_least": at_least, "measured": value, "met": met})
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The tables the README quotes."""
+    m = result["machine"]
+    lines = [
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['arch']}, {m['os']}; onnxruntime "
+        f"{m['libraries']['onnxruntime']}, torch {m['libraries']['torch'] or 'absent'}; load average "
+        f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end. "
+        f"Command: `{result['command']}`.",
+        "",
+        "Model step latency, microseconds per 10-ms frame, median (p90):",
+        "",
+    ]
+    thread_counts = sorted({r["threads"] for r in result["latency"]})
+    header = "| variant | " + " | ".join(f"T={c}, {t} thr" for t in thread_counts for c in CHUNKS) + " |"
+    lines += [header, "|---" * (1 + len(thread_counts) * len(CHUNKS)) + "|"]
+    for variant in (TORCH, GRU_OP, FP32, INT8, STREAM):
+        cells = []
+        for t in thread_counts:
+            for c in CHUNKS:
+                row = _cell(result, variant, t, c)
+                if row is None or "skipped" in row:
+                    cells.append("skipped")
+                else:
+                    us = row["us_per_frame"]
+                    cells.append(f"{us['median']:.1f} ({us['p90']:.1f})")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += ["", "int8 speedup, median of per-round ratios (min-max):", ""]
+    lines += ["| pair | threads | T=1 | T=10 | T=50 |", "|---|---|---|---|---|"]
+    for slow in (FP32, GRU_OP, TORCH):
+        for t in thread_counts:
+            cells = []
+            for c in CHUNKS:
+                r = next(
+                    (
+                        x
+                        for x in result["ratios"]
+                        if (x["pair"], x["threads"], x["chunk"]) == (f"{slow} / {INT8}", t, c)
+                    ),
+                    None,
+                )
+                cells.append(
+                    "skipped"
+                    if r is None
+                    else f"{r['speedup_median']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})"
+                )
+            lines.append(f"| {slow} vs int8 | {t} | " + " | ".join(cells) + " |")
+    lines += ["", "Real-time factors (processing time / audio time; wall, and CPU of all threads):", ""]
+    lines += ["| what | threads | RTF wall | RTF CPU |", "|---|---|---|---|"]
+    for f in result["features"]:
+        lines.append(
+            f"| streaming openSMILE {f['feature_set']} ({f['values_per_frame']} values) | 1 | {f['rtf_wall']:.4f} | {f['rtf_cpu']:.4f} |"
+        )
+    for e in result["end_to_end"]:
+        lines.append(
+            f"| end to end (EmotionRecognizer, {e['audio_s']:.0f} s) | {e['threads']} | {e['rtf_wall']:.4f} | {e['rtf_cpu']:.4f} |"
+        )
+    lat = result["audio_to_update_latency"]
+    mem = result["memory"]
+    torch_rss = mem["torch"].get("peak_rss_mb")
+    lines += [
+        "",
+        f"Audio-to-update latency, paced in real time ({lat['audio_s']:.0f} s, 10 ms blocks): every frame median "
+        f"{lat['every_frame_ms']['median']:.0f} ms (p90 {lat['every_frame_ms']['p90']:.0f}); newest frame of an "
+        f"update median {lat['newest_frame_ms']['median']:.0f} ms, of which waiting for audio "
+        f"{lat['newest_frame_waiting_for_audio_ms']['median']:.0f} ms and compute "
+        f"{lat['compute_per_update_block_ms']['median']:.1f} ms.",
+        "",
+        f"Peak RSS: runtime process {mem['runtime']['peak_rss_mb']:.0f} MB (torch imported: "
+        f"{mem['runtime']['torch_imported']}); torch process "
+        + ("skipped" if torch_rss is None else f"{torch_rss:.0f} MB")
+        + f". Sizes: bundle {result['sizes']['bundle_dir_bytes'] / 1e6:.2f} MB (graph "
+        f"{result['sizes']['bundle_graph_bytes'] / 1e6:.2f} MB), fp32 graph "
+        f"{result['sizes']['onnx_fp32_bundle_graph_bytes'] / 1e6:.2f} MB"
+        + (
+            f", GRU-op graph {result['sizes']['onnx_fp32_gru_op_bytes'] / 1e6:.2f} MB."
+            if "onnx_fp32_gru_op_bytes" in result["sizes"]
+            else "."
+        ),
+        "",
+        "Targets (one thread, 10-frame chunks):",
+        "",
+        "| target | limit | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for t in result["targets"]:
+        sign = ">=" if t["at_least"] else "<="
+        met = "skipped" if t["met"] is None else ("yes" if t["met"] else "no")
+        lines.append(f"| {t['target']} | {sign} {t['limit']:g} | {t['measured']} | {met} |")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""`edge-emo bench --quick` runs end to end and writes well-formed results, with torch and with torch blocked.
+Times are never checked (they belong to the JSON, not to assertions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.bench import CHUNKS, GRU_OP, INT8, STREAM, TARGETS, TORCH, TORCH_SKIP
+
+ROOT = Path(__file__).resolve().parents[2]
+# The bench through the CLI with `import torch` failing, as on a board without torch.
+NO_TORCH = (
+    "import sys; sys.modules['torch'] = None; from edge_emo.cli import app; "
+    "app(sys.argv[1:], prog_name='edge-emo')"
+)
+
+
+def _bench(tmp_path: Path, torch_blocked: bool) -> tuple[dict, str]:
+    out = tmp_path / "results.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    runner = ["-c", NO_TORCH] if torch_blocked else ["-m", "edge_emo"]
+    done = subprocess.run(
+        [sys.executable, *runner, "bench", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text()), done.stdout
+
+
+def _check_structure(result: dict, table: str, with_torch: bool) -> None:
+    cores = os.cpu_count()
+    assert result["torch"] is with_torch
+    machine = result["machine"]
+    assert machine["cores"] == cores and machine["arch"] and machine["cpu_model"]
+    assert machine["libraries"]["onnxruntime"] and len(machine["load_average_at_start"]) == 3
+    cells = {(r["variant"], r["threads"], r["chunk"]): r for r in result["latency"]}
+    for variant in (TORCH, GRU_OP, INT8, STREAM):
+        for threads in {1, cores}:
+            for chunk in CHUNKS:
+                row = cells[(variant, threads, chunk)]
+                if variant in (TORCH, GRU_OP) and not with_torch:
+                    assert row["skipped"] == TORCH_SKIP
+                else:
+                    us = row["us_per_frame"]
+                    assert 0 < us["median"] <= us["p90"] <= us["p99"]
+    pairs = {r["pair"] for r in result["ratios"]}
+    assert any(p.startswith(TORCH) for p in pairs) is with_torch
+    assert all(r["speedup_median"] > 0 for r in result["ratios"])
+    assert {f["feature_set"] for f in result["features"]} == {"egemaps", "compare"}
+    assert all(f["frames"] > 0 and f["rtf_cpu"] > 0 for f in result["features"])
+    assert all(e["updates"] > 0 and e["rtf_wall"] > 0 for e in result["end_to_end"])
+    latency = result["audio_to_update_latency"]
+    assert latency["updates"] > 0
+    # An update can only carry frames whose audio was written: at least the newest frame's hop has passed.
+    assert latency["newest_frame_ms"]["median"] > 0
+    memory = result["memory"]
+    assert memory["runtime"]["peak_rss_mb"] > 0 and memory["runtime"]["torch_imported"] is False
+    assert ("peak_rss_mb" in memory["torch"]) is with_torch
+    assert result["sizes"]["bundle_graph_bytes"] > 0
+    assert [t["target"] for t in result["targets"]] == list(TARGETS)
+    # The Markdown table: every variant row, the targets, skipped torch rows when torch is absent.
+    for variant in (TORCH, GRU_OP, INT8, STREAM):
+        assert f"| {variant} |" in table
+    assert "| target | limit | measured | met |" in table
+    assert (f"| {TORCH} | skipped" in table) is not with_torch
+
+
+@pytest.mark.slow
+def test_bench_quick_with_torch(tmp_path):
+    pytest.importorskip("torch")
+    result, table = _bench(tmp_path, torch_blocked=False)
+    _check_structure(result, table, with_torch=True)
+
+
+@pytest.mark.slow
+def test_bench_quick_without_torch(tmp_path):
+    result, table = _bench(tmp_path, torch_blocked=True)
+    _check_structure(result, table, with_torch=False)
