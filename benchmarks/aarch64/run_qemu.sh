@@ -166,6 +166,8 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
   # counts only: the duration is emulated time
   grep -E "^(SKIPPED|FAILED|ERROR)|passed|failed|error" "$SHARE/pytest.log" | tail -20 | sed -E 's/ in [0-9.]+s.*$//' 
   echo '```'
+  echo
+  echo "The formant difference is explained in [FORMANTS.md](FORMANTS.md) (written by hand, kept across reruns)."
 } > "$SUMMARY"
 cat "$SUMMARY"
 [ "$chroot_status" -eq 0 ] && ! grep -qv '=0$' "$SHARE/status"
