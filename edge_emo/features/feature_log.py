@@ -9,7 +9,8 @@ an uncompressed numpy .npz archive that `np.load(path, allow_pickle=False)` read
 - `header`: a 0-d unicode array holding one JSON object (see `header`): format name and version, the
   feature spec and its identity (`spec_id`), the frame period, the openSMILE version, the model bundle's
   version, the session, the streams (audio source name and start time) and one entry per segment (stream,
-  first frame, frame count, start and end in seconds since its stream started).
+  first frame, frame count, start and end in seconds since its stream started, and `continued`: true when
+  the segment began in the previous shard; a long segment is split where a shard fills up).
 - `frames`: (N, F) float32, the raw frames (before normalisation) of all segments, one after the other.
 - `offsets`: (S + 1,) int64, segment i is frames[offsets[i] : offsets[i + 1]].
 
@@ -84,7 +85,8 @@ def header(
     streams: dict[int, dict[str, str]],
     segments: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The JSON header of a shard. segments: {"stream", "start_frame", "frames"} each; times are added."""
+    """The JSON header of a shard. segments: {"stream", "start_frame", "frames", "continued"} each; their
+    times are added."""
     hop = spec.hop_s
     return {
         "format": FORMAT,

@@ -108,7 +108,12 @@ class FeatureLogger:
     def start_segment(self, start_frame: int) -> None:
         if self._stream < 0:
             self.start_stream("unnamed")
-        self._open = {"stream": self._stream, "start_frame": int(start_frame), "frames": 0}
+        self._open = {
+            "stream": self._stream,
+            "start_frame": int(start_frame),
+            "frames": 0,
+            "continued": False,
+        }
         self._segments.append(self._open)
         self._segment_frames = 0
 
@@ -122,7 +127,12 @@ class FeatureLogger:
             self._write()
             # The segment goes on in the next shard, from the frame after the last one written.
             seg = self._open
-            self._open = {**seg, "start_frame": seg["start_frame"] + seg["frames"], "frames": 0}
+            self._open = {
+                **seg,
+                "start_frame": seg["start_frame"] + seg["frames"],
+                "frames": 0,
+                "continued": True,
+            }
             self._segments.append(self._open)
 
     def end_segment(self) -> None:
