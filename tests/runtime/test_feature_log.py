@@ -154,18 +154,31 @@ def test_a_kill_at_any_moment_loses_at_most_the_shard_being_collected(bundle, tm
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
         )  # fmt: skip
 
+    def first_shard(proc: subprocess.Popen, folder: Path, began: float) -> float | None:
+        """Seconds from `began` until the first shard appeared (None if the process ended first)."""
+        while proc.poll() is None:
+            if folder.is_dir() and shard_paths(folder):
+                return time.monotonic() - began
+            time.sleep(0.01)
+        return None
+
     began = time.monotonic()
     proc = start(tmp_path / "complete")
+    startup = first_shard(proc, tmp_path / "complete", began)
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
-    duration = time.monotonic() - began
+    logging = time.monotonic() - began - startup  # how long shards kept coming
     reference = [read_shard(p) for p in shard_paths(tmp_path / "complete")]
     assert len(reference) >= 10
     rng = random.Random(12)
     cut_short = 0
     for k in range(8):
         folder = tmp_path / f"killed{k}"
+        began = time.monotonic()
         proc = start(folder)
-        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        if k % 4 == 0:  # any moment of the start-up
+            time.sleep(rng.uniform(0.0, startup))
+        elif first_shard(proc, folder, began) is not None:  # the others while shards are being written
+            time.sleep(rng.uniform(0.0, 0.9) * logging)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         shards = shard_paths(folder) if folder.is_dir() else []
@@ -177,7 +190,7 @@ def test_a_kill_at_any_moment_loses_at_most_the_shard_being_collected(bundle, tm
             assert shard.header["segments"] == ref.header["segments"]
         assert len(temporary_paths(folder) if folder.is_dir() else []) <= 1
         cut_short += 0 < len(shards) < len(reference)
-    assert cut_short >= 3  # most kills really landed while shards were being written
+    assert cut_short >= 3  # kills really landed while shards were being written
     # A restart in a folder a crash left a temporary in removes it, says so, and goes on numbering.
     folder = tmp_path / "killed0"
     folder.mkdir(exist_ok=True)
