@@ -267,3 +267,19 @@ def test_broken_or_foreign_shards_are_clear_errors(tmp_path):
             bad.write_bytes(content)
         with pytest.raises(FeatureLogError, match=str(bad)):
             read_shard(bad)
+
+
+def test_logging_runs_without_torch(bundle, tmp_path):
+    code = (
+        "import sys\n"
+        "from edge_emo.cli import app\n"
+        f"args = ['listen', '--model', {str(bundle.path)!r}, '--input', 'sample', '--fast', '--json',\n"
+        f"        '--log-features', {str(tmp_path / 'log')!r}]\n"
+        "try: app(args)\n"
+        "except SystemExit as e: assert e.code in (0, None), e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert [read_shard(p).frames.shape[1] for p in shard_paths(tmp_path / "log")] == [bundle.spec.dim]
