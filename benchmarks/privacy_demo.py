@@ -157,7 +157,9 @@ def step_recon(run: Path, dev: Path, seeds: list[int]) -> dict:
 
 
 def step_fewshot(run: Path, dev: Path, seeds: list[int], budgets: str, draws: int) -> dict:
-    out = {}
+    from edge_emo.data.labels import EMOTIONS
+
+    out, summary = {}, {}
     for name, path in checkpoints(run, seeds).items():
         exp = run / f"exp_{name}"
         args = ["experiment", str(dev), "--init", str(path), "--out", str(exp), "--budgets", budgets]
@@ -170,16 +172,23 @@ def step_fewshot(run: Path, dev: Path, seeds: list[int], budgets: str, draws: in
             b: {int(r["draw"]): float(r["macro_f1"]) for r in rows if r["budget"] == b}
             for b in {r["budget"] for r in rows}
         }
-    summary = {}
-    for name, per_budget in out.items():
         summary[name] = {
             b: {
                 "macro_f1_mean": round(float(np.mean(list(d.values()))), 4),
                 "sd": round(float(np.std(list(d.values()), ddof=1)), 4),
                 "draws": len(d),
+                "f1_per_emotion_mean": {
+                    e: round(float(np.mean([float(r[f"{e}_f1"]) for r in rows if r["budget"] == b])), 4)
+                    for e in EMOTIONS
+                },
             }
-            for b, d in sorted(per_budget.items(), key=lambda kv: int(kv[0]))
+            for b, d in sorted(out[name].items(), key=lambda kv: int(kv[0]))
         }
+        zeros = json.loads((exp / "summary.json").read_text())["zeros"]
+    summary["all_zeros"] = {
+        "macro_f1": zeros["macro_f1"],
+        **{f"{e}_f1": zeros["per_emotion"][e]["f1"] for e in EMOTIONS},
+    }
     rng = np.random.default_rng(0)
     for s in seeds:
         a, b = out[f"logs_seed{s}"], out[f"audio_seed{s}"]
