@@ -220,7 +220,7 @@ def main() -> None:
     run.mkdir(parents=True, exist_ok=True)
     result_file = run / "privacy_demo.json"
     result = json.loads(result_file.read_text()) if result_file.is_file() else {}
-    result["settings"] = {k: str(v) for k, v in vars(args).items()}
+    result["settings"] = {k: str(v) for k, v in vars(args).items() if k not in ("run", "steps")}
     if "log" in steps:
         step_log(run, args.unlabeled)
     if "compare" in steps:
