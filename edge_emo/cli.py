@@ -396,18 +396,47 @@ class _BridgeUpdate(NamedTuple):
 
 
 def _listen_model(model: Optional[Path]):
-    from edge_emo.runtime.bundle import load_bundle
+    """--model BUNDLE; 'shipped': the bundled model; none: the wearer's personalized bundle (written by
+    `edge-emo personalize`) if it was made from the shipped model, else the shipped model."""
+    import sys
 
-    path = model or DEFAULT_MODEL
-    if model is None and not (path / "manifest.json").is_file():
-        raise ValueError(f"the default model is not installed ({path}); pass --model BUNDLE")
-    return load_bundle(path)
+    from edge_emo.personalize.wearer import personal_bundle_path
+    from edge_emo.runtime.bundle import BundleError, load_bundle
+
+    if model is not None and str(model) != "shipped":
+        return load_bundle(model)
+    if not (DEFAULT_MODEL / "manifest.json").is_file():
+        raise ValueError(f"the default model is not installed ({DEFAULT_MODEL}); pass --model BUNDLE")
+    shipped = load_bundle(DEFAULT_MODEL)
+    personal = personal_bundle_path()
+    if model is not None or not personal.exists():
+        return shipped
+    try:
+        bundle = load_bundle(personal)
+    except BundleError as err:
+        # The wearer keeps a working device; the message says how to get the previous bundle back.
+        print(f"warning: not using your personalized model: {err} (`edge-emo personalize --rollback` "
+              "restores the one before it); using the shipped model", file=sys.stderr)  # fmt: skip
+        return shipped
+    if bundle.base_version != shipped.base_version:
+        print(f"warning: your personalized model {personal} was made from {bundle.base_version}, not from "
+              f"the shipped {shipped.version}: using the shipped model; run `edge-emo personalize` again "
+              "to personalize it", file=sys.stderr)  # fmt: skip
+        return shipped
+    print(f"model: your personalized bundle {personal} (--model shipped: the shipped one)", file=sys.stderr)
+    return bundle
 
 
 @app.command()
 @_guard
 def listen(
-    model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the bundled model).")] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Model bundle; 'shipped': the bundled model. Default: your personalized bundle "
+            "(`edge-emo personalize`) if it was made from the bundled model, else the bundled model."
+        ),
+    ] = None,
     device: Annotated[
         Optional[str], typer.Option(help="Input device, by index or name (see `edge-emo devices`).")
     ] = None,
@@ -504,11 +533,9 @@ def listen(
         import firmware_bridge
         from firmware_bridge.protocol import MAX_MODEL_VERSION
 
-        # Bundle versions (stage-date-precision-hash, 34 characters) are longer than the wire format's
-        # limit: the hello carries their start, which still ends in 8 characters of the graph's hash.
         link = firmware_bridge.connect(
             bridge,
-            model_version=bundle.version[:MAX_MODEL_VERSION],
+            model_version=bundle.short_version(MAX_MODEL_VERSION),
             emotions=bundle.emotions,
             update_rate_hz=1 / update_interval,
         )

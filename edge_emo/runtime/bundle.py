@@ -98,6 +98,25 @@ class Bundle:
     def hidden(self) -> int:
         return self.state_shape[2]
 
+    def short_version(self, limit: int) -> str:
+        """The version in at most `limit` characters (e.g. a wire format's field), keeping what identifies
+        the model: the graph hash at its end. The date goes first, then the start of the stage."""
+        if len(self.version) <= limit:
+            return self.version
+        parts = self.version.split("-")
+        if len(parts) == 4:  # stage-date-precision-hash (model_version)
+            without_date = f"{parts[0]}-{parts[2]}-{parts[3]}"
+            if len(without_date) <= limit:
+                return without_date
+        tail = self.version[-(limit // 2) :]
+        return self.version[: limit - len(tail)] + tail
+
+    @property
+    def base_version(self) -> str:
+        """The version of the trained (shipped) bundle this one derives from: its own unless personalized.
+        A personalized head only fits the backbone it was fitted on."""
+        return self.provenance.get("personalization", {}).get("base_version", self.version)
+
     def session(self, threads: int = 1):
         """A new onnxruntime session on the CPU with `threads` intra-op threads and one inter-op thread."""
         import onnxruntime as ort
@@ -396,7 +415,11 @@ def write_bundle_with_head(
     graph = model.SerializeToString()
     manifest = {k: v for k, v in bundle.manifest.items() if k != "manifest_sha256"}
     new_provenance = dict(bundle.provenance)
-    new_provenance["personalization"] = {"from_version": bundle.version, **(provenance or {})}
+    new_provenance["personalization"] = {
+        "from_version": bundle.version,
+        "base_version": bundle.base_version,
+        **(provenance or {}),
+    }
     new_provenance["stage"] = "personalized"
     manifest["provenance"] = new_provenance
     manifest["version"] = model_version(new_provenance, bundle.precision, graph)
