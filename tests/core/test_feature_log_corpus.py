@@ -13,7 +13,7 @@ from edge_emo.features import FeatureSpec, extract, spec_for
 from edge_emo.features.feature_log import FeatureLogError
 from edge_emo.runtime.feature_log import FeatureLogger
 from edge_emo.train.checkpoint import load_checkpoint
-from tests.core.test_cli import edge_emo
+from tests.cli import edge_emo
 from tests.fixtures import synth_speech
 
 
@@ -44,7 +44,9 @@ def test_a_feature_log_is_a_corpus_of_its_segments(egemaps_log):
 
 def test_pretrain_on_a_feature_log_mixed_with_an_audio_corpus(egemaps_log, corpus, tmp_path):
     out = tmp_path / "pre.safetensors"
-    run = edge_emo("pretrain", egemaps_log, corpus, "--epochs", "1", "--hidden", "8", "--out", out)
+    run = edge_emo(
+        "pretrain", egemaps_log, corpus, "--epochs", "1", "--hidden", "8", "--out", out, check=True
+    )
     n_log = len(load_corpus(egemaps_log, spec_for("egemaps")))
     assert f"pretrained on {n_log + 20} clips" in run.stdout
     ckpt = load_checkpoint(out)
@@ -55,7 +57,7 @@ def test_pretrain_on_a_feature_log_mixed_with_an_audio_corpus(egemaps_log, corpu
 def test_a_log_alone_names_its_feature_set(tmp_path):
     log = write_log(tmp_path / "compare_log", spec_for("compare"), segments=2)
     out = tmp_path / "pre.safetensors"
-    edge_emo("pretrain", log, "--epochs", "1", "--hidden", "8", "--out", out)
+    edge_emo("pretrain", log, "--epochs", "1", "--hidden", "8", "--out", out, check=True)
     assert load_checkpoint(out).spec.name == "compare"
 
 

@@ -5,11 +5,9 @@ moment loses at most the shard being collected, and the size cap drops the oldes
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,9 +26,9 @@ from edge_emo.features.feature_log import (
     temporary_paths,
 )
 from edge_emo.runtime.feature_log import FeatureLogger
+from tests.cli import CLI, cli_env, python
 from tests.fixtures import synth_speech, write_wav
 
-ROOT = Path(__file__).resolve().parents[2]
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".raw", ".pcm", ".aiff", ".au", ".webm", ".m4a"}
 
 
@@ -47,11 +45,11 @@ def talk(seconds: float, seed: int) -> np.ndarray:
 
 def listen(bundle, *args: str, cwd: Path, tmp: Path, home: Path) -> subprocess.CompletedProcess:
     """`edge-emo listen` in a fresh interpreter, with its own working, temporary and home folders."""
-    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}  # edge-emo's own default
+    env = cli_env({"TMPDIR": str(tmp), "HOME": str(home)})
+    env.pop("ORT_DISABLE_TELEMETRY", None)  # edge-emo's own default, not the test runner's
     return subprocess.run(
-        [sys.executable, "-m", "edge_emo", "listen", "--model", str(bundle.path), "--fast", "--json", *args],
-        capture_output=True, text=True, timeout=120, cwd=cwd,
-        env={**env, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "HOME": str(home)},
+        [*CLI, "listen", "--model", str(bundle.path), "--fast", "--json", *args],
+        capture_output=True, text=True, timeout=120, cwd=cwd, env=env,
     )  # fmt: skip
 
 
@@ -145,13 +143,11 @@ def test_a_logging_session_leaves_no_audio_anywhere(bundle, logged):
 def test_a_kill_at_any_moment_loses_at_most_the_shard_being_collected(bundle, tmp_path):
     wav = write_wav(tmp_path / "long.wav", talk(30.0, seed=7))
     args = ["--input", str(wav), "--log-shard-s", "1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def start(folder: Path) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "edge_emo", "listen", "--model", str(bundle.path), "--fast", "--json",
-             *args, "--log-features", str(folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
+            [*CLI, "listen", "--model", str(bundle.path), "--fast", "--json", *args, "--log-features", str(folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, env=cli_env(),
         )  # fmt: skip
 
     def first_shard(proc: subprocess.Popen, folder: Path, began: float) -> float | None:
@@ -279,7 +275,6 @@ def test_logging_runs_without_torch(bundle, tmp_path):
         "except SystemExit as e: assert e.code in (0, None), e.code\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    run = python(code)
     assert run.returncode == 0, run.stderr
     assert [read_shard(p).frames.shape[1] for p in shard_paths(tmp_path / "log")] == [bundle.spec.dim]
