@@ -20,6 +20,7 @@ oldest are deleted (the newest shard is always kept).
 from __future__ import annotations
 
 import datetime
+import fcntl
 import os
 from pathlib import Path
 from typing import Callable
@@ -69,9 +70,6 @@ class FeatureLogger:
         if self.folder.exists() and not self.folder.is_dir():
             raise FeatureLogError(f"{self.folder}: not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
-        for leftover in temporary_paths(self.folder):
-            leftover.unlink()
-            say(f"feature log: removed {leftover.name}, a shard left incomplete by an earlier crash")
         existing = shard_paths(self.folder)
         if existing:  # one folder, one feature set: pretraining reads the folder as one corpus
             newest = read_shard(existing[-1])
@@ -80,6 +78,18 @@ class FeatureLogger:
                     f"{self.folder}: holds feature logs of '{newest.spec.name}' ({newest.spec.dim} values), "
                     f"this model uses '{spec.name}' ({spec.dim} values); log to another folder"
                 )
+        # One logger per folder: two would pick the same shard numbers and replace each other's shards.
+        self._lock: int | None = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock)
+            raise FeatureLogError(
+                f"{self.folder}: another edge-emo process is logging features here"
+            ) from None
+        for leftover in temporary_paths(self.folder):
+            leftover.unlink()
+            say(f"feature log: removed {leftover.name}, a shard left incomplete by an earlier crash")
         self.spec = spec
         self.model_version = model_version
         self.extractor = f"opensmile {opensmile.__version__}"
@@ -147,10 +157,16 @@ class FeatureLogger:
     # -- shards ----------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Write what has been collected (the stream is over or stopped)."""
+        """Write what has been collected (the stream is over or stopped) and release the folder."""
+        if self._lock is None:
+            return
         self.end_segment()
-        if self._n:
-            self._write()
+        try:
+            if self._n:
+                self._write()
+        finally:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
 
     def _write(self) -> None:
         segments = [s for s in self._segments if s["frames"]]

@@ -230,7 +230,7 @@ def test_the_size_cap_deletes_the_oldest_shards_first(tmp_path):
     ]  # fmt: skip
 
 
-def test_one_folder_holds_one_feature_set(tmp_path):
+def test_one_folder_holds_one_feature_set_and_one_logger(tmp_path):
     spec = spec_for("egemaps")
     log = FeatureLogger(tmp_path, spec, "v1", say=lambda m: None)
     log.start_segment(0)
@@ -238,6 +238,12 @@ def test_one_folder_holds_one_feature_set(tmp_path):
     log.close()
     with pytest.raises(FeatureLogError, match="holds feature logs of 'egemaps'.*uses 'compare'"):
         FeatureLogger(tmp_path, spec_for("compare"), "v1", say=lambda m: None)
+    # and one logger at a time: a second one would take the same shard numbers
+    first = FeatureLogger(tmp_path, spec, "v1", say=lambda m: None)
+    with pytest.raises(FeatureLogError, match="another edge-emo process is logging features here"):
+        FeatureLogger(tmp_path, spec, "v1", say=lambda m: None)
+    first.close()
+    FeatureLogger(tmp_path, spec, "v1", say=lambda m: None).close()
 
 
 def test_broken_or_foreign_shards_are_clear_errors(tmp_path):
