@@ -198,7 +198,11 @@ def test_new_head_is_written_into_a_new_bundle(bundles, tmp_path, precision):
     clips = raw_clips(4, seed=8)
     new = write_bundle_with_head(bundle, weight, bias, bundle.path, provenance={"labels": 12})
     assert new.version != bundle.version and new.precision == precision
-    assert new.provenance["personalization"] == {"from_version": bundle.version, "labels": 12}
+    assert new.provenance["personalization"] == {
+        "from_version": bundle.version,
+        "base_version": bundle.base_version,
+        "labels": 12,
+    }
     expected = bundle.embed_utterances(clips) @ weight + bias
     assert np.abs(new.predict_utterances(clips) - expected).max() <= 1e-4
     assert load_bundle(bundle.path.with_name(bundle.path.name + ".prev")).version == bundle.version
