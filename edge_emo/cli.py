@@ -125,7 +125,8 @@ def _guard(fn):
 
 
 DataDirs = Annotated[
-    Optional[list[Path]], typer.Argument(help="Corpus folders (labels.csv, manifest.csv or .csd).")
+    Optional[list[Path]],
+    typer.Argument(help="Corpus folders (labels.csv, manifest.csv, .csd or feature-log shards)."),
 ]
 DataDir = Annotated[
     Optional[Path], typer.Argument(help="Corpus folder (labels.csv or CMU-MOSEI .csd files).")
@@ -190,10 +191,12 @@ def pretrain(
         ),
     ] = None,
 ) -> None:
-    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored).
+    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored) and on
+    feature logs of `edge-emo listen --log-features` (of the same feature set).
 
     Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
     CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
+    from edge_emo.data.feature_log import log_spec
     from edge_emo.train import distributed
     from edge_emo.train.checkpoint import save_checkpoint, state_path
     from edge_emo.train.pretrain import PretrainConfig
@@ -203,7 +206,11 @@ def pretrain(
     if loss_on not in ("masked", "all"):
         raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     dirs = data_dir or []
-    fs = feature_set.value if feature_set else _default_feature_set(dirs, mosei_covarep is not None)
+    logged = [spec for spec in map(log_spec, dirs) if spec is not None]  # feature logs name their features
+    if feature_set:
+        fs = feature_set.value
+    else:
+        fs = logged[0].name if logged else _default_feature_set(dirs, mosei_covarep is not None)
     dist = distributed.start()
     try:
         # The first process of each machine extracts missing features into the cache; the others then read it.
@@ -440,10 +447,12 @@ def listen(
     device: Annotated[
         Optional[str], typer.Option(help="Input device, by index or name (see `edge-emo devices`).")
     ] = None,
-    input_file: Annotated[
-        Optional[Path],
+    input_files: Annotated[
+        Optional[list[Path]],
         typer.Option(
-            "--input", help="Stream an audio file instead of the microphone ('sample': the shipped one)."
+            "--input",
+            help="Stream an audio file instead of the microphone ('sample': the shipped one); repeatable: "
+            "the files one after the other, each a stream of its own.",
         ),
     ] = None,
     fast: Annotated[bool, typer.Option(help="With --input: as fast as possible, not in real time.")] = False,
@@ -472,23 +481,60 @@ def listen(
     bridge: Annotated[
         Optional[str], typer.Option(help="Also send updates to a wearable (serial:// or udp:// URL).")
     ] = None,
+    log_features: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Keep the speech segments' feature frames (never audio) in rotating shards in this folder, "
+            "for pretraining (`edge-emo pretrain DIR`). See docs/PRIVACY.md."
+        ),
+    ] = None,
+    log_max_mb: Annotated[
+        float,
+        typer.Option(help="With --log-features: size cap of the folder; oldest shards go first.", min=0.01),
+    ] = 200.0,
+    log_shard_s: Annotated[
+        float,
+        typer.Option(
+            help="With --log-features: seconds of speech per shard (a crash loses at most one).", min=0.01
+        ),
+    ] = 60.0,
 ) -> None:
     """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
+    import os
     import sys
 
+    from edge_emo.features import AudioFileError
     from edge_emo.runtime import listen as listening
     from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
     from edge_emo.runtime.recognizer import EmotionRecognizer, Vad
     from edge_emo.runtime.view import LiveView
 
     bundle = _listen_model(model)
-    recognizer = EmotionRecognizer(
-        bundle,
-        update_interval_s=update_interval,
-        smoothing_s=smoothing,
-        threads=threads,
-        vad=Vad(threshold_db=vad_threshold_db) if vad else None,
-    )
+    log = None
+
+    def new_recognizer():
+        return EmotionRecognizer(
+            bundle,
+            update_interval_s=update_interval,
+            smoothing_s=smoothing,
+            threads=threads,
+            vad=Vad(threshold_db=vad_threshold_db) if vad else None,
+            speech_sink=log,
+        )
+
+    recognizer = new_recognizer()  # checks the bundle before anything else happens
+    if log_features is not None:
+        from edge_emo.runtime.feature_log import FeatureLogger
+
+        log = FeatureLogger(
+            log_features,
+            bundle.spec,
+            bundle.version,
+            max_bytes=round(log_max_mb * 2**20),
+            shard_s=log_shard_s,
+            say=lambda m: typer.echo(m, err=True),
+        )
+        recognizer.speech_sink = log
     link = None
     if bridge is not None:
         import firmware_bridge
@@ -500,20 +546,23 @@ def listen(
             emotions=bundle.emotions,
             update_rate_hz=1 / update_interval,
         )
-    if input_file is not None:
-        path = _sample_path() if str(input_file) == "sample" else input_file
-        source = AudioFileSource(path, fast=fast, max_s=duration)
+    if input_files:
+        paths = [_sample_path() if str(p) == "sample" else p for p in input_files]
+        for p in paths:  # all named files are there before the first is streamed
+            if not os.path.isfile(p):
+                raise AudioFileError(f"{p}: no such audio file")
+        sources = (AudioFileSource(p, fast=fast, max_s=duration) for p in paths)  # opened one at a time
     else:
         try:
-            source = Microphone(find_device(device), bundle.spec.sample_rate, buffer_s=buffer, max_s=duration)
+            sources = [
+                Microphone(find_device(device), bundle.spec.sample_rate, buffer_s=buffer, max_s=duration)
+            ]
         except AudioSourceError as e:
             raise fail(
                 f"{e}; without a microphone, try: edge-emo listen --input sample", e.exit_code
             ) from None
-    view = None if json_out else LiveView(source.describe(), bundle.version)
-    if json_out:
-        typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
     warned = False
+    view = None
 
     def on_update(update, summary) -> None:
         nonlocal warned
@@ -535,21 +584,36 @@ def listen(
             )
 
     try:
-        with listening.stop_on_sigint() as stop, source:
-            if view is not None:
-                view.start()
+        for k, source in enumerate(sources):
+            if k:
+                recognizer = new_recognizer()  # a new stream: time 0, and the file's own sample rate
+            if log is not None:
+                log.start_stream(source.describe())
+            view = None if json_out else LiveView(source.describe(), bundle.version)
+            if json_out:
+                typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
             try:
-                summary = listening.run(recognizer, source, on_update, stop)
+                with listening.stop_on_sigint() as stop, source:
+                    if view is not None:
+                        view.start()
+                    try:
+                        summary = listening.run(recognizer, source, on_update, stop)
+                    finally:
+                        if view is not None:
+                            view.stop()
+            except AudioSourceError as e:
+                raise fail(str(e), e.exit_code) from None
             finally:
-                if view is not None:
-                    view.stop()
-    except AudioSourceError as e:
-        raise fail(str(e), e.exit_code) from None
+                recognizer.close()
+            typer.echo(summary.describe(), err=True)
+            if summary.interrupted:
+                break
     finally:
-        recognizer.close()
         if link is not None:
             link.close()
-    typer.echo(summary.describe(), err=True)
+        if log is not None:
+            log.close()  # what was collected is kept, however listening ended
+            typer.echo(log.describe(), err=True)
 
 
 @app.command()
