@@ -307,15 +307,144 @@ def latency(
     return rows, ratios, sizes
 
 
+# -- what onnxruntime itself costs ----------------------------------------------------------------------------
+
+FLOOR_FRAMES = 50  # frames per call of the Scan floor graphs: the call's fixed cost spreads thin
+FLOOR_BODY_NODES = 12  # trivial nodes in the larger Scan body (about a GRU layer's step)
+
+
+def _floor_models(bundle: Bundle) -> dict[str, bytes]:
+    """Graphs that do no real work: `call` has the bundle's inputs and outputs and only copies (the fixed
+    cost of a run() call); `scan_1` and `scan_12` loop a Scan over the frames whose body is 1 or 12 Adds of
+    (1, H) vectors (the cost of a Scan step, and of a node inside one)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.graph import IR_VERSION, OPSET
+
+    layers, _, hidden = bundle.state_shape
+    n_emotions, dim = len(bundle.emotions), bundle.spec.dim
+
+    def value(name: str, shape: list) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    def const(name: str, values: list[int]) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+    def model(extra_nodes: list, extra_inits: list) -> bytes:
+        nodes = [
+            helper.make_node("Identity", ["state"], ["state_out"]),
+            helper.make_node("Slice", ["features", "zero", "n_emotions", "two"], ["intensities"]),
+            helper.make_node("ReduceSum", ["state", "zero"], ["hidden_sum"], keepdims=0),
+            *extra_nodes,
+        ]
+        inits = [const("zero", [0]), const("two", [2]), const("n_emotions", [n_emotions]), *extra_inits]
+        outputs = [value("intensities", [1, "T", n_emotions]), value("state_out", [layers, 1, hidden])]
+        outputs.append(value("hidden_sum", [1, hidden]))
+        inputs = [value("features", [1, "T", dim]), value("state", [layers, 1, hidden])]
+        graph = helper.make_graph(nodes, "floor", inputs, outputs, inits)
+        if extra_nodes:  # the Scan's last state is an extra output, so that it cannot be pruned
+            graph.output.append(value("h_last", [1, hidden]))
+        opset = [helper.make_opsetid("", OPSET)]
+        return helper.make_model(graph, opset_imports=opset, ir_version=IR_VERSION).SerializeToString()
+
+    def scan(body_nodes: int) -> bytes:
+        adds = [
+            helper.make_node("Add", ["h_prev" if i == 0 else f"t{i}", "x_t"], [f"t{i + 1}"])
+            for i in range(body_nodes)
+        ]
+        adds.append(helper.make_node("Identity", [f"t{body_nodes}"], ["h"]))
+        body = helper.make_graph(
+            adds, "step", [value("h_prev", [1, hidden]), value("x_t", [hidden])], [value("h", [1, hidden])]
+        )
+        nodes = [  # x (T, H): the frames' first value repeated H times, so the loop runs T steps
+            helper.make_node("Slice", ["features", "zero", "one", "two"], ["first"]),
+            helper.make_node("Squeeze", ["first", "zero"], ["first_2d"]),
+            helper.make_node("Expand", ["first_2d", "t_by_h"], ["x"]),
+            helper.make_node("Gather", ["state", "zero"], ["h0_3d"], axis=0),
+            helper.make_node("Squeeze", ["h0_3d", "zero"], ["h0"]),
+            helper.make_node("Scan", ["h0", "x"], ["h_last"], num_scan_inputs=1, body=body),
+        ]
+        return model(nodes, [const("one", [1]), const("t_by_h", [1, hidden])])
+
+    return {"call": model([], []), "scan_1": scan(1), f"scan_{FLOOR_BODY_NODES}": scan(FLOOR_BODY_NODES)}
+
+
+def _per_frame_nodes(bundle: Bundle) -> dict[str, int]:
+    """Scan steps and nodes run per frame by the bundle's graph as onnxruntime optimises it (one thread)."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(bundle.graph_path), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath)
+    scans = [n for n in optimized.graph.node if n.op_type == "Scan"]
+    return {
+        "scan_steps_per_frame": len(scans),
+        "nodes_per_frame": sum(len(a.g.node) for n in scans for a in n.attribute if a.type == a.GRAPH),
+        "nodes_per_call": len(optimized.graph.node),
+    }
+
+
+def framework_floor(bundle: Bundle, settings: Settings, int8_us_per_frame: float | None) -> dict[str, Any]:
+    """onnxruntime's own cost on one thread: the fixed cost of a run() call, of a Scan step and of a node in
+    a Scan body, measured with graphs that do no real work; the bundle's Scan steps and nodes per frame; and
+    from these the share of the int8 graph's time per frame (10-frame chunks) that is onnxruntime's
+    bookkeeping rather than arithmetic."""
+    sessions = {name: ort_session(graph, 1) for name, graph in _floor_models(bundle).items()}
+    rng = np.random.default_rng(0)
+    state = rng.standard_normal(bundle.state_shape).astype(np.float32)
+    x = {n: rng.standard_normal((1, n, bundle.spec.dim)).astype(np.float32) for n in (10, FLOOR_FRAMES)}
+    per_round: dict[str, list[float]] = {name: [] for name in sessions}
+    calls = max(20, settings.frames_per_round // FLOOR_FRAMES)
+    for _ in range(settings.rounds):
+        for name, session in sessions.items():
+            feeds = {"features": x[10 if name == "call" else FLOOR_FRAMES], "state": state}
+            for _ in range(3):
+                session.run(None, feeds)
+            times = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                session.run(None, feeds)
+                times.append(time.perf_counter() - t0)
+            per_round[name].append(float(np.median(times)) * 1e6)
+    call, scan_1, scan_n = (float(np.median(per_round[n])) for n in sessions)
+    node = max(0.0, (scan_n - scan_1) / FLOOR_FRAMES / (FLOOR_BODY_NODES - 1))
+    step = max(0.0, (scan_1 - call) / FLOOR_FRAMES - node)
+    counts = _per_frame_nodes(bundle)
+    per_call = call + counts["nodes_per_call"] * node  # the nodes outside the loops run once per call
+    overhead = per_call / 10 + counts["scan_steps_per_frame"] * step + counts["nodes_per_frame"] * node
+    out: dict[str, Any] = {
+        "run_call_us": round(call, 2),
+        "scan_step_us": round(step, 3),
+        "scan_body_node_us": round(node, 3),
+        **counts,
+        "overhead_us_per_frame_at_10": round(overhead, 2),
+    }
+    if int8_us_per_frame:
+        out["int8_us_per_frame"] = int8_us_per_frame
+        out["overhead_share_of_int8_at_10"] = round(overhead / int8_us_per_frame, 3)
+    return out
+
+
 # -- audio ---------------------------------------------------------------------------------------------------
 
 
 def speech_clip(seconds: float) -> np.ndarray:
     """int16 mono speech at 16 kHz: the shipped LibriSpeech sample, repeated to length."""
-    from edge_emo.cli import _sample_path
+    import edge_emo
     from edge_emo.features import load_audio, resample, to_mono
 
-    signal, rate = load_audio(_sample_path())
+    # Found here rather than through edge_emo.cli: the runtime's memory process must not load the CLI's
+    # libraries (typer, pydantic, rich); the 'listen' process measures those.
+    sample = sorted((Path(edge_emo.__file__).parent / "samples").glob("*.flac"))[0]
+    signal, rate = load_audio(sample)
     signal = resample(to_mono(signal), rate, SAMPLE_RATE)
     n = int(seconds * SAMPLE_RATE)
     signal = np.tile(signal, n // len(signal) + 1)[:n]
@@ -441,12 +570,27 @@ def _peak_rss_mb() -> float:
 
 
 def memory_worker(kind: str, bundle_path: str, seconds: float) -> dict[str, Any]:
-    """Runs in a subprocess: stream `seconds` of speech through the runtime ('runtime') or through openSMILE
-    and the torch model in chunks ('torch'), and report the peak RSS."""
+    """Runs in a subprocess: stream `seconds` of speech through the runtime ('runtime'), through
+    `edge-emo listen --input FILE --fast` ('listen') or through openSMILE and the torch model in chunks
+    ('torch'), and report the peak RSS."""
     bundle = load_bundle(bundle_path)
     pcm = speech_clip(seconds)
     if kind == "runtime":
         end_to_end(bundle, pcm, threads=1)
+    elif kind == "listen":  # the command a wearer runs, CLI and terminal libraries included
+        import contextlib
+        import tempfile
+
+        import soundfile
+
+        from edge_emo.cli import app
+
+        with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull:
+            wav = str(Path(tmp) / "speech.wav")
+            soundfile.write(wav, pcm, SAMPLE_RATE)
+            args = ["listen", "--model", bundle_path, "--input", wav, "--fast", "--json"]
+            with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+                app(args, standalone_mode=False)
     else:
         from edge_emo.features import StreamingExtractor
 
@@ -468,7 +612,7 @@ def memory_worker(kind: str, bundle_path: str, seconds: float) -> dict[str, Any]
 
 def memory(bundle: Bundle, seconds: float, with_torch: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kind in ("runtime", "torch"):
+    for kind in ("runtime", "listen", "torch"):
         if kind == "torch" and not with_torch:
             out[kind] = {"skipped": TORCH_SKIP}
             continue
@@ -494,6 +638,14 @@ def _child_env() -> dict[str, str]:
 # -- the run -------------------------------------------------------------------------------------------------
 
 
+def _model_option(bundle: Bundle) -> list[str]:
+    """`--model PATH` unless the bundle is the shipped model (the results name the command that made them)."""
+    import edge_emo
+
+    shipped = Path(edge_emo.__file__).resolve().parent / "models" / "default.bundle"
+    return [] if bundle.path.resolve() == shipped else ["--model", str(bundle.path)]
+
+
 def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = None) -> dict[str, Any]:
     settings = QUICK if quick else FULL
     with_torch = torch_available() if with_torch is None else with_torch
@@ -501,7 +653,7 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
     weights = bundle_weights(bundle)
     torch_model = TorchModel(weights) if with_torch else None
     result: dict[str, Any] = {
-        "command": " ".join(["edge-emo bench", *(["--quick"] if quick else [])]),
+        "command": " ".join(["edge-emo bench", *(["--quick"] if quick else []), *_model_option(bundle)]),
         "machine": machine_facts(),
         "settings": settings.__dict__,
         "bundle": {
@@ -522,6 +674,9 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
         ratios += q
     result["latency"] = rows
     result["ratios"] = ratios
+    int8 = _cell(result, INT8, 1, 10)
+    int8_us = None if int8 is None or "skipped" in int8 else int8["us_per_frame"]["median"]
+    result["framework_floor"] = framework_floor(bundle, settings, int8_us)
     pcm = speech_clip(settings.clip_s)
     result["features"] = feature_rtf(pcm)
     result["end_to_end"] = [end_to_end(bundle, pcm, threads) for threads in sorted({1, all_cores})]
@@ -570,6 +725,26 @@ def targets(result: dict) -> list[dict]:
         met = None if value is None else (value >= limit if at_least else value <= limit)
         out.append({"target": name, "limit": limit, "at_least": at_least, "measured": value, "met": met})
     return out
+
+
+def _floor_lines(floor: dict | None) -> list[str]:
+    if not floor:
+        return []
+    share = floor.get("overhead_share_of_int8_at_10")
+    return [
+        f"onnxruntime's own cost (one thread, graphs that do no work): a run() call {floor['run_call_us']:.1f} us, "
+        f"a Scan step {floor['scan_step_us']:.2f} us, a node in a Scan body {floor['scan_body_node_us']:.2f} us. "
+        f"The bundle runs {floor['scan_steps_per_frame']} Scan steps and {floor['nodes_per_frame']} nodes per "
+        f"frame and {floor['nodes_per_call']} nodes per call: {floor['overhead_us_per_frame_at_10']:.1f} us per "
+        "frame at 10-frame chunks"
+        + (
+            "."
+            if share is None
+            else f", against {floor['int8_us_per_frame']:.1f} us for the whole int8 step "
+            f"({100 * share:.0f}%)."
+        ),
+        "",
+    ]
 
 
 def markdown(result: dict) -> str:
@@ -640,7 +815,8 @@ def markdown(result: dict) -> str:
         f"{lat['compute_per_update_block_ms']['median']:.1f} ms.",
         "",
         f"Peak RSS: runtime process {mem['runtime']['peak_rss_mb']:.0f} MB (torch imported: "
-        f"{mem['runtime']['torch_imported']}); torch process "
+        f"{mem['runtime']['torch_imported']}); `edge-emo listen --fast` {mem['listen']['peak_rss_mb']:.0f} MB; "
+        "torch process "
         + ("skipped" if torch_rss is None else f"{torch_rss:.0f} MB")
         + f". Sizes: bundle {result['sizes']['bundle_dir_bytes'] / 1e6:.2f} MB (graph "
         f"{result['sizes']['bundle_graph_bytes'] / 1e6:.2f} MB), fp32 graph "
@@ -651,6 +827,7 @@ def markdown(result: dict) -> str:
             else "."
         ),
         "",
+        *_floor_lines(result.get("framework_floor")),
         "Targets (one thread, 10-frame chunks):",
         "",
         "| target | limit | measured | met |",

@@ -125,7 +125,8 @@ def _guard(fn):
 
 
 DataDirs = Annotated[
-    Optional[list[Path]], typer.Argument(help="Corpus folders (labels.csv, manifest.csv or .csd).")
+    Optional[list[Path]],
+    typer.Argument(help="Corpus folders (labels.csv, manifest.csv, .csd or feature-log shards)."),
 ]
 DataDir = Annotated[
     Optional[Path], typer.Argument(help="Corpus folder (labels.csv or CMU-MOSEI .csd files).")
@@ -223,10 +224,12 @@ def pretrain(
         ),
     ] = None,
 ) -> None:
-    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored).
+    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored) and on
+    feature logs of `edge-emo listen --log-features` (of the same feature set).
 
     Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
     CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
+    from edge_emo.data.feature_log import log_spec
     from edge_emo.train import distributed
     from edge_emo.train.checkpoint import save_checkpoint, state_path
     from edge_emo.train.pretrain import PretrainConfig
@@ -236,7 +239,11 @@ def pretrain(
     if loss_on not in ("masked", "all"):
         raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     dirs = data_dir or []
-    fs = feature_set.value if feature_set else _default_feature_set(dirs, mosei_covarep is not None)
+    logged = [spec for spec in map(log_spec, dirs) if spec is not None]  # feature logs name their features
+    if feature_set:
+        fs = feature_set.value
+    else:
+        fs = logged[0].name if logged else _default_feature_set(dirs, mosei_covarep is not None)
     dist = distributed.start()
     try:
         # The first process of each machine extracts missing features into the cache; the others then read it.
@@ -460,26 +467,64 @@ class _BridgeUpdate(NamedTuple):
     speech: bool
 
 
-def _listen_model(model: Optional[Path]):
+def _model_bundle(model: Optional[Path]):
+    """--model BUNDLE; none or 'shipped': the bundled model."""
     from edge_emo.runtime.bundle import load_bundle
 
-    path = model or DEFAULT_MODEL
-    if model is None and not (path / "manifest.json").is_file():
-        raise ValueError(f"the default model is not installed ({path}); pass --model BUNDLE")
-    return load_bundle(path)
+    if model is not None and str(model) != "shipped":
+        return load_bundle(model)
+    if not (DEFAULT_MODEL / "manifest.json").is_file():
+        raise ValueError(f"the default model is not installed ({DEFAULT_MODEL}); pass --model BUNDLE")
+    return load_bundle(DEFAULT_MODEL)
+
+
+def _listen_model(model: Optional[Path]):
+    """As _model_bundle, but without --model: the wearer's personalized bundle (written by `edge-emo
+    personalize`) if it was made from the shipped model, else the shipped model."""
+    import sys
+
+    from edge_emo.personalize.wearer import personal_bundle_path
+    from edge_emo.runtime.bundle import BundleError, load_bundle
+
+    shipped = _model_bundle(model)
+    personal = personal_bundle_path()
+    if model is not None or not personal.exists():
+        return shipped
+    try:
+        bundle = load_bundle(personal)
+    except BundleError as err:
+        # The wearer keeps a working device; the message says how to get the previous bundle back.
+        print(f"warning: not using your personalized model: {err} (`edge-emo personalize --rollback` "
+              "restores the one before it); using the shipped model", file=sys.stderr)  # fmt: skip
+        return shipped
+    if bundle.base_version != shipped.base_version:
+        print(f"warning: your personalized model {personal} was made from {bundle.base_version}, not from "
+              f"the shipped {shipped.version}: using the shipped model; run `edge-emo personalize` again "
+              "to personalize it", file=sys.stderr)  # fmt: skip
+        return shipped
+    print(f"model: your personalized bundle {personal} (--model shipped: the shipped one)", file=sys.stderr)
+    return bundle
 
 
 @app.command()
 @_guard
 def listen(
-    model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the bundled model).")] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Model bundle; 'shipped': the bundled model. Default: your personalized bundle "
+            "(`edge-emo personalize`) if it was made from the bundled model, else the bundled model."
+        ),
+    ] = None,
     device: Annotated[
         Optional[str], typer.Option(help="Input device, by index or name (see `edge-emo devices`).")
     ] = None,
-    input_file: Annotated[
-        Optional[Path],
+    input_files: Annotated[
+        Optional[list[Path]],
         typer.Option(
-            "--input", help="Stream an audio file instead of the microphone ('sample': the shipped one)."
+            "--input",
+            help="Stream an audio file instead of the microphone ('sample': the shipped one); repeatable: "
+            "the files one after the other, each a stream of its own.",
         ),
     ] = None,
     fast: Annotated[bool, typer.Option(help="With --input: as fast as possible, not in real time.")] = False,
@@ -508,50 +553,88 @@ def listen(
     bridge: Annotated[
         Optional[str], typer.Option(help="Also send updates to a wearable (serial:// or udp:// URL).")
     ] = None,
+    log_features: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Keep the speech segments' feature frames (never audio) in rotating shards in this folder, "
+            "for pretraining (`edge-emo pretrain DIR`). See docs/PRIVACY.md."
+        ),
+    ] = None,
+    log_max_mb: Annotated[
+        float,
+        typer.Option(help="With --log-features: size cap of the folder; oldest shards go first.", min=0.01),
+    ] = 200.0,
+    log_shard_s: Annotated[
+        float,
+        typer.Option(
+            help="With --log-features: seconds of speech per shard (a crash loses at most one).", min=0.01
+        ),
+    ] = 60.0,
 ) -> None:
     """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
+    import os
     import sys
 
+    from edge_emo.features import AudioFileError
     from edge_emo.runtime import listen as listening
     from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
     from edge_emo.runtime.recognizer import EmotionRecognizer, Vad
     from edge_emo.runtime.view import LiveView
 
     bundle = _listen_model(model)
-    recognizer = EmotionRecognizer(
-        bundle,
-        update_interval_s=update_interval,
-        smoothing_s=smoothing,
-        threads=threads,
-        vad=Vad(threshold_db=vad_threshold_db) if vad else None,
-    )
+    log = None
+
+    def new_recognizer():
+        return EmotionRecognizer(
+            bundle,
+            update_interval_s=update_interval,
+            smoothing_s=smoothing,
+            threads=threads,
+            vad=Vad(threshold_db=vad_threshold_db) if vad else None,
+            speech_sink=log,
+        )
+
+    recognizer = new_recognizer()  # checks the bundle before anything else happens
+    if log_features is not None:
+        from edge_emo.runtime.feature_log import FeatureLogger
+
+        log = FeatureLogger(
+            log_features,
+            bundle.spec,
+            bundle.version,
+            max_bytes=round(log_max_mb * 2**20),
+            shard_s=log_shard_s,
+            say=lambda m: typer.echo(m, err=True),
+        )
+        recognizer.speech_sink = log
     link = None
     if bridge is not None:
         import firmware_bridge
         from firmware_bridge.protocol import MAX_MODEL_VERSION
 
-        # Bundle versions (stage-date-precision-hash, 34 characters) are longer than the wire format's
-        # limit: the hello carries their start, which still ends in 8 characters of the graph's hash.
         link = firmware_bridge.connect(
             bridge,
-            model_version=bundle.version[:MAX_MODEL_VERSION],
+            model_version=bundle.short_version(MAX_MODEL_VERSION),
             emotions=bundle.emotions,
             update_rate_hz=1 / update_interval,
         )
-    if input_file is not None:
-        path = _sample_path() if str(input_file) == "sample" else input_file
-        source = AudioFileSource(path, fast=fast, max_s=duration)
+    if input_files:
+        paths = [_sample_path() if str(p) == "sample" else p for p in input_files]
+        for p in paths:  # all named files are there before the first is streamed
+            if not os.path.isfile(p):
+                raise AudioFileError(f"{p}: no such audio file")
+        sources = (AudioFileSource(p, fast=fast, max_s=duration) for p in paths)  # opened one at a time
     else:
         try:
-            source = Microphone(find_device(device), bundle.spec.sample_rate, buffer_s=buffer, max_s=duration)
+            sources = [
+                Microphone(find_device(device), bundle.spec.sample_rate, buffer_s=buffer, max_s=duration)
+            ]
         except AudioSourceError as e:
             raise fail(
                 f"{e}; without a microphone, try: edge-emo listen --input sample", e.exit_code
             ) from None
-    view = None if json_out else LiveView(source.describe(), bundle.version)
-    if json_out:
-        typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
     warned = False
+    view = None
 
     def on_update(update, summary) -> None:
         nonlocal warned
@@ -573,21 +656,36 @@ def listen(
             )
 
     try:
-        with listening.stop_on_sigint() as stop, source:
-            if view is not None:
-                view.start()
+        for k, source in enumerate(sources):
+            if k:
+                recognizer = new_recognizer()  # a new stream: time 0, and the file's own sample rate
+            if log is not None:
+                log.start_stream(source.describe())
+            view = None if json_out else LiveView(source.describe(), bundle.version)
+            if json_out:
+                typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
             try:
-                summary = listening.run(recognizer, source, on_update, stop)
+                with listening.stop_on_sigint() as stop, source:
+                    if view is not None:
+                        view.start()
+                    try:
+                        summary = listening.run(recognizer, source, on_update, stop)
+                    finally:
+                        if view is not None:
+                            view.stop()
+            except AudioSourceError as e:
+                raise fail(str(e), e.exit_code) from None
             finally:
-                if view is not None:
-                    view.stop()
-    except AudioSourceError as e:
-        raise fail(str(e), e.exit_code) from None
+                recognizer.close()
+            typer.echo(summary.describe(), err=True)
+            if summary.interrupted:
+                break
     finally:
-        recognizer.close()
         if link is not None:
             link.close()
-    typer.echo(summary.describe(), err=True)
+        if log is not None:
+            log.close()  # what was collected is kept, however listening ended
+            typer.echo(log.describe(), err=True)
 
 
 @app.command()
@@ -709,7 +807,7 @@ def personalize(
         Optional[Path], typer.Option(help="The wearer's labels.csv (see `edge-emo record`).")
     ] = None,
     model: Annotated[
-        Optional[Path], typer.Option(help="Bundle to start from (default: the shipped model).")
+        Optional[Path], typer.Option(help="Bundle to start from (default or 'shipped': the shipped model).")
     ] = None,
     out: Annotated[
         Optional[Path],
@@ -726,6 +824,8 @@ def personalize(
     """Fit the emotion head to the wearer's labeled clips (closed-form, no torch); or --rollback."""
     from edge_emo.personalize import wearer
 
+    if model is not None and str(model) == "shipped":
+        model = None
     if out is None:
         out = model if model is not None and not _is_installed_model(model) else wearer.personal_bundle_path()
     if rollback:
@@ -738,7 +838,7 @@ def personalize(
         return
     if labels is None:
         raise ValueError("--labels is required (the wearer's labels.csv, see `edge-emo record`)")
-    result = wearer.personalize(_listen_model(model).path, labels, out)
+    result = wearer.personalize(_model_bundle(model).path, labels, out)
     if json_out:
         typer.echo(
             json.dumps(
@@ -783,7 +883,7 @@ def bench(
     from edge_emo.runtime.bundle import BundleError
 
     try:
-        result = run(_listen_model(model).path, quick=quick)
+        result = run(_model_bundle(model).path, quick=quick)
     except (BundleError, ValueError) as e:
         raise fail(str(e)) from None
     if out is not None:

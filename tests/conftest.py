@@ -22,8 +22,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session", autouse=True)
 def private_feature_cache(tmp_path_factory):
-    """The whole test run uses its own feature cache (subprocesses inherit it), never a developer's."""
+    """The whole test run uses its own feature cache and data folder (subprocesses inherit them), never a
+    developer's cache or personalized model."""
     os.environ["EDGE_EMO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data"))
 
 
 def build_bundles(root: Path) -> dict[str, Bundle]:

@@ -13,8 +13,8 @@
 # (mounting binfmt_misc if needed: needs root, and a kernel that allows it inside containers); debootstrap;
 # on the host, the wheel, bundles exported with torch, inputs and the host's results (host_side.py prepare);
 # in the arm64 chroot, a venv with `pip install edge-emo` from PyPI's aarch64 wheels, then the features and
-# runtime and personalize tests, device_check.py, `edge-emo evaluate` on both bundles, `edge-emo listen --input sample` and
-# `edge-emo bench --quick` where those commands exist; on the host, the comparison and the summary.
+# runtime and personalize tests, device_check.py, `edge-emo evaluate` on both bundles, `edge-emo listen --input sample
+# --fast --json` and `edge-emo bench --quick --out bench.json`; on the host, the comparison and the summary.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 COMMIT=$(git -C "$REPO" rev-parse --short HEAD)
@@ -60,15 +60,17 @@ git -C "$REPO" archive HEAD tests pyproject.toml | tar -x -C "$SHARE/checkout"
 echo "== arm64 chroot"
 mkdir -p "$ROOTFS/mnt/share"
 cleanup() {
-  for m in mnt/share dev/shm dev/pts dev sys proc; do
+  for m in mnt/share dev/shm dev/pts dev proc; do
     mountpoint -q "$ROOTFS/$m" && umount -l "$ROOTFS/$m"
   done
   return 0
 }
 trap cleanup EXIT
+cleanup  # mounts left behind by an interrupted run
 mount --bind "$SHARE" "$ROOTFS/mnt/share"
 mount -t proc proc "$ROOTFS/proc"
-mount --bind -o ro /sys "$ROOTFS/sys"  # onnxruntime's cpuinfo reads the CPU lists there
+# No /sys: with the host's, onnxruntime's cpuinfo crashes under qemu (SIGSEGV on import); without it,
+# it only warns that it cannot read the CPU lists.
 mount --bind /dev "$ROOTFS/dev"
 mount -t devpts devpts "$ROOTFS/dev/pts" -o newinstance
 mount -t tmpfs tmpfs "$ROOTFS/dev/shm"
@@ -94,14 +96,9 @@ for p in fp32 int8; do
   echo "evaluate_$p=$?" >> $S/status
 done
 /opt/venv/bin/edge-emo --help > $S/help.txt; echo "help=$?" >> $S/status
-# a command's name starts a row of the help's command table
-if grep -qE "^│ listen " $S/help.txt; then
-  /opt/venv/bin/edge-emo listen --input sample --fast --json > $S/listen.jsonl
-  echo "listen=$?" >> $S/status
-fi
-if grep -qE "^│ bench " $S/help.txt; then
-  /opt/venv/bin/edge-emo bench --quick > $S/bench.json; echo "bench=$?" >> $S/status
-fi
+/opt/venv/bin/edge-emo listen --input sample --fast --json > $S/listen.jsonl; echo "listen=$?" >> $S/status
+# the bench's table goes to stdout, its results as JSON to --out (torch absent: its rows are skipped)
+/opt/venv/bin/edge-emo bench --quick --out $S/bench.json > $S/bench.md 2>&1; echo "bench=$?" >> $S/status
 # the device side's tests: no torch in them (their bundles come from the host)
 cd $S/checkout && EDGE_EMO_TEST_BUNDLES=$S/runtime-bundles /opt/venv/bin/python -m pytest \
   tests/features tests/runtime tests/personalize \
@@ -116,6 +113,16 @@ echo "== comparison and summary"
 (cd "$REPO" && PYTHONPATH="$REPO" "$HOST_PYTHON" benchmarks/aarch64/host_side.py compare "$SHARE") > "$SHARE/compare.json" ||
   echo '"not available: the aarch64 run did not finish"' > "$SHARE/compare.json"
 touch "$SHARE/status" "$SHARE/pytest.log" "$SHARE/pip-freeze.txt"
+# What the bench's JSON says about where it ran (no numbers), or why there is none.
+bench_json_facts() {
+  "$HOST_PYTHON" - "$SHARE/bench.json" <<'PY' 2>&1 | tail -1
+import json, sys
+r = json.load(open(sys.argv[1]))
+m = r["machine"]
+libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)
+print(f"wrote valid JSON ({len(json.dumps(r))} characters, top-level keys {', '.join(r)}); machine: arch {m['arch']}, {libs}; torch absent: {m['libraries']['torch'] is None}.")
+PY
+}
 versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfile|typer|edge.emo)[=@ ]' "$SHARE/pip-freeze.txt" | sed 's/^/    /')
 {
   echo "# edge-emo on aarch64 (qemu user-mode emulation)"
@@ -135,17 +142,10 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
   echo "- \`tests/boards/device_check.py\` on bundles exported on the host (torch stays on the workstation):"
   echo "  openSMILE eGeMAPS features of a WAV, fp32 and int8 utterance intensities of fixed feature clips."
   echo "  Compared with the same run on the x86 host below."
-  echo "- \`edge-emo evaluate\` of both bundles on a small synthetic labeled corpus (macro-F1 and MAE above)."
-  if [ -f "$SHARE/listen.jsonl" ]; then
-    echo "- \`edge-emo listen --input sample --fast --json\` (the bundled default model): $(wc -l < "$SHARE/listen.jsonl") JSON updates."
-  else
-    echo "- \`edge-emo listen\`: not in this commit's CLI, not run."
-  fi
-  if [ -f "$SHARE/bench.json" ]; then
-    echo "- \`edge-emo bench --quick\`: ran (numbers not reported: emulated)."
-  else
-    echo "- \`edge-emo bench --quick\`: not in this commit's CLI, not run."
-  fi
+  echo "- \`edge-emo evaluate\` of both bundles on a small synthetic labeled corpus (macro-F1 and MAE below)."
+  echo "- \`edge-emo listen --input sample --fast --json\` (the bundled default model): $(wc -l < "$SHARE/listen.jsonl" 2>/dev/null || echo no) JSON updates."
+  echo "- \`edge-emo bench --quick --out bench.json\` (the bundled default model; its numbers are not reported: emulated):"
+  echo "  $(bench_json_facts)"
   echo "- pytest on aarch64: \`$(grep -E '^\+ .*-m pytest' "$SHARE/chroot.log" | tail -1 | sed 's/^+ //')\`"
   echo
   echo "## Results"
@@ -163,8 +163,11 @@ versions=$(grep -iE '^(onnxruntime|onnx|numpy|opensmile|sounddevice|soxr|soundfi
   echo "pytest:"
   echo
   echo '```'
-  grep -E "^(SKIPPED|FAILED|ERROR)|passed|failed|error" "$SHARE/pytest.log" | tail -20
+  # counts only: the duration is emulated time
+  grep -E "^(SKIPPED|FAILED|ERROR)|passed|failed|error" "$SHARE/pytest.log" | tail -20 | sed -E 's/ in [0-9.]+s.*$//' 
   echo '```'
+  echo
+  echo "The formant difference is explained in [FORMANTS.md](FORMANTS.md) (written by hand, kept across reruns)."
 } > "$SUMMARY"
 cat "$SUMMARY"
 [ "$chroot_status" -eq 0 ] && ! grep -qv '=0$' "$SHARE/status"

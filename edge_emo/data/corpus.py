@@ -3,7 +3,8 @@
 A DATA_DIR is one of:
 - a folder with `labels.csv` (labeled audio),
 - a folder with `manifest.csv` (unlabeled audio),
-- a folder with `CMU_MOSEI_COVAREP.csd` and `CMU_MOSEI_Labels.csd` (precomputed COVAREP frames).
+- a folder with `CMU_MOSEI_COVAREP.csd` and `CMU_MOSEI_Labels.csd` (precomputed COVAREP frames),
+- a feature log of `edge-emo listen --log-features` (`features-NNNNNNNN.npz` shards; unlabeled frames).
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def load_corpus(
     gain: Gain | None = None,
 ) -> ClipSet:
     """Load a DATA_DIR as a ClipSet of `spec` features. `split` applies to labeled corpora; unlabeled audio
-    is never evaluated on, so it is always used whole. With `gain`, audio clips are heard through that
-    microphone gain (cached apart from the plain features)."""
+    and feature logs are never evaluated on, so they are always used whole. With `gain`, audio clips are
+    heard through that microphone gain (cached apart from the plain features)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise CorpusError(f"{data_dir}: not a folder")
@@ -91,12 +92,19 @@ def load_corpus(
         return _audio_corpus(data_dir, read_manifest(data_dir / "manifest.csv"), spec, workers, gain)
     if gain is not None:
         raise CorpusError(f"{data_dir}: a gain needs audio (labels.csv or manifest.csv)")
+    from edge_emo.data.feature_log import load_feature_log
     from edge_emo.data.mosei import find_mosei, load_mosei
+    from edge_emo.features.feature_log import is_feature_log
+
+    if is_feature_log(data_dir):
+        return load_feature_log(data_dir, spec)
 
     found = find_mosei(data_dir)
     if found:
         return load_mosei(*found, spec=spec).split(split, seed)
-    raise CorpusError(f"{data_dir}: no labels.csv, manifest.csv or CMU-MOSEI .csd files")
+    raise CorpusError(
+        f"{data_dir}: no labels.csv, manifest.csv or CMU-MOSEI .csd files, and no feature-log shards"
+    )
 
 
 def _audio_corpus(

@@ -8,13 +8,41 @@ ring buffers in both cases, so frame values are identical (tests check both agai
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import sys
 import tempfile
-
-import opensmile
-from opensmile.core.lib import OpenSMILE
+from types import ModuleType
 
 from .spec import FeatureMismatchError, FeatureSet, FeatureSpec
+
+
+def _opensmile_root() -> str:
+    """The installed `opensmile` package's folder, found without importing the package."""
+    found = importlib.util.find_spec("opensmile")
+    if found is None or not found.submodule_search_locations:
+        raise ImportError("edge-emo needs the 'opensmile' package (pip install opensmile)")
+    return found.submodule_search_locations[0]
+
+
+def _load_smile_lib() -> ModuleType:
+    """opensmile's ctypes binding of libSMILEapi (`opensmile/core/lib.py`, which needs only ctypes and numpy),
+    run from the installed package's file without the package's `__init__`: that one imports pandas and
+    audinterface, about 100 MB resident that a wearable has no use for. A process that has imported
+    opensmile already (training, tests) shares its module instead of loading the binding twice."""
+    if "opensmile.core.lib" in sys.modules:
+        return sys.modules["opensmile.core.lib"]
+    path = os.path.join(_opensmile_root(), "core", "lib.py")
+    spec = importlib.util.spec_from_file_location(f"{__name__}._opensmile_lib", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load openSMILE's binding from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+smile_lib = _load_smile_lib()
+OpenSMILE = smile_lib.OpenSMILE
 
 SOURCE = "extsource"
 SINK = "extsink"
@@ -25,7 +53,7 @@ SAMPLE_RATE = 16000
 # take at most this many samples minus what the readers have not consumed yet.
 STREAM_WAVE_SAMPLES = 2 * SAMPLE_RATE
 
-_CONFIG_ROOT = os.path.join(os.path.dirname(os.path.abspath(opensmile.__file__)), "core", "config")
+_CONFIG_ROOT = os.path.join(_opensmile_root(), "core", "config")
 
 # Per feature set: the shipped LLD include files and the levels whose concatenation is the LLD frame
 # (the same as the `lld` level of the shipped eGeMAPSv02.conf and ComParE_2016.conf).

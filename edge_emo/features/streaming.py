@@ -15,11 +15,10 @@ import time
 
 import numpy as np
 import soxr
-from opensmile.core import lib as smile_lib
 
 from .audio import RESAMPLE_QUALITY, BadSamplesError, ChannelLayoutError, to_pcm16
 from .extract import FrameCollector
-from .smile import SINK, SOURCE, OpenSmileError, check_extractable, open_smile
+from .smile import SINK, SOURCE, OpenSmileError, check_extractable, open_smile, smile_lib
 from .spec import FeatureSpec
 
 # Largest piece written to openSMILE at once (100 ms at 16 kHz): well below the free space of its wave ring

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import soundfile
 
 from edge_emo.data.labels import EMOTIONS, LABEL_COLUMNS, MAX_INTENSITY, read_labels
 from edge_emo.features import resample, to_mono
+from edge_emo.files import replace_file
 
 CLIP_RATE = 16000
 CLIPS_DIR = "clips"
@@ -70,28 +70,6 @@ def _by_prefix(name: str) -> str:
     if len(matches) != 1:
         raise ValueError(f"unknown emotion {name!r} (known: {', '.join(EMOTIONS)}, or {', '.join(ALIASES)})")
     return matches[0]
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically and durably: temporary file in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 def next_clip_path(labels_csv: Path) -> Path:

@@ -17,7 +17,8 @@ int8 graphs quantize each chunk's activations with a scale taken from the whole 
 (slightly) on how frames are grouped into chunks. Everything therefore runs chunks of `chunk_frames` frames
 (the last chunk of an utterance may be shorter): offline evaluation and the live stream agree exactly.
 
-This module never imports torch; `onnx` is imported only to check and rewrite graphs.
+This module never imports torch; `onnx` is imported only to rewrite a head (personalization): graphs are
+checked with onnxruntime.
 """
 
 from __future__ import annotations
@@ -97,6 +98,25 @@ class Bundle:
     @property
     def hidden(self) -> int:
         return self.state_shape[2]
+
+    def short_version(self, limit: int) -> str:
+        """The version in at most `limit` characters (e.g. a wire format's field), keeping what identifies
+        the model: the graph hash at its end. The date goes first, then the start of the stage."""
+        if len(self.version) <= limit:
+            return self.version
+        parts = self.version.split("-")
+        if len(parts) == 4:  # stage-date-precision-hash (model_version)
+            without_date = f"{parts[0]}-{parts[2]}-{parts[3]}"
+            if len(without_date) <= limit:
+                return without_date
+        tail = self.version[-(limit // 2) :]
+        return self.version[: limit - len(tail)] + tail
+
+    @property
+    def base_version(self) -> str:
+        """The version of the trained (shipped) bundle this one derives from: its own unless personalized.
+        A personalized head only fits the backbone it was fitted on."""
+        return self.provenance.get("personalization", {}).get("base_version", self.version)
 
     def session(self, threads: int = 1):
         """A new onnxruntime session on the CPU with `threads` intra-op threads and one inter-op thread."""
@@ -278,18 +298,23 @@ def graph_metadata(feature_set: str, emotions: Sequence[str], precision: str) ->
 
 
 def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
-    """The graph's metadata and its input and output shapes must fit the manifest."""
-    import onnx
+    """The graph's metadata and its input and output shapes must fit the manifest. Read by onnxruntime, the
+    library that runs it, not by `onnx`: importing onnx costs a device about 12 MB of resident memory."""
+    import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only reading it
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 4
     try:
-        model = onnx.load_model_from_string(data)
-    except Exception as e:  # onnx raises DecodeError and friends from protobuf
-        raise BundleError(f"{where}: not an ONNX model ({e})") from e
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for unparsable or invalid graphs
+        raise BundleError(f"{where}: not an ONNX model onnxruntime can load ({e})") from e
 
     def dims(values) -> dict[str, list]:
-        return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+        return {v.name: list(v.shape) for v in values}
 
-    metadata = {p.key: p.value for p in model.metadata_props}
+    metadata = session.get_modelmeta().custom_metadata_map
     expected = graph_metadata(bundle.spec.name, bundle.emotions, bundle.precision)
     for key, value in expected.items():
         if metadata.get(key) != value:
@@ -303,7 +328,7 @@ def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
         "state_out": state_shape,
         "hidden_sum": [1, bundle.hidden],
     }
-    got_in, got_out = dims(model.graph.input), dims(model.graph.output)
+    got_in, got_out = dims(session.get_inputs()), dims(session.get_outputs())
     if got_in != expected_in or got_out != expected_out:
         raise BundleError(
             f"{where}: graph inputs {got_in} / outputs {got_out} do not fit the manifest "
@@ -396,7 +421,11 @@ def write_bundle_with_head(
     graph = model.SerializeToString()
     manifest = {k: v for k, v in bundle.manifest.items() if k != "manifest_sha256"}
     new_provenance = dict(bundle.provenance)
-    new_provenance["personalization"] = {"from_version": bundle.version, **(provenance or {})}
+    new_provenance["personalization"] = {
+        "from_version": bundle.version,
+        "base_version": bundle.base_version,
+        **(provenance or {}),
+    }
     new_provenance["stage"] = "personalized"
     manifest["provenance"] = new_provenance
     manifest["version"] = model_version(new_provenance, bundle.precision, graph)

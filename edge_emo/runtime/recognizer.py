@@ -40,6 +40,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -59,6 +60,16 @@ class Vad:
     min_speech_s: float = 0.05  # this much consecutive loud audio starts an utterance
     hangover_s: float = 0.5  # pauses shorter than this stay inside the utterance
     max_utterance_s: float = 10.0  # longer speech is cut into utterances of this length
+
+
+class SpeechSink(Protocol):
+    """Receives the raw frames of every utterance, as the model analyses them (e.g. a `FeatureLogger`)."""
+
+    def start_segment(self, start_frame: int) -> None: ...  # index of its first frame in the stream
+
+    def add_frame(self, row: np.ndarray) -> None: ...  # (F,) float32, valid during the call only
+
+    def end_segment(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,8 @@ class EmotionRecognizer:
     smoothing_s: time constant of exponential smoothing of the reported intensities (0: none, exact model
     output). threads: onnxruntime intra-op threads. vad: a `Vad`, or None for one utterance per stream.
     dominant_min: the least intensity that names a dominant emotion. input_rate: the PCM rate, if known
-    before the first `accept_waveform` (which may also give it).
+    before the first `accept_waveform` (which may also give it). speech_sink: gets each utterance's raw
+    frames (`SpeechSink`); nothing else of the audio leaves the recognizer.
     """
 
     def __init__(
@@ -161,6 +173,7 @@ class EmotionRecognizer:
         vad: Vad | None = Vad(),
         dominant_min: float = 0.5,
         input_rate: int | None = None,
+        speech_sink: SpeechSink | None = None,
     ) -> None:
         from edge_emo.features.smile import check_extractable
 
@@ -174,6 +187,7 @@ class EmotionRecognizer:
         self.smoothing_s = smoothing_s
         self.vad = vad
         self.dominant_min = dominant_min
+        self.speech_sink = speech_sink
         self._model = bundle.stream(bundle.session(threads))
         self._chunk = bundle.chunk_frames
         if vad is not None:
@@ -298,6 +312,8 @@ class EmotionRecognizer:
     def _start_utterance(self, start: int) -> None:
         self._utt = _Utterance(start)
         self._model.reset()
+        if self.speech_sink is not None:
+            self.speech_sink.start_segment(start)
         self._since_update = self._frame - start  # updates follow the utterance's chunks
 
     def _commit_held(self) -> None:
@@ -305,6 +321,8 @@ class EmotionRecognizer:
             self._n_held -= 1
             self._n_committed += 1
             self._utt.frames += 1
+            if self.speech_sink is not None:
+                self.speech_sink.add_frame(self._buf[self._n_committed - 1])
             if self._n_committed == self._chunk:
                 self._run(self._chunk)
             if self.vad is not None and self._utt.frames >= self._max_frames:
@@ -324,6 +342,8 @@ class EmotionRecognizer:
             self._run(self._n_committed)  # the shorter last chunk, as predict_utterances runs it
         self._emit(final=True)
         self._utt = None
+        if self.speech_sink is not None:
+            self.speech_sink.end_segment()
 
     def _emit(self, final: bool) -> None:
         utt = self._utt

@@ -65,6 +65,10 @@ def _check_structure(result: dict, table: str, with_torch: bool) -> None:
     assert latency["newest_frame_ms"]["median"] > 0
     memory = result["memory"]
     assert memory["runtime"]["peak_rss_mb"] > 0 and memory["runtime"]["torch_imported"] is False
+    assert memory["listen"]["peak_rss_mb"] > 0 and memory["listen"]["torch_imported"] is False
+    floor = result["framework_floor"]
+    assert floor["run_call_us"] > 0 and floor["scan_steps_per_frame"] >= 1 and floor["nodes_per_frame"] > 0
+    assert floor["overhead_us_per_frame_at_10"] > 0
     assert ("peak_rss_mb" in memory["torch"]) is with_torch
     assert result["sizes"]["bundle_graph_bytes"] > 0
     assert [t["target"] for t in result["targets"]] == list(TARGETS)
@@ -86,3 +90,17 @@ def test_bench_quick_with_torch(tmp_path):
 def test_bench_quick_without_torch(tmp_path):
     result, table = _bench(tmp_path, torch_blocked=True)
     _check_structure(result, table, with_torch=False)
+
+
+def test_random_bundle_of_another_size_runs(tmp_path):
+    """benchmarks/random_bundle.py: a bundle the bench can time for a model size nobody trained yet."""
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from benchmarks.random_bundle import random_bundle
+    from edge_emo.runtime.bundle import load_bundle
+
+    bundle = load_bundle(random_bundle(tmp_path / "2x16.bundle", hidden=16).path)
+    assert bundle.state_shape == (2, 1, 16) and bundle.precision == "int8"
+    frames = np.random.default_rng(0).standard_normal((23, bundle.spec.dim)).astype(np.float32)
+    assert bundle.predict_utterances([frames]).shape == (1, len(bundle.emotions))

@@ -1,6 +1,6 @@
 """The device side installed as a board installs it: `pip install edge-emo` (the built wheel, no extras) into
 fresh virtual environments on the oldest and the newest Python that pyproject.toml declares, and into one with
-the oldest supported onnxruntime (1.16.3: the last release with wheels for glibc < 2.28, e.g. JetPack 4).
+the oldest supported onnxruntime (1.16.3: the last release with manylinux2014 wheels, for glibc before 2.27).
 Each environment runs tests/boards/device_check.py on the same inputs: openSMILE features of a WAV and both
 bundles' predictions on fixed feature clips must agree with this (newest onnxruntime) environment.
 

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 
 from edge_emo.data.labels import EMOTIONS
+from tests import cli
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def edge_emo(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge_emo", *map(str, args)], capture_output=True, text=True, env=env
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"edge-emo {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+edge_emo = partial(cli.edge_emo, check=True)
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +115,7 @@ def test_evaluate_runs_on_an_exported_bundle_without_torch(corpus, trained, tmp_
         f"app(['evaluate', {str(bundle)!r}, {str(corpus)!r}, '--split', 'val', '--json'], standalone_mode=False)\n"
         "assert 'torch' not in sys.modules, 'evaluating a bundle imported torch'\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    proc = cli.python(script)
     assert proc.returncode == 0, proc.stderr
     from_bundle = json.loads(proc.stdout)
     from_checkpoint = json.loads(

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from edge_emo.train.checkpoint import load_checkpoint, state_path
-from tests.core.test_cli import ROOT, edge_emo
+from tests.cli import ROOT
+from tests.core.test_cli import edge_emo
 
 # 16 clips (the train split) in global batches of 5: steps of 5, 5, 5 and 1 clip, so the processes get
 # uneven shares and, in the last step, one of them none.

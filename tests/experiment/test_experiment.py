@@ -7,7 +7,7 @@ import csv
 import json
 import os
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +17,13 @@ from edge_emo.data.labels import EMOTIONS
 from edge_emo.experiment.reference import Ridge, corpus_functionals
 from edge_emo.experiment.runner import capped_budgets, parse_budgets
 from edge_emo.experiment.stats import bootstrap_ci, describe
+from tests import cli
 from tests.core.conftest import make_corpus
 
-ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def edge_emo(*args, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge_emo", *map(str, args)], capture_output=True, text=True, env=env
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"edge-emo {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+edge_emo = partial(cli.edge_emo, check=True)
 
 
 # 5 speakers x 6 clips: the train split (4 speakers) has 24 clips, validation 6.

@@ -198,7 +198,8 @@ def test_new_head_is_written_into_a_new_bundle(bundles, tmp_path, precision):
     clips = raw_clips(4, seed=8)
     new = write_bundle_with_head(bundle, weight, bias, bundle.path, provenance={"labels": 12})
     assert new.version != bundle.version and new.precision == precision
-    assert new.provenance["personalization"] == {"from_version": bundle.version, "labels": 12}
+    record = {"from_version": bundle.version, "base_version": bundle.version, "labels": 12}
+    assert new.provenance["personalization"] == record
     expected = bundle.embed_utterances(clips) @ weight + bias
     assert np.abs(new.predict_utterances(clips) - expected).max() <= 1e-4
     assert load_bundle(bundle.path.with_name(bundle.path.name + ".prev")).version == bundle.version
@@ -206,7 +207,8 @@ def test_new_head_is_written_into_a_new_bundle(bundles, tmp_path, precision):
         write_bundle_with_head(new, weight.T, bias, tmp_path / "x.bundle")
 
 
-def test_loading_and_running_a_bundle_never_imports_torch(bundles):
+def test_loading_and_running_a_bundle_never_imports_torch_or_onnx(bundles):
+    """onnxruntime alone checks and runs a bundle (importing onnx would cost a device about 12 MB)."""
     code = (
         "import sys, numpy as np\n"
         "from edge_emo.runtime.bundle import load_bundle\n"
@@ -214,6 +216,7 @@ def test_loading_and_running_a_bundle_never_imports_torch(bundles):
         "y = b.predict_utterances([np.ones((23, 25), np.float32)])\n"
         "assert y.shape == (1, 6), y.shape\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'onnx' not in sys.modules, 'onnx was imported'\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

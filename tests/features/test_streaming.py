@@ -250,3 +250,24 @@ def test_interpreter_exit_with_a_live_stream_does_not_abort(ending, code):
     )
     expected = {"normal exit": 0, "uncaught exception": 3, "error": 1}[ending]
     assert result.returncode == expected, result.stderr  # SIGABRT would be -6
+
+
+def test_streaming_never_imports_the_opensmile_package():
+    """The device path loads openSMILE's library binding alone: the package's __init__ pulls in pandas and
+    audinterface (about 100 MB resident)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from edge_emo.features import StreamingExtractor, spec_for
+        with StreamingExtractor(spec_for("egemaps")) as stream:
+            stream.accept_waveform(np.zeros(16000, np.int16))
+            n = len(stream.frames()) + len(stream.end_of_input())
+        assert n > 90, n  # 1 s of audio
+        heavy = sorted(m for m in ("opensmile", "pandas", "audinterface") if m in sys.modules)
+        assert not heavy, heavy
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr

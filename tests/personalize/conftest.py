@@ -10,9 +10,7 @@ import pytest
 
 from edge_emo.data.labels import EMOTIONS
 from tests.fixtures import synth_speech, write_wav
-from tests.runtime.test_listen import ROOT, edge_emo
 
-__all__ = ["ROOT", "edge_emo"]
 N_CLIPS = 8
 
 

@@ -3,29 +3,24 @@ labels.csv: SIGKILL at seeded random delays across each command's run time, 50 t
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from edge_emo.data.labels import read_labels
 from edge_emo.runtime.bundle import BundleError, load_bundle
-from tests.personalize.conftest import ROOT, write_wearer
+from tests.cli import CLI, ROOT, cli_env, edge_emo
+from tests.personalize.conftest import write_wearer
 
 KILLS = {"personalize": 25, "record": 25}
 
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_emo", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=cli_env()
     )
 
 
@@ -97,9 +92,6 @@ def test_kills_during_personalize_and_record_leave_valid_files(bundles, tmp_path
     )
     assert killed >= 25  # at least half of the runs were really cut short (run times vary on a busy machine)
     # And everything still works afterwards.
-    assert subprocess.run(
-        [sys.executable, "-m", "edge_emo", "personalize", "--model", str(model), "--labels", str(labels)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=120,
-    ).returncode == 0  # fmt: skip
+    edge_emo("personalize", "--model", model, "--labels", labels, check=True)
     load_bundle(model)
     load_bundle(f"{model}.prev")

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +17,8 @@ from edge_emo.features import extract_file
 from edge_emo.personalize.ridge import fit_head, predict
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import load_bundle
-from tests.personalize.conftest import ROOT, edge_emo, write_wearer
+from tests.cli import CLI, ROOT, cli_env, edge_emo, python
+from tests.personalize.conftest import write_wearer
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
@@ -128,10 +128,7 @@ def test_record_personalize_evaluate_and_roll_back_without_torch(bundles, tmp_pa
         "    except SystemExit as e: assert e.code in (0, None), (args[0], e.code)\n"
         "print('TORCH-FREE', file=sys.stderr)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    run = python(code)
     assert run.returncode == 0 and "TORCH-FREE" in run.stderr, run.stderr
     assert "| macro-F1 |" in run.stdout and "rolled back" in run.stdout
     assert load_bundle(model).version == bundles["int8"].version
@@ -172,9 +169,8 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(bundles, wearer_labels, 
         expected = "not an edge-emo bundle"
     before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     run = subprocess.run(
-        [*prefix, sys.executable, "-m", "edge_emo", "personalize", *args], capture_output=True, text=True,
-        timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        [*prefix, *CLI, "personalize", *args], capture_output=True, text=True, cwd=ROOT, env=cli_env()
+    )
     model.parent.chmod(0o755)
     assert run.returncode == 2 and run.stderr.startswith("error: ") and expected in run.stderr, run.stderr
     assert {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
@@ -183,3 +179,35 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(bundles, wearer_labels, 
 def test_rollback_without_a_previous_bundle_is_an_error(bundles, tmp_path):
     run = edge_emo("personalize", "--rollback", "--out", str(bundles["int8"].path))
     assert run.returncode == 2 and "no previous bundle" in run.stderr
+
+
+def test_listen_uses_the_personalized_model_only_if_it_fits_the_shipped_one(bundles, wearer_labels, tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    personal = tmp_path / "data/edge-emo/personal.bundle"
+
+    def listen(*args: str) -> tuple[str, list[dict]]:
+        run = edge_emo("listen", "--input", "sample", "--fast", "--json", "--duration", "3", *args, env=env)
+        assert run.returncode == 0, run.stderr
+        return run.stderr, [json.loads(line)["intensities"] for line in run.stdout.splitlines()]
+
+    shipped_err, shipped = listen()
+    assert "personalized" not in shipped_err
+    assert edge_emo("personalize", "--labels", wearer_labels, env=env).returncode == 0
+    err, personalized = listen()
+    assert f"model: your personalized bundle {personal}" in err
+    assert personalized != shipped  # the wearer's head is in use
+    assert listen("--model", "shipped")[1] == shipped
+    # Personalizing again starts from the shipped model again, not from the personalized one: same head.
+    assert edge_emo("personalize", "--labels", wearer_labels, env=env).returncode == 0
+    assert listen()[1] == personalized
+    # A personalized bundle of another model (e.g. made before an upgrade of the shipped one) is not used.
+    run = edge_emo(
+        "personalize", "--model", bundles["fp32"].path, "--labels", wearer_labels, "--out", personal
+    )
+    assert run.returncode == 0, run.stderr
+    err, out = listen()
+    assert "was made from" in err and "using the shipped model" in err and out == shipped
+    # Nor a damaged one: the shipped model keeps the device working and the message says what to do.
+    (personal / "manifest.json").write_text("{")
+    err, out = listen()
+    assert "not using your personalized model" in err and "--rollback" in err and out == shipped

@@ -9,8 +9,8 @@ import soundfile
 
 from edge_emo.data.labels import EMOTIONS, LABEL_COLUMNS, read_labels
 from edge_emo.personalize.record import parse_labels
+from tests.cli import edge_emo
 from tests.fixtures import synth_speech, write_wav
-from tests.personalize.conftest import edge_emo
 from tests.runtime.test_microphone import alsa_env, file_device, recording
 
 

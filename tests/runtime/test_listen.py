@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_emo.features import load_audio
 from edge_emo.runtime.recognizer import EmotionRecognizer
+from tests.cli import CLI, ROOT, cli_env, edge_emo, python
 from tests.runtime.test_recognizer import stream
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def edge_emo(
-    *args: str, env: dict | None = None, timeout: float = 120, **kwargs
-) -> subprocess.CompletedProcess:
-    """`python -m edge_emo ARGS` with the repository on PYTHONPATH (kwargs go to subprocess.run, e.g. input)."""
-    return subprocess.run(
-        [sys.executable, "-m", "edge_emo", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        **kwargs,
-    )
 
 
 def test_json_lines_are_the_recognizer_updates(bundle, clip_path):
@@ -59,10 +40,7 @@ def test_the_whole_stream_runs_without_torch(bundle):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('TORCH-FREE', file=sys.stderr)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    run = python(code)
     assert run.returncode == 0 and "TORCH-FREE" in run.stderr, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(lines) > 100 and any(u["speech"] for u in lines) and lines[-1]["final"]
@@ -78,9 +56,8 @@ def test_the_live_view_draws_bars_for_every_emotion(bundle, clip_path):
 
 def test_ctrl_c_ends_cleanly_with_a_summary(bundle):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_emo", "listen", "--model", str(bundle.path), "--input", "sample", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [*CLI, "listen", "--model", str(bundle.path), "--input", "sample", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli_env(),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     first = proc.stdout.readline()  # real-time pace: the first update after about 0.1 s of audio
@@ -153,7 +130,7 @@ def test_updates_go_to_the_wearable_over_the_firmware_bridge(bundle, clip_path):
     import socket
 
     from firmware_bridge import Hello, StreamDecoder, Update
-    from firmware_bridge.protocol import quantise
+    from firmware_bridge.protocol import MAX_MODEL_VERSION, quantise
 
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
@@ -170,7 +147,10 @@ def test_updates_go_to_the_wearable_over_the_firmware_bridge(bundle, clip_path):
         messages += [f.message for f in decoder.feed(receiver.recv(2048))]
     receiver.close()
     assert isinstance(messages[0], Hello) and messages[0].emotions == bundle.emotions
-    assert bundle.version.startswith(messages[0].model_version) and messages[0].update_rate_centihz == 1000
+    assert (
+        messages[0].model_version == bundle.short_version(MAX_MODEL_VERSION)
+        and messages[0].update_rate_centihz == 1000
+    )
     updates = [m for m in messages if isinstance(m, Update)]
     for sent, line in zip(updates, lines):
         assert sent.timestamp_ms == round(line["time_s"] * 1000) and sent.speech == line["speech"]

@@ -17,8 +17,8 @@ import pytest
 import soundfile
 
 from edge_emo.features import resample
+from tests.cli import edge_emo
 from tests.fixtures import synth_speech, write_wav
-from tests.runtime.test_listen import edge_emo
 
 
 def speech(rate: int = 16000) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -183,3 +185,16 @@ def test_bad_input_is_refused_with_a_clear_error(bundles):
         EmotionRecognizer(bundles["mismatch"])
     with pytest.raises(ValueError, match="update_interval_s"):
         EmotionRecognizer(bundles["int8"], update_interval_s=0)
+
+
+@pytest.mark.parametrize(
+    ("version", "short"),
+    [
+        ("finetuned-20261121-int8-104890960b", "finetuned-int8-104890960b"),
+        ("personalized-20261122-fp32-0123456789", "personalized-fp32-0123456789"),
+        ("finetuned-int8-1", "finetuned-int8-1"),
+        ("x" * 20 + "-y" * 10 + "-0123456789abcdef", "x" * 16 + "123456789abcdef"),
+    ],
+)
+def test_short_versions_fit_the_bridge_and_keep_the_graph_hash(bundle, version, short):
+    assert dataclasses.replace(bundle, version=version).short_version(31) == short

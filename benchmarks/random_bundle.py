@@ -1,0 +1,56 @@
+"""A bundle of another model size with random weights, for speed and memory only (`edge-emo bench --model`):
+the time of a step does not depend on the weights' values. Needs the `train` extra (torch).
+
+    PYTHONPATH=. python benchmarks/random_bundle.py --hidden 128 --out build/2x128-random.bundle
+    PYTHONPATH=. python -m edge_emo bench --model build/2x128-random.bundle --out 2x128.json
+
+The feature spec, normalisation and emotions are the shipped model's, so the runtime treats it like the real
+thing; the export is the one export path (export/export_bundle.py), int8 by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from edge_emo.model import EmotionGRU, ModelConfig
+from edge_emo.runtime.bundle import Bundle, load_bundle
+from edge_emo.train.checkpoint import Checkpoint, provenance, save_checkpoint
+from export import export_bundle
+
+SHIPPED = Path(__file__).resolve().parent.parent / "edge_emo" / "models" / "default.bundle"
+
+
+def random_bundle(
+    out: str | Path, hidden: int, layers: int = 2, precision: str = "int8", seed: int = 0
+) -> Bundle:
+    shipped = load_bundle(SHIPPED)
+    torch.manual_seed(seed)
+    model = EmotionGRU(
+        ModelConfig(shipped.spec.dim, hidden=hidden, layers=layers, n_emotions=len(shipped.emotions))
+    )
+    prov = provenance(
+        stage=f"random-{layers}x{hidden}", data=["none: random weights, for speed and memory only"]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = Path(tmp) / "random.safetensors"
+        save_checkpoint(Checkpoint(model, shipped.spec, shipped.norm, shipped.emotions, prov), checkpoint)
+        return export_bundle(checkpoint, out, precision=precision)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, required=True)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    bundle = random_bundle(args.out, args.hidden, args.layers, args.precision)
+    print(f"{bundle.path}: {bundle.version}")
+
+
+if __name__ == "__main__":
+    main()
