@@ -160,7 +160,7 @@ def _gain(text: str):
         raise ValueError(f"a gain is a number of dB or 'random', not {text!r}") from None
 
 
-def _gains(text: str | None) -> list:
+def _gains(text: Optional[str]) -> list:
     return [_gain(t) for t in text.split(",") if t.strip()] if text else []
 
 
