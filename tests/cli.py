@@ -40,3 +40,17 @@ def python(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=cli_env()
     )
+
+
+def edge_emo_without_torch(*commands: list[str]) -> subprocess.CompletedProcess:
+    """Each `edge-emo` command line of `commands` in one fresh interpreter in which `import torch` fails, as
+    on a device without it; a command that exits non-zero fails the run (returncode 1, the command on stderr)."""
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch now raises ImportError\n"
+        "from edge_emo.cli import app\n"
+        f"for args in {[[str(a) for a in c] for c in commands]!r}:\n"
+        "    try: app(args)\n"
+        "    except SystemExit as e: assert e.code in (0, None), (args[0], e.code)\n"
+    )
+    return python(code)

@@ -4,10 +4,7 @@ the torch model, head rewriting, torch-free loading and the `edge-emo export` co
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +21,7 @@ from edge_emo.runtime.bundle import (
 from edge_emo.train.checkpoint import load_checkpoint
 from edge_emo.train.finetune import embed, predict
 from export import export_bundle
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli import edge_emo, python
 
 
 def raw_clips(n: int, seed: int, lengths=(37, 120, 301, 10, 1)) -> list[np.ndarray]:
@@ -218,30 +214,15 @@ def test_loading_and_running_a_bundle_never_imports_torch_or_onnx(bundles):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "assert 'onnx' not in sys.modules, 'onnx was imported'\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    result = python(code)
     assert result.returncode == 0, result.stderr
 
 
 def test_export_command(checkpoint_path, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "cli.bundle"
-    cmd = [
-        sys.executable,
-        "-m",
-        "edge_emo",
-        "export",
-        checkpoint_path,
-        "--out",
-        str(out),
-        "--precision",
-        "fp32",
-    ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    result = edge_emo("export", checkpoint_path, "--out", out, "--precision", "fp32")
     assert result.returncode == 0, result.stderr
     assert "fp32" in result.stdout and load_bundle(out).precision == "fp32"
-    bad = subprocess.run(
-        [*cmd[:4], str(tmp_path / "missing.safetensors"), *cmd[5:]], env=env, capture_output=True, text=True
-    )
+    bad = edge_emo("export", tmp_path / "missing.safetensors", "--out", out, "--precision", "fp32")
     assert bad.returncode == 2
     assert "error:" in bad.stderr and "missing.safetensors" in bad.stderr

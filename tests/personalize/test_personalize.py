@@ -17,7 +17,7 @@ from edge_emo.features import extract_file
 from edge_emo.personalize.ridge import fit_head, predict
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import load_bundle
-from tests.cli import CLI, ROOT, cli_env, edge_emo, python
+from tests.cli import CLI, ROOT, cli_env, edge_emo, edge_emo_without_torch
 from tests.personalize.conftest import write_wearer
 
 
@@ -119,17 +119,8 @@ def test_record_personalize_evaluate_and_roll_back_without_torch(bundles, tmp_pa
         ["evaluate", str(model), str(labels.parent)],
         ["personalize", "--rollback", "--model", str(model)],
     ]
-    code = (
-        "import sys\n"
-        "sys.modules['torch'] = None  # any import of torch now raises ImportError\n"
-        "from edge_emo.cli import app\n"
-        f"for args in {commands!r}:\n"
-        "    try: app(args)\n"
-        "    except SystemExit as e: assert e.code in (0, None), (args[0], e.code)\n"
-        "print('TORCH-FREE', file=sys.stderr)\n"
-    )
-    run = python(code)
-    assert run.returncode == 0 and "TORCH-FREE" in run.stderr, run.stderr
+    run = edge_emo_without_torch(*commands)
+    assert run.returncode == 0, run.stderr
     assert "| macro-F1 |" in run.stdout and "rolled back" in run.stdout
     assert load_bundle(model).version == bundles["int8"].version
 

@@ -26,7 +26,7 @@ from edge_emo.features.feature_log import (
     temporary_paths,
 )
 from edge_emo.runtime.feature_log import FeatureLogger
-from tests.cli import CLI, cli_env, python
+from tests.cli import CLI, cli_env, edge_emo_without_torch
 from tests.fixtures import synth_speech, write_wav
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".raw", ".pcm", ".aiff", ".au", ".webm", ".m4a"}
@@ -272,15 +272,7 @@ def test_broken_or_foreign_shards_are_clear_errors(tmp_path):
 
 
 def test_logging_runs_without_torch(bundle, tmp_path):
-    code = (
-        "import sys\n"
-        "from edge_emo.cli import app\n"
-        f"args = ['listen', '--model', {str(bundle.path)!r}, '--input', 'sample', '--fast', '--json',\n"
-        f"        '--log-features', {str(tmp_path / 'log')!r}]\n"
-        "try: app(args)\n"
-        "except SystemExit as e: assert e.code in (0, None), e.code\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-    )
-    run = python(code)
+    listen = ["listen", "--model", bundle.path, "--input", "sample", "--fast", "--json"]
+    run = edge_emo_without_torch([*listen, "--log-features", tmp_path / "log"])
     assert run.returncode == 0, run.stderr
     assert [read_shard(p).frames.shape[1] for p in shard_paths(tmp_path / "log")] == [bundle.spec.dim]
