@@ -40,6 +40,11 @@ MOSEI_COVAREP_HELP = "CMU_MOSEI_COVAREP.csd to use as a corpus (with --mosei-lab
 MOSEI_LABELS_HELP = "CMU_MOSEI_Labels.csd to use as a corpus (with --mosei-covarep)."
 
 
+class SpeechCutChoice(str, Enum):
+    speech = "speech"
+    whole = "whole"
+
+
 class FeatureSetChoice(str, Enum):
     egemaps = "egemaps"
     compare = "compare"
@@ -283,10 +288,25 @@ def pretrain(
         distributed.stop()
 
 
+CutOpt = Annotated[
+    SpeechCutChoice,
+    typer.Option(
+        "--cut",
+        help="What of each audio clip the model sees: 'speech' from the first to the last frame the device's "
+        "voice detector calls speech (as `listen` analyses it), or the 'whole' clip.",
+    ),
+]
+
+
 @app.command()
 @_guard
 def finetune(
-    data_dir: DataDir = None,
+    data_dirs: Annotated[
+        Optional[list[Path]],
+        typer.Argument(
+            help="Labeled corpus folders (labels.csv or CMU-MOSEI .csd files), trained on together."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")] = Path(
         "finetuned.safetensors"
     ),
@@ -298,6 +318,21 @@ def finetune(
         typer.Option(
             help="Pretrained checkpoint: train only the head on its frozen backbone. "
             "Without it, the baseline: the same network from scratch."
+        ),
+    ] = None,
+    neutral: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="Ordinary speech (manifest.csv folder) to learn as 'no emotion': each utterance the voice "
+            "detector cuts becomes a clip with all-zero intensities (repeatable)."
+        ),
+    ] = None,
+    cut: CutOpt = SpeechCutChoice.whole,
+    crop_s: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Whole-network training: a random stretch of at most this many seconds of each clip per epoch.",
+            min=0.1,
         ),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
@@ -324,24 +359,11 @@ def finetune(
     mosei_labels: MoseiLabels = None,
 ) -> None:
     """Few-shot fine-tuning on N labeled clips: the head on a frozen pretrained backbone, or the baseline."""
-    from edge_emo.data.corpus import load_corpus
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
-    from edge_emo.train.finetune import (
-        FinetuneConfig,
-        finetune_all,
-        finetune_head,
-        sample_labeled,
-        train_baseline,
-    )
+    from edge_emo.train.finetune import FinetuneConfig, TrainingData, train
 
     _one_torch_thread_unless_told()
-    if full and init is None:
-        raise ValueError("--full fine-tunes a pretrained network: give it with --init")
-    if train_gains and (data_dir is None or (init is not None and not full) or mosei_covarep):
-        raise ValueError(
-            "--train-gains needs an audio corpus and whole-network training (--full or no --init)"
-        )
-    dirs = [data_dir] if data_dir else []
+    dirs = list(data_dirs or [])
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
         raise ValueError(f"--feature-set {feature_set.value} differs from the checkpoint's ({pre.spec.name})")
@@ -350,24 +372,23 @@ def finetune(
         if pre
         else _spec(feature_set.value if feature_set else _default_feature_set(dirs, bool(mosei_covarep)))
     )
-    clips = _one_corpus(_corpora(dirs, mosei_covarep, mosei_labels, spec, split, split_seed))
-    chosen = sample_labeled(clips, labels, seed)
-    config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, pos_weight=pos_weight)
-    # The same clips heard through other gains: the same split and the same draw of the same corpus.
-    renditions = [
-        sample_labeled(load_corpus(data_dir, spec, split, split_seed, gain=g), labels, seed)
-        for g in _gains(train_gains)
-    ]
-    if pre is None:
-        ckpt = train_baseline(chosen, config, hidden, layers, renditions)
-    elif full:
-        ckpt = finetune_all(pre, chosen, config, renditions)
-    else:
-        ckpt = finetune_head(pre, chosen, config)
-    ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
+    if (mosei_covarep is None) != (mosei_labels is None):
+        raise ValueError("--mosei-covarep and --mosei-labels go together")
+    data = TrainingData(
+        labeled=dirs,
+        neutral=list(neutral or []),
+        mosei=(mosei_covarep, mosei_labels) if mosei_covarep else None,
+        split=split,
+        split_seed=split_seed,
+        cut=cut.value,
+        gains=_gains(train_gains),
+    )
+    config = FinetuneConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, pos_weight=pos_weight, crop_s=crop_s
+    )
+    ckpt, learned = train(data, spec, config, pre, full=full, labels=labels, hidden=hidden, layers=layers)
     if train_gains:
         ckpt.provenance["finetune"]["train_gains"] = train_gains
-    ckpt.provenance["split"] = {"split": split, "seed": split_seed}
     save_checkpoint(ckpt, out)
     kind = (
         "whole pretrained network"
@@ -376,7 +397,7 @@ def finetune(
         if pre
         else "baseline from scratch"
     )
-    typer.echo(f"trained the {kind} on {len(chosen)} labeled clips; wrote {out}")
+    typer.echo(f"trained the {kind} on {learned}; wrote {out}")
 
 
 @app.command()
@@ -540,8 +561,12 @@ def listen(
         typer.Option(help="Time constant (s) of exponential smoothing of the intensities; 0: none.", min=0),
     ] = 0.0,
     vad_threshold_db: Annotated[
-        float, typer.Option(help="Level (dBFS) at which audio counts as speech.")
-    ] = -45.0,
+        Optional[float],
+        typer.Option(
+            help="A fixed level (dBFS) at which audio counts as speech; default: a threshold 12 dB above the "
+            "noise floor it tracks (-70..-35 dBFS)."
+        ),
+    ] = None,
     vad: Annotated[
         bool,
         typer.Option(help="Cut the stream into utterances; --no-vad: the whole stream is one utterance."),
@@ -576,9 +601,10 @@ def listen(
     import sys
 
     from edge_emo.features import AudioFileError
+    from edge_emo.features.speech import Vad
     from edge_emo.runtime import listen as listening
     from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
-    from edge_emo.runtime.recognizer import EmotionRecognizer, Vad
+    from edge_emo.runtime.recognizer import EmotionRecognizer
     from edge_emo.runtime.view import LiveView
 
     bundle = _listen_model(model)
@@ -760,10 +786,9 @@ def record(
     """Record a clip from the microphone (or import audio files), label it and add it to labels.csv."""
     from edge_emo.data.labels import EMOTIONS, read_labels
     from edge_emo.features import load_audio
+    from edge_emo.features.speech import Vad, speech_seconds
     from edge_emo.personalize.record import LABEL_HELP, append_label, capture, parse_labels, save_clip
-    from edge_emo.personalize.wearer import speech_seconds
     from edge_emo.runtime.audio_input import AudioSourceError
-    from edge_emo.runtime.recognizer import Vad
 
     given = parse_labels(" ".join(label)) if label else None
     if labels.exists():
@@ -778,10 +803,8 @@ def record(
             raise fail(f"{e}; without a microphone, import files with --input", e.exit_code) from None
     vad = Vad()
     for name, signal, rate in clips:  # every clip is checked before anything is written
-        if speech_seconds(signal, rate, vad.threshold_db) < vad.min_speech_s:
-            raise ValueError(
-                f"{name}: no speech (never {vad.threshold_db:g} dBFS or louder); nothing recorded"
-            )
+        if speech_seconds(signal, rate, vad) < vad.min_speech_s:
+            raise ValueError(f"{name}: no speech (voice-activity detector: {vad.describe}); nothing recorded")
     for name, signal, rate in clips:
         intensities = given
         while intensities is None:

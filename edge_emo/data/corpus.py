@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from edge_emo.data.gain import Gain, gained_extract
 from edge_emo.data.labels import EMOTIONS, ClipRecord, CorpusError, read_labels, read_manifest
 from edge_emo.data.splits import Split, speaker_split
 from edge_emo.features import FeatureSpec, extract, load_audio
+from edge_emo.features.speech import DEFAULT_VAD, LoudnessGate, Vad, frame_squares, speech_segments
 from edge_emo.progress import progress
 
 # Peak amplitude (full scale 1.0) below which a clip is treated as silence, not speech.
@@ -59,6 +61,36 @@ class ClipSet:
             self.emotions,
         )
 
+    @classmethod
+    def concat(cls, sets: Sequence[ClipSet]) -> ClipSet:
+        """One set of the clips of several, in order (same features; labeled all or none)."""
+        first = sets[0]
+        for other in sets[1:]:
+            first.spec.check_compatible(other.spec, "the first corpus")
+            if (other.labels is None) != (first.labels is None) or other.emotions != first.emotions:
+                raise CorpusError(
+                    "corpora to join must all be labeled, with the same emotions, or all unlabeled"
+                )
+        return cls(
+            first.spec,
+            [f for s in sets for f in s.features],
+            [x for s in sets for x in s.speakers],
+            [x for s in sets for x in s.names],
+            None if first.labels is None else np.concatenate([s.labels for s in sets]),
+            first.emotions,
+        )
+
+    def as_neutral(self) -> ClipSet:
+        """The same clips labeled with no emotion (all-zero intensities): ordinary speech as a target."""
+        return ClipSet(
+            self.spec,
+            self.features,
+            self.speakers,
+            self.names,
+            np.zeros((len(self), len(self.emotions)), np.float32),
+            self.emotions,
+        )
+
     def split(self, split: Split | str, seed: int = 0) -> ClipSet:
         return self.subset(speaker_split(self.speakers, split, seed))
 
@@ -71,6 +103,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGE_EMO_CACHE", Path.home() / ".cache" / "edge-emo")) / "features"
 
 
+class SpeechCut(str, Enum):
+    """How much of each audio clip a model sees."""
+
+    whole = "whole"  # every frame of the clip (what `edge-emo evaluate` scored before the speech detector)
+    speech = "speech"  # from the first to the last frame the device's voice detector calls speech
+    utterances = "utterances"  # each utterance the device's detector cuts, as a clip of its own
+
+
+# Utterances shorter than this are not worth a training example or a false-cue count: the live view shows
+# nothing for them either (its first update comes after one model chunk).
+MIN_UTTERANCE_S = 0.3
+
+
 def load_corpus(
     data_dir: str | Path,
     spec: FeatureSpec,
@@ -78,18 +123,27 @@ def load_corpus(
     seed: int = 0,
     workers: int = 0,
     gain: Gain | None = None,
+    cut: SpeechCut | str = SpeechCut.whole,
 ) -> ClipSet:
     """Load a DATA_DIR as a ClipSet of `spec` features. `split` applies to labeled corpora; unlabeled audio
     and feature logs are never evaluated on, so they are always used whole. With `gain`, audio clips are
-    heard through that microphone gain (cached apart from the plain features)."""
+    heard through that microphone gain (cached apart from the plain features). `cut` keeps the speech of
+    audio clips as the device's voice detector finds it in the plain audio (`SpeechCut`)."""
     data_dir = Path(data_dir)
+    cut = SpeechCut(cut)
     if not data_dir.is_dir():
         raise CorpusError(f"{data_dir}: not a folder")
-    if (data_dir / "labels.csv").is_file():
-        clips = _audio_corpus(data_dir, read_labels(data_dir / "labels.csv"), spec, workers, gain)
-        return clips.split(split, seed)
-    if (data_dir / "manifest.csv").is_file():
-        return _audio_corpus(data_dir, read_manifest(data_dir / "manifest.csv"), spec, workers, gain)
+    for table, read in (("labels.csv", read_labels), ("manifest.csv", read_manifest)):
+        if (data_dir / table).is_file():
+            records = read(data_dir / table)
+            clips = _audio_corpus(data_dir, records, spec, workers, gain)
+            if cut is not SpeechCut.whole:
+                clips = cut_speech(
+                    clips, speech_segments_of(data_dir, records, spec, workers), cut, spec.hop_s
+                )
+            return clips.split(split, seed) if table == "labels.csv" else clips
+    if cut is not SpeechCut.whole:
+        raise CorpusError(f"{data_dir}: cutting out speech needs audio (labels.csv or manifest.csv)")
     if gain is not None:
         raise CorpusError(f"{data_dir}: a gain needs audio (labels.csv or manifest.csv)")
     from edge_emo.data.feature_log import load_feature_log
@@ -125,6 +179,41 @@ def _audio_corpus(
     if records[0].intensities is not None:
         labels = np.asarray([r.intensities for r in records], dtype=np.float32)
     return ClipSet(spec, features, [r.speaker for r in records], names, labels)
+
+
+def _segments(signal: np.ndarray, rate: int, source: str, vad: Vad, hop_s: float) -> np.ndarray:
+    """(k, 2) float32 [start, end) frame indices of the utterances the device's detector finds in a clip."""
+    loud = LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s))
+    return np.asarray(speech_segments(loud, vad, hop_s), np.float32).reshape(-1, 2)
+
+
+def speech_segments_of(
+    root: Path, records: Sequence[ClipRecord], spec: FeatureSpec, workers: int = 0, vad: Vad = DEFAULT_VAD
+) -> list[np.ndarray]:
+    """Utterances of every clip of a corpus as (k, 2) frame spans, cached like features."""
+    key = {"vad": asdict(vad), "hop_s": spec.hop_s}
+    compute = functools.partial(_segments, vad=vad, hop_s=spec.hop_s)
+    return cached_per_clip(root, records, "speech-segments", key, compute, workers)
+
+
+def cut_speech(clips: ClipSet, segments: Sequence[np.ndarray], cut: SpeechCut, hop_s: float) -> ClipSet:
+    """The speech of every clip (`SpeechCut.speech`; a clip in which the detector finds none stays whole, so
+    that no label is lost) or its utterances as clips of their own (`SpeechCut.utterances`, named
+    `path#k`, each with its clip's labels; utterances under MIN_UTTERANCE_S are left out)."""
+    features, speakers, names, rows = [], [], [], []
+    for i, (f, seg) in enumerate(zip(clips.features, segments)):
+        spans = [(int(a), int(b)) for a, b in seg]
+        if cut is SpeechCut.speech:
+            spans = [(spans[0][0], spans[-1][1])] if spans else [(0, len(f))]
+        else:
+            spans = [(a, b) for a, b in spans if (b - a) * hop_s >= MIN_UTTERANCE_S]
+        for k, (a, b) in enumerate(spans):
+            features.append(f[a : min(b, len(f))])
+            speakers.append(clips.speakers[i])
+            names.append(clips.names[i] if cut is SpeechCut.speech else f"{clips.names[i]}#{k}")
+            rows.append(i)
+    labels = None if clips.labels is None else clips.labels[rows]
+    return ClipSet(clips.spec, features, speakers, names, labels, clips.emotions)
 
 
 # compute(signal, sample_rate, source=...) -> one (n, d) array per clip: a module-level function or a partial

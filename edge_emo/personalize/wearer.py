@@ -25,10 +25,10 @@ import numpy as np
 
 from edge_emo.data.labels import EMOTIONS, read_labels
 from edge_emo.features import extract, load_audio
+from edge_emo.features.speech import Vad, speech_seconds
 from edge_emo.metrics import report
 from edge_emo.personalize.ridge import HeadFit, fit_head, held_out_predictions, predict
 from edge_emo.runtime.bundle import HEAD_BIAS, HEAD_WEIGHT, Bundle, BundleError, load_bundle
-from edge_emo.runtime.recognizer import Vad
 
 # Leave-one-out needs a few clips to tell a useful strength from noise: with 5 clips every fold still fits
 # on 4, one per emotion at best. Fewer than that and the shrinkage nearly always keeps the shipped head
@@ -83,19 +83,6 @@ def read_head(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
     return found[HEAD_WEIGHT].astype(np.float32), found[HEAD_BIAS].astype(np.float32)
 
 
-def speech_seconds(signal: np.ndarray, rate: int, threshold_db: float = Vad.threshold_db) -> float:
-    """Longest run of 10 ms frames at or above `threshold_db` (the recognizer's speech level), in seconds."""
-    hop = max(1, round(0.01 * rate))
-    n = len(signal) // hop
-    frames = np.asarray(signal[: n * hop], np.float64).reshape(n, hop)
-    loud = 10 * np.log10(np.maximum((frames**2).mean(1), 1e-12)) >= threshold_db
-    longest = run = 0
-    for flag in loud:
-        run = run + 1 if flag else 0
-        longest = max(longest, run)
-    return longest * hop / rate
-
-
 def load_wearer_clips(labels_csv: str | os.PathLike, bundle: Bundle) -> WearerClips:
     """The wearer's labeled clips as features of the bundle's spec, checked: enough clips, each with speech,
     labels in range (read_labels), emotions the bundle knows."""
@@ -113,10 +100,8 @@ def load_wearer_clips(labels_csv: str | os.PathLike, bundle: Bundle) -> WearerCl
     features = []
     for record in records:
         signal, rate = load_audio(record.path)
-        if speech_seconds(signal, rate, vad.threshold_db) < vad.min_speech_s:
-            raise PersonalizeError(
-                f"{record.path}: no speech (never {vad.min_speech_s * 1000:g} ms above {vad.threshold_db:g} dBFS)"
-            )
+        if speech_seconds(signal, rate, vad, bundle.spec.hop_s) < vad.min_speech_s:
+            raise PersonalizeError(f"{record.path}: no speech (voice-activity detector: {vad.describe})")
         features.append(extract(signal, rate, bundle.spec, source=str(record.path)))
     labels = np.array([[r.intensities[i] for i in order] for r in records], dtype=np.float32)
     return WearerClips([r.path for r in records], features, labels)

@@ -14,8 +14,9 @@ BundleStream (normalise, GRU with carried state, running utterance mean) -> one 
 
 Utterances. The model was trained on clips, one label per clip, and predicts a clip's intensities as the
 mean over its frames. A continuous stream is cut into utterances by an energy voice-activity detector on the
-PCM itself (see `Vad`): an utterance starts at the first of `min_speech_s` of frames at or above
-`threshold_db` dBFS, continues through pauses shorter than `hangover_s`, and ends at its last loud frame;
+PCM itself (`Vad`, edge_emo/features/speech.py: by default a threshold that follows the noise floor, the same
+detector that cut the model's training clips): an utterance starts at the first of `min_speech_s` of loud
+frames, continues through pauses shorter than `hangover_s`, and ends at its last loud frame;
 it is also cut after `max_utterance_s` (a new one starts at once). The GRU state and the running mean are
 reset at every utterance start, so nothing said before influences what comes after (no drift). Frames of a
 pause are held back until the detector knows whether speech resumes: pauses inside an utterance belong to it,
@@ -46,20 +47,11 @@ import numpy as np
 
 from edge_emo.features import StreamingExtractor
 from edge_emo.features.audio import ChannelLayoutError
+from edge_emo.features.speech import DEFAULT_VAD, LoudnessGate, Vad
 from edge_emo.runtime.bundle import Bundle
 
 MAX_INTENSITY = 3.0
 _SILENT_DB = -120.0  # the level reported for digital silence
-
-
-@dataclass(frozen=True)
-class Vad:
-    """Energy voice-activity detection on the PCM, per feature frame (one hop of audio)."""
-
-    threshold_db: float = -45.0  # a frame is loud when its RMS level is at least this (dB full scale)
-    min_speech_s: float = 0.05  # this much consecutive loud audio starts an utterance
-    hangover_s: float = 0.5  # pauses shorter than this stay inside the utterance
-    max_utterance_s: float = 10.0  # longer speech is cut into utterances of this length
 
 
 class SpeechSink(Protocol):
@@ -170,7 +162,7 @@ class EmotionRecognizer:
         update_interval_s: float = 0.1,
         smoothing_s: float = 0.0,
         threads: int = 1,
-        vad: Vad | None = Vad(),
+        vad: Vad | None = DEFAULT_VAD,
         dominant_min: float = 0.5,
         input_rate: int | None = None,
         speech_sink: SpeechSink | None = None,
@@ -191,7 +183,6 @@ class EmotionRecognizer:
         self._model = bundle.stream(bundle.session(threads))
         self._chunk = bundle.chunk_frames
         if vad is not None:
-            self._threshold = 10.0 ** (vad.threshold_db / 10.0)  # on the mean square
             self._min_speech = max(1, round(vad.min_speech_s / self.hop_s))
             self._hangover = max(1, round(vad.hangover_s / self.hop_s))
             self._max_frames = max(self._chunk, round(vad.max_utterance_s / self.hop_s))
@@ -266,6 +257,7 @@ class EmotionRecognizer:
 
     def _start_stream(self) -> None:
         self._extractor = None
+        self._gate = None if self.vad is None else LoudnessGate(self.vad, self.hop_s)
         self._frame = 0  # absolute index of the next frame
         self._utt: _Utterance | None = None
         self._n_committed = 0
@@ -281,7 +273,7 @@ class EmotionRecognizer:
         if len(frames) == 0:
             return
         squares = self._levels.take(self._frame, len(frames))
-        loud = np.ones(len(frames), bool) if self.vad is None else squares >= self._threshold
+        loud = np.ones(len(frames), bool) if self._gate is None else self._gate.loud(squares)
         # A decision per frame: a few integer operations each, about 1 us, i.e. 1e-4 of real time.
         for row, is_loud, square in zip(frames, loud.tolist(), squares.tolist()):
             self._step(row, is_loud, square)

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from edge_emo.data.corpus import ClipSet
-from edge_emo.features import NormStats
+from edge_emo.data.corpus import ClipSet, SpeechCut, load_corpus
+from edge_emo.data.gain import Gain
+from edge_emo.data.mosei import load_mosei
+from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.metrics import PRESENT
 from edge_emo.model import EmotionGRU, ModelConfig
 from edge_emo.progress import progress
@@ -38,12 +41,102 @@ class FinetuneConfig:
     # Weight of the squared error on cells where the emotion is present (truth >= 0.5). Each emotion is
     # present in about one clip in nine: with weight 1 the loss is won by predicting near 0 everywhere.
     pos_weight: float = 1.0
+    # Whole-network training sees a random stretch of at most this many seconds of each longer clip per
+    # epoch: the label describes the whole utterance, and the mean over any long stretch of it estimates the
+    # same thing, so crops are cheap augmentation and bound the cost of long clips. None: whole clips.
+    crop_s: float | None = None
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
     """Mean squared error with the cells where an emotion is present weighted by `pos_weight`."""
     weight = 1.0 + (pos_weight - 1.0) * (target >= PRESENT).to(pred.dtype)
     return (weight * (pred - target) ** 2).mean()
+
+
+@dataclass
+class TrainingData:
+    """What a fine-tuning run learns from: labeled corpora (and CMU-MOSEI), ordinary speech as 'no emotion',
+    the speaker split, how much of each clip, and microphone gains to hear every clip through."""
+
+    labeled: list[Path] = field(default_factory=list)
+    neutral: list[Path] = field(default_factory=list)
+    mosei: tuple[Path, Path] | None = None
+    split: str = "all"
+    split_seed: int = 0
+    cut: str = (
+        "whole"  # a SpeechCut: 'whole' clips or their 'speech'; neutral speech is always cut in utterances
+    )
+    gains: list = field(default_factory=list)  # Gain renditions for whole-network training
+
+    def load(self, spec: FeatureSpec, gain: Gain | None = None) -> tuple[ClipSet, ClipSet | None]:
+        """(labeled clips, neutral utterances or None), heard through `gain`; the same clips in the same
+        order for every gain."""
+        sets = [
+            load_corpus(d, spec, self.split, self.split_seed, gain=gain, cut=self.cut) for d in self.labeled
+        ]
+        if self.mosei is not None:
+            if gain is not None:
+                raise ValueError("--train-gains needs audio corpora; CMU-MOSEI comes as precomputed frames")
+            sets.append(load_mosei(*self.mosei, spec).split(self.split, self.split_seed))
+        if not sets:
+            raise ValueError("no labeled corpus given: name a DATA_DIR or --mosei-covarep/--mosei-labels")
+        for d, c in zip(self.labeled, sets):
+            if c.labels is None:
+                raise ValueError(f"{d}: fine-tuning needs a labeled corpus (labels.csv)")
+        neutral = [load_corpus(d, spec, gain=gain, cut=SpeechCut.utterances) for d in self.neutral]
+        for d, c in zip(self.neutral, neutral):
+            if c.labels is not None:
+                raise ValueError(
+                    f"{d}: --neutral takes unlabeled ordinary speech (manifest.csv), not labels.csv"
+                )
+            if not len(c):
+                raise ValueError(f"{d}: the voice detector found no utterance to use as neutral speech")
+        return ClipSet.concat(sets), (ClipSet.concat(neutral).as_neutral() if neutral else None)
+
+
+def train(
+    data: TrainingData,
+    spec: FeatureSpec,
+    config: FinetuneConfig,
+    init: Checkpoint | None = None,
+    full: bool = False,
+    labels: int | None = None,
+    hidden: int = 256,
+    layers: int = 2,
+) -> tuple[Checkpoint, str]:
+    """Fine-tune (the head on `init`'s frozen backbone, or every weight with `full`) or train the baseline
+    (no `init`) on `labels` clips drawn from the labeled corpora plus all neutral utterances. Returns the
+    checkpoint and a description of what it learned from."""
+    if full and init is None:
+        raise ValueError("--full fine-tunes a pretrained network: give it with --init")
+    if data.gains and init is not None and not full:
+        raise ValueError("--train-gains needs whole-network training (--full or no --init)")
+    if config.crop_s is not None and init is not None and not full:
+        raise ValueError("--crop-s needs whole-network training (--full or no --init)")
+
+    def clips_heard(gain: Gain | None) -> tuple[ClipSet, int | None]:
+        labeled, neutral = data.load(spec, gain)
+        chosen = sample_labeled(labeled, labels, config.seed)
+        return (chosen, None) if neutral is None else (ClipSet.concat([chosen, neutral]), len(neutral))
+
+    clips, neutral_count = clips_heard(None)
+    renditions = [clips_heard(g)[0] for g in data.gains]
+    if init is None:
+        ckpt = train_baseline(clips, config, hidden, layers, renditions)
+    elif full:
+        ckpt = finetune_all(init, clips, config, renditions)
+    else:
+        ckpt = finetune_head(init, clips, config)
+    ckpt.provenance["data"] = [str(d) for d in data.labeled] + ([str(data.mosei[0])] if data.mosei else [])
+    ckpt.provenance["split"] = {"split": data.split, "seed": data.split_seed}
+    ckpt.provenance["finetune"]["cut"] = data.cut
+    if data.neutral:
+        ckpt.provenance["finetune"]["neutral"] = [str(d) for d in data.neutral]
+    n_labeled = len(clips) - (0 if neutral_count is None else neutral_count)
+    learned = f"{n_labeled} labeled clips" + (
+        f" and {neutral_count} neutral utterances" if neutral_count else ""
+    )
+    return ckpt, learned
 
 
 def sample_labeled(clips: ClipSet, n: int | None, seed: int) -> ClipSet:
@@ -148,11 +241,15 @@ def _fit_all(
     y = torch.from_numpy(clips.labels)
     opt = torch.optim.Adam([*model.gru.parameters(), *model.head.parameters()], lr=config.lr)
     model.train()
+    crop = None if config.crop_s is None else max(1, round(config.crop_s / clips.spec.hop_s))
     for _ in progress(range(config.epochs), label):
         data = versions[0]
         if renditions:
             pick = rng.integers(0, len(versions), len(clips))
             data = [versions[v][i] for i, v in enumerate(pick)]
+        if crop is not None:
+            starts = [int(rng.integers(0, len(d) - crop + 1)) if len(d) > crop else 0 for d in data]
+            data = [d[s : s + crop] for d, s in zip(data, starts)]
         for idx in length_batches([len(d) for d in data], config.batch_size, rng):
             x, lengths = pad([data[i] for i in idx])
             loss = weighted_mse(model(x, lengths), y[idx], config.pos_weight)

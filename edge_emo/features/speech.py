@@ -1,0 +1,164 @@
+"""Which frames are speech: an energy detector with an adaptive noise floor, shared by the live runtime and by
+the training data, so that a model is trained on the stretches of audio the device will show it.
+
+A fixed level threshold fails both ways on a wearable: at -20 dB microphone gain a quiet talker never reaches
+-45 dBFS, and in a noisy street the background alone does. So the threshold follows the noise floor, taken
+as the quietest the (slightly smoothed) level has been over the last `window_s` ("minimum statistics"):
+speech pauses between words many times a second, steady noise does not, so the floor is the noise and not
+the talker. A frame is loud at `margin_db` above the floor, within [`min_threshold_db`, `max_threshold_db`]
+(a floor near digital silence must not make breath noise speech; a loud room must not hide speech
+entirely). For its first `initial_s` a stream's floor is at most `initial_floor_db`, so speech at its very
+start is heard. `threshold_db` set to a number turns all this off: a fixed threshold, as before.
+
+Frame k is the mean square of the PCM samples of k * hop .. (k + 1) * hop (the feature frame with the same
+index). `LoudnessGate` decides frame by frame and keeps its floor across calls (a stream); `speech_segments`
+turns decisions into utterances exactly as the recognizer does (the recognizer's tests check this).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_SMOOTHING = 0.3  # per frame, the share of a level change the smoothed level follows (about 30 ms)
+_LOWEST_DB = -100.0  # levels below this (digital silence) count as this when tracking the floor
+
+
+@dataclass(frozen=True)
+class Vad:
+    """Voice-activity detection on the PCM level, per feature frame (one hop of audio)."""
+
+    threshold_db: float | None = None  # a fixed threshold (dB full scale); None: adaptive to the noise floor
+    margin_db: float = 12.0  # adaptive: a frame is loud at this much above the noise floor
+    min_threshold_db: float = -70.0  # adaptive threshold's limits
+    max_threshold_db: float = -25.0
+    window_s: float = 1.5  # adaptive: the floor is the quietest smoothed level over this long
+    initial_floor_db: float = -60.0  # the floor assumed before the stream has shown one ...
+    initial_s: float = 0.25  # ... for this long
+    min_speech_s: float = 0.05  # this much consecutive loud audio starts an utterance
+    hangover_s: float = 0.5  # pauses shorter than this stay inside the utterance
+    max_utterance_s: float = 10.0  # longer speech is cut into utterances of this length
+
+    def __post_init__(self) -> None:
+        numbers = [v for v in vars(self).values() if v is not None]
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError("voice-activity settings must be finite numbers")
+        if (
+            min(self.min_speech_s, self.hangover_s, self.max_utterance_s, self.window_s) <= 0
+            or self.initial_s < 0
+        ):
+            raise ValueError("min_speech_s, hangover_s, max_utterance_s and window_s must be > 0")
+        if self.min_threshold_db > self.max_threshold_db:
+            raise ValueError("min_threshold_db must not exceed max_threshold_db")
+
+    @property
+    def describe(self) -> str:
+        if self.threshold_db is not None:
+            return f"fixed {self.threshold_db:g} dBFS"
+        return (
+            f"adaptive: noise floor + {self.margin_db:g} dB, "
+            f"within {self.min_threshold_db:g}..{self.max_threshold_db:g} dBFS"
+        )
+
+
+DEFAULT_VAD = Vad()
+
+
+class LoudnessGate:
+    """Per-frame speech decisions of a stream of frame mean squares, carrying the noise floor across calls."""
+
+    def __init__(self, vad: Vad, hop_s: float) -> None:
+        self.vad = vad
+        self._window = max(1, round(vad.window_s / hop_s))
+        self._frame = 0
+        self._smoothed: float | None = None
+        # Candidates for the window's minimum, (frame, smoothed level) with rising levels: the first is the
+        # floor. The initial floor enters as if it had been seen just long enough ago to leave at initial_s.
+        first = round(vad.initial_s / hop_s) - self._window
+        self._minima: deque[tuple[int, float]] = deque([(first, vad.initial_floor_db)])
+        if vad.threshold_db is not None:
+            self._fixed = 10.0 ** (vad.threshold_db / 10.0)  # on the mean square
+
+    @property
+    def floor_db(self) -> float:
+        return self._minima[0][1]
+
+    def loud(self, squares: np.ndarray) -> np.ndarray:
+        """(n,) bool: which frames of `squares` (mean squares, full scale 1.0) are loud."""
+        squares = np.asarray(squares, np.float64)
+        if self.vad.threshold_db is not None:
+            return squares >= self._fixed
+        vad, minima, smoothed, frame = self.vad, self._minima, self._smoothed, self._frame
+        levels = 10.0 * np.log10(np.maximum(squares, 1e-30))
+        out = np.empty(len(levels), bool)
+        # A few operations per frame (100 per second of audio): negligible beside the features.
+        for i, level in enumerate(levels.tolist()):
+            tracked = max(level, _LOWEST_DB)
+            smoothed = tracked if smoothed is None else smoothed + _SMOOTHING * (tracked - smoothed)
+            while minima and minima[-1][1] >= smoothed:
+                minima.pop()
+            minima.append((frame, smoothed))
+            while minima[0][0] <= frame - self._window:
+                minima.popleft()
+            threshold = min(max(minima[0][1] + vad.margin_db, vad.min_threshold_db), vad.max_threshold_db)
+            out[i] = level >= threshold
+            frame += 1
+        self._smoothed, self._frame = smoothed, frame
+        return out
+
+
+def frame_squares(signal: np.ndarray, rate: int, hop_s: float = 0.01) -> np.ndarray:
+    """Mean square of each hop of a float signal in [-1, 1] (the last, partial hop counts with what it has)."""
+    hop = max(1, round(rate * hop_s))
+    x = np.asarray(signal, np.float32)
+    n = len(x) // hop
+    squares = np.einsum("ij,ij->i", x[: n * hop].reshape(n, hop), x[: n * hop].reshape(n, hop)) / hop
+    if len(x) > n * hop:
+        squares = np.append(squares, np.mean(np.square(x[n * hop :], dtype=np.float64)))
+    return squares.astype(np.float64)
+
+
+def speech_segments(
+    loud: Sequence[bool], vad: Vad, hop_s: float, chunk_frames: int = 1
+) -> list[tuple[int, int]]:
+    """Utterances [start, end) of frame indices, as the recognizer cuts a stream: an utterance starts at the
+    first of `min_speech_s` consecutive loud frames, runs through pauses shorter than `hangover_s`, ends at its
+    last loud frame (also at the end of the stream), and is cut every `max_utterance_s` (at least one model
+    chunk)."""
+    min_speech = max(1, round(vad.min_speech_s / hop_s))
+    hangover = max(1, round(vad.hangover_s / hop_s))
+    max_frames = max(chunk_frames, round(vad.max_utterance_s / hop_s))
+    spans: list[tuple[int, int]] = []
+    start, last, run = None, 0, 0
+    for i, is_loud in enumerate(loud):
+        if start is None:
+            run = run + 1 if is_loud else 0
+            if run >= min_speech:
+                start, last = i - run + 1, i
+        elif is_loud:
+            last = i
+        elif i - last >= hangover:
+            spans.append((start, last + 1))
+            start, run = None, 0
+    if start is not None:
+        spans.append((start, last + 1))
+    return [(s, min(s + max_frames, end)) for begin, end in spans for s in range(begin, end, max_frames)]
+
+
+def speech_span(
+    signal: np.ndarray, rate: int, vad: Vad = DEFAULT_VAD, hop_s: float = 0.01
+) -> tuple[int, int] | None:
+    """Frames [start, end) from the first utterance's start to the last one's end in a clip (None: no speech):
+    the part of a recorded clip the device would analyse, without its leading and trailing silence."""
+    spans = speech_segments(LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s)), vad, hop_s)
+    return (spans[0][0], spans[-1][1]) if spans else None
+
+
+def speech_seconds(signal: np.ndarray, rate: int, vad: Vad = DEFAULT_VAD, hop_s: float = 0.01) -> float:
+    """Longest utterance the detector finds in a clip, in seconds (0.0: no speech)."""
+    spans = speech_segments(LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s)), vad, hop_s)
+    return max((end - start for start, end in spans), default=0) * hop_s
