@@ -9,6 +9,7 @@ import pytest
 
 from edge_emo.data.labels import EMOTIONS
 from tests import cli
+from tests.core.conftest import make_corpus
 
 edge_emo = partial(cli.edge_emo, check=True)
 
@@ -117,3 +118,54 @@ def test_evaluate_runs_on_an_exported_bundle_without_torch(corpus, trained, tmp_
     )
     assert from_bundle["model"]["mae"] == pytest.approx(from_checkpoint["model"]["mae"], abs=1e-5)
     assert from_bundle["zeros"] == from_checkpoint["zeros"]
+
+
+def make_ordinary_speech(root, n: int = 3):
+    """An unlabeled corpus (manifest.csv) of speech-like clips with pauses: ordinary speech."""
+    import numpy as np
+
+    from tests.fixtures import synth_speech, write_wav
+
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["path,speaker,corpus,duration_s"]
+    for i in range(n):
+        pause = np.zeros(12000, np.float32)
+        x = np.concatenate(
+            [pause, synth_speech(1.0, seed=40 + i), pause, synth_speech(0.8, seed=50 + i), pause]
+        )
+        write_wav(root / f"u{i}.wav", x)
+        rows.append(f"u{i}.wav,reader{i},ordinary,{len(x) / 16000:.3f}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_finetune_on_two_corpora_with_neutral_speech_cut_to_speech(corpus, tmp_path):
+    from edge_emo.data.corpus import load_corpus
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    second = make_corpus(tmp_path / "second", n_speakers=2, per_speaker=3)
+    ordinary = make_ordinary_speech(tmp_path / "ordinary")
+    out = tmp_path / "ft.safetensors"
+    proc = edge_emo("finetune", corpus, second, "--neutral", ordinary, "--cut", "speech", "--crop-s", "0.5",
+                    "--epochs", "1", "--hidden", "16", "--out", out)  # fmt: skip
+    # 20 + 6 labeled clips; the ordinary speech as the voice detector cuts it (two pieces of speech per clip,
+    # a piece with a longer pause of its own may come out as two utterances, one too short to count as none)
+    utterances = load_corpus(ordinary, load_checkpoint(out).spec, cut="utterances")
+    assert 4 <= len(utterances) <= 9 and {n.split("#")[0] for n in utterances.names} == {
+        "u0.wav",
+        "u1.wav",
+        "u2.wav",
+    }
+    assert f"on 26 labeled clips and {len(utterances)} neutral utterances" in proc.stdout
+    ckpt = load_checkpoint(out)
+    assert ckpt.provenance["finetune"]["cut"] == "speech"
+    assert ckpt.provenance["finetune"]["crop_s"] == 0.5
+    assert ckpt.provenance["finetune"]["neutral"] == [str(ordinary)]
+
+
+def test_neutral_speech_must_be_unlabeled(corpus, tmp_path):
+    proc = cli.edge_emo(
+        "finetune", corpus, "--neutral", corpus, "--epochs", "1", "--out", tmp_path / "x.safetensors"
+    )
+    assert proc.returncode == 2 and "--neutral takes unlabeled ordinary speech" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "x.safetensors").exists()
