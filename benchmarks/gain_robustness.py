@@ -9,8 +9,13 @@ model (bundle or checkpoint) it reports, against 0 dB:
 and, model-free, which feature columns move with gain: the mean absolute change of each column's clip mean,
 in standard deviations of that column (over the 0 dB frames).
 
+With `--cut speech` (what the device does) each clip is cut, at each gain, to the speech the voice detector
+finds in the gained audio, and a clip in which it finds none predicts nothing (all zeros), as the live view
+would show: the detector's misses count against the model.
+
 Usage:
-    python -m benchmarks.gain_robustness MODEL DATA_DIR [--speakers a,b] [--gains -20,0,12] [--out x.json]
+    python -m benchmarks.gain_robustness MODEL DATA_DIR [--speakers a,b] [--gains -20,0,12] [--cut speech]
+        [--out x.json]
 A model trained on DATA_DIR's clips scores its own training data: the intensity changes are meaningful,
 the F1 values are not (use `edge-emo experiment --cv speakers` for F1 on unseen speakers).
 """
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_emo.cli import _predictor
-from edge_emo.data.corpus import load_corpus
+from edge_emo.data.corpus import SpeechCut, cut_speech, load_corpus, speech_segments_of
 from edge_emo.data.gain import Gain, apply_gain
 from edge_emo.data.labels import read_labels
 from edge_emo.features import NormStats, load_audio
@@ -57,6 +62,12 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path, help="labeled corpus (labels.csv)")
     parser.add_argument("--gains", default="-20,0,12", help="fixed gains in dB, 0 among them")
     parser.add_argument("--speakers", help="only these speakers (comma-separated), e.g. a CV fold's")
+    parser.add_argument(
+        "--cut",
+        choices=["whole", "speech"],
+        default="whole",
+        help="whole clips, or the speech the detector finds at each gain",
+    )
     parser.add_argument("--out", type=Path, help="JSON file to write")
     args = parser.parse_args()
 
@@ -69,23 +80,39 @@ def main() -> None:
     if speakers and not speakers <= known:
         parser.error(f"unknown speakers {sorted(speakers - known)}")
 
+    records = read_labels(args.data_dir / "labels.csv")
+    keep = [i for i, r in enumerate(records) if speakers is None or r.speaker in speakers]
+
     def clips(gain: Gain | None):
-        c = load_corpus(args.data_dir, spec, gain=gain)
-        return c.subset([i for i, s in enumerate(c.speakers) if speakers is None or s in speakers])
+        return load_corpus(args.data_dir, spec, gain=gain).subset(keep)
+
+    def predicted(gain: Gain | None) -> tuple[np.ndarray, int]:
+        """Predictions at this gain, and how many clips the detector found no speech in."""
+        c = clips(gain)
+        if args.cut == "whole":
+            return predict(c.features), 0
+        segments = speech_segments_of(args.data_dir, records, spec, gain=gain)
+        segments = [segments[i] for i in keep]
+        found = [i for i, seg in enumerate(segments) if len(seg)]
+        spoken = cut_speech(c.subset(found), [segments[i] for i in found], SpeechCut.speech, spec.hop_s)
+        pred = np.zeros((len(c), len(emotions)), np.float32)
+        pred[found] = predict(spoken.features)
+        return pred, len(c) - len(found)
 
     base = clips(None)
     std = NormStats.fit(base.features).std
-    pred0 = predict(base.features)
+    pred0, missed0 = predicted(None)
     result = {
         "model": str(args.model),
         "data": str(args.data_dir),
         "n_clips": len(base),
         "speakers": sorted(set(base.speakers)),
+        "cut": args.cut,
         "gains": {},
     }
     for gain in [Gain(db=g) for g in gains if g != 0.0] + [RANDOM]:
         gained = clips(gain)
-        pred = predict(gained.features)
+        pred, missed = predicted(gain)
         asked, applied = applied_gains(args.data_dir, gained.names, gain)
         change = np.abs(pred - pred0)
         entry = {
@@ -95,11 +122,15 @@ def main() -> None:
             "intensity_change_mean": round(float(change.mean()), 4),
             "intensity_change_per_emotion": {e: round(float(v), 4) for e, v in zip(emotions, change.mean(0))},
             "intensity_change_p95": round(float(np.percentile(change, 95)), 4),
+            "clips_without_speech": missed,
             "metrics": report(gained.labels, pred, emotions),
             "feature_column_shift_std": column_shift(base.features, gained.features, spec.columns, std),
         }
         result["gains"][gain.name] = entry
-    result["gains"]["gain+0dB"] = {"metrics": report(base.labels, pred0, emotions)}
+    result["gains"]["gain+0dB"] = {
+        "clips_without_speech": missed0,
+        "metrics": report(base.labels, pred0, emotions),
+    }
     print(markdown(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
@@ -107,16 +138,18 @@ def main() -> None:
 
 def markdown(result: dict) -> str:
     lines = [
-        f"{result['n_clips']} clips of {len(result['speakers'])} speakers; model {result['model']}",
+        f"{result['n_clips']} clips of {len(result['speakers'])} speakers; model {result['model']}; "
+        f"cut: {result['cut']}",
         "",
-        "| gain | applied (mean dB) | clips turned down | mean abs intensity change vs 0 dB | p95 change "
-        "| macro-F1 | acc4 | MAE |",
-        "|---|---|---|---|---|---|---|---|",
+        "| gain | applied (mean dB) | clips turned down | clips without speech | mean abs intensity change vs 0 dB "
+        "| p95 change | macro-F1 | acc4 | MAE |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in result["gains"].items():
         m = e["metrics"]["model"]
         lines.append(
             f"| {name} | {e.get('applied_db_mean', 0.0)} | {e.get('clips_turned_down_to_avoid_clipping', '')} "
+            f"| {e.get('clips_without_speech', 0)} "
             f"| {e.get('intensity_change_mean', 0.0)} | {e.get('intensity_change_p95', 0.0)} "
             f"| {m['macro_f1']:.3f} | {m['acc4']:.3f} | {m['mae']:.3f} |"
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emo.data.gain import Gain, gained_extract
+from edge_emo.data.gain import Gain, apply_gain, gained_extract
 from edge_emo.data.labels import EMOTIONS, ClipRecord, CorpusError, read_labels, read_manifest
 from edge_emo.data.splits import Split, speaker_split
 from edge_emo.features import FeatureSpec, extract, load_audio
@@ -181,19 +181,31 @@ def _audio_corpus(
     return ClipSet(spec, features, [r.speaker for r in records], names, labels)
 
 
-def _segments(signal: np.ndarray, rate: int, source: str, vad: Vad, hop_s: float) -> np.ndarray:
-    """(k, 2) float32 [start, end) frame indices of the utterances the device's detector finds in a clip."""
+def _segments(
+    signal: np.ndarray, rate: int, source: str, vad: Vad, hop_s: float, gain: Gain | None = None
+) -> np.ndarray:
+    """(k, 2) float32 [start, end) frame indices of the utterances the device's detector finds in a clip
+    (heard through `gain`, if given)."""
+    if gain is not None:
+        signal = apply_gain(signal, gain.for_clip(source))[0]
     loud = LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s))
     return np.asarray(speech_segments(loud, vad, hop_s), np.float32).reshape(-1, 2)
 
 
 def speech_segments_of(
-    root: Path, records: Sequence[ClipRecord], spec: FeatureSpec, workers: int = 0, vad: Vad = DEFAULT_VAD
+    root: Path,
+    records: Sequence[ClipRecord],
+    spec: FeatureSpec,
+    workers: int = 0,
+    vad: Vad = DEFAULT_VAD,
+    gain: Gain | None = None,
 ) -> list[np.ndarray]:
-    """Utterances of every clip of a corpus as (k, 2) frame spans, cached like features."""
-    key = {"vad": asdict(vad), "hop_s": spec.hop_s}
-    compute = functools.partial(_segments, vad=vad, hop_s=spec.hop_s)
-    return cached_per_clip(root, records, "speech-segments", key, compute, workers)
+    """Utterances of every clip of a corpus as (k, 2) frame spans (as heard through `gain`), cached like
+    features."""
+    key = {"vad": asdict(vad), "hop_s": spec.hop_s, **({"gain": asdict(gain)} if gain else {})}
+    compute = functools.partial(_segments, vad=vad, hop_s=spec.hop_s, gain=gain)
+    name = "speech-segments" + (f"-{gain.name}" if gain else "")
+    return cached_per_clip(root, records, name, key, compute, workers)
 
 
 def cut_speech(clips: ClipSet, segments: Sequence[np.ndarray], cut: SpeechCut, hop_s: float) -> ClipSet:

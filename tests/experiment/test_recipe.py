@@ -85,15 +85,18 @@ def _pretrained(corpus: Path, tmp_path: Path) -> Path:
     return path
 
 
-def test_gain_robustness_benchmark_on_a_small_corpus(bundle, small, tmp_path):
-    """The benchmark end to end: real openSMILE features of gained audio, a real bundle."""
+@pytest.mark.parametrize("cut", ["whole", "speech"])
+def test_gain_robustness_benchmark_on_a_small_corpus(bundle, small, tmp_path, cut):
+    """The benchmark end to end: real openSMILE features of gained audio, a real bundle; with --cut speech the
+    voice detector cuts each clip as heard at each gain."""
     import subprocess
     import sys
 
     out = tmp_path / "gain.json"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gain_robustness", str(bundle.path), str(small), "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.gain_robustness", str(bundle.path), str(small), "--out", str(out),
+         "--cut", cut],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -106,4 +109,6 @@ def test_gain_robustness_benchmark_on_a_small_corpus(bundle, small, tmp_path):
     assert set(loud["intensity_change_per_emotion"]) == set(bundle.emotions)
     shift = loud["feature_column_shift_std"]
     assert shift["Loudness_sma3"] > 10 * shift["mfcc2_sma3"]  # level moves with gain, spectral shape does not
-    assert "| gain+12dB |" in proc.stdout
+    assert "| gain+12dB |" in proc.stdout and result["cut"] == cut
+    # the adaptive detector hears the synthetic speech at every gain (-20 dB included)
+    assert all(g["clips_without_speech"] == 0 for g in result["gains"].values())
