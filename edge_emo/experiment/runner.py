@@ -225,7 +225,7 @@ class Results:
                 # A run from before the categorical columns resumes: its rows lack them (NaN).
                 if reader.fieldnames not in (self.columns, self.columns[: -len(CATEGORICAL)]):
                     raise ValueError(f"{path}: columns differ from this experiment's; use another --out")
-                self.rows = [_typed(r) for r in reader]
+                self.rows = [_typed({**dict.fromkeys(CATEGORICAL, ""), **r}) for r in reader]
         self.done = {(r["fold"], r["budget"], r["draw"], r["model"]) for r in self.rows}
 
     def has(self, job: Job) -> bool:
