@@ -93,10 +93,12 @@ def write_predictions(
     truth = None if clips.labels is None else categories(clips.labels)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "speaker", "corpus", *emotions, "readout", *(["truth"] if truth is not None else [])])
-    for i in range(len(clips)):
-        row = [clips.names[i], clips.speakers[i], corpora[i], *(f"{v:.4f}" for v in shown[i]), names[readout[i]]]
-        writer.writerow(row + ([names[truth[i]]] if truth is not None else []))
+    labeled = truth is not None
+    writer.writerow(["path", "speaker", "corpus", *emotions, "readout", *(["truth"] if labeled else [])])
+    for i, (name, speaker) in enumerate(zip(clips.names, clips.speakers)):
+        outputs = [f"{v:.4f}" for v in shown[i]]
+        truth_cell = [names[truth[i]]] if labeled else []
+        writer.writerow([name, speaker, corpora[i], *outputs, names[readout[i]], *truth_cell])
     tmp = Path(path).with_name(Path(path).name + ".tmp")
     tmp.write_text(out.getvalue())
     os.replace(tmp, path)
@@ -112,7 +114,9 @@ def evaluate_folder(
 ) -> tuple[dict, str]:
     """The report of `model` on `clips` (JSON-ready) and its Markdown text."""
     if clips.labels is not None and tuple(emotions) != tuple(clips.emotions):
-        raise ValueError(f"{model} predicts {list(emotions)} but the corpus is labeled {list(clips.emotions)}")
+        raise ValueError(
+            f"{model} predicts {list(emotions)} but the corpus is labeled {list(clips.emotions)}"
+        )
     corpora = corpus_names(data_dir, clips)
     pred = np.asarray(predict(clips.features), dtype=np.float64)
     if predictions is not None:
@@ -135,7 +139,9 @@ def _unlabeled(model: Path, clips: ClipSet, data_dir, emotions, pred) -> tuple[d
 
     if data_dir is not None and is_feature_log(data_dir):
         rep = cue_report(pred, emotions, pred)
-        rep["utterance_note"] = "a feature log's segments are the live detector's utterances: clips = utterances"
+        rep["utterance_note"] = (
+            "a feature log's segments are the live detector's utterances: clips = utterances"
+        )
     elif Path(model).is_dir() and data_dir is not None:
         from edge_emo.runtime.bundle import load_bundle
 

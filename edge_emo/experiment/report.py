@@ -70,7 +70,9 @@ def summarise(
             if not group:
                 continue
             entry = {k: describe([r[k] for r in group]) for k in METRICS}
-            entry.update({k: describe_finite([r.get(k, np.nan) for r in group], describe) for k in CATEGORICAL})
+            entry.update(
+                {k: describe_finite([r.get(k, np.nan) for r in group], describe) for k in CATEGORICAL}
+            )
             entry["per_emotion"] = {
                 e: {k: describe([r[f"{e}_{k}"] for r in group]) for k in PER_EMOTION} for e in emotions
             }

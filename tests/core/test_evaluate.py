@@ -39,7 +39,9 @@ def mixed(tmp_path_factory) -> Path:
         (root / speaker).mkdir(exist_ok=True)
         write_wav(root / rel, synth_speech(1.0, seed=200 + i) * (0.3 + 0.2 * (i % 3)))
         name = next(iter(labels), "neutral")
-        lines.append(f"{rel},{speaker},{corpus},{name}," + ",".join(f"{labels.get(e, 0):g}" for e in EMOTIONS))
+        lines.append(
+            f"{rel},{speaker},{corpus},{name}," + ",".join(f"{labels.get(e, 0):g}" for e in EMOTIONS)
+        )
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return root
 
@@ -94,13 +96,17 @@ def test_labeled_folder_gets_the_readout_false_cues_and_per_corpus_rows(bundles,
     top = values.argmax(1)
     expected = [EMOTIONS[t] if values[i, t] >= 0.5 else "neutral" for i, t in enumerate(top)]
     assert [r["readout"] for r in rows] == expected
-    conf = confusion([CLASSES.index(r["truth"]) for r in rows], [CLASSES.index(r["readout"]) for r in rows], 7)
+    conf = confusion(
+        [CLASSES.index(r["truth"]) for r in rows], [CLASSES.index(r["readout"]) for r in rows], 7
+    )
     assert conf.tolist() == m["categorical"]["confusion"]
     assert unweighted_average_recall(conf) == pytest.approx(m["uar"])
     assert sum(r["readout"] != "neutral" for r in rows if r["truth"] == "neutral") == neutral["k"]
 
     text = edge_emo("evaluate", bundle, mixed).stdout
-    assert "clipped to 0..3" in text and "| readout UAR |" in text and "| false cues on neutral clips |" in text
+    assert (
+        "clipped to 0..3" in text and "| readout UAR |" in text and "| false cues on neutral clips |" in text
+    )
     assert "Per corpus" in text and "| wild | 6 |" in text and "truth \\ readout" in text
 
 
