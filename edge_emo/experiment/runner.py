@@ -14,8 +14,9 @@ seed, N and k) and the same clips train every model:
 
 All are scored on the same evaluation clips, as the device shows them (clipped to 0..3): the intensity
 metrics, the categorical readout (UAR, weighted accuracy) and the false-cue rate on neutral clips; with
-ordinary (unlabeled) speech given, also every model's false-cue rate on it (clip level). A row already in results.csv is never recomputed, so an
-interrupted run resumes where it stopped; results.csv is rewritten atomically after every job.
+ordinary (unlabeled) speech given, also every model's false-cue rate on it (clip level). A row already in
+results.csv is never recomputed, so an interrupted run resumes where it stopped; results.csv is rewritten
+atomically after every job.
 A `Fold` is one (training clips, evaluation clips) pair; a speaker cross-validation adds more folds.
 """
 
