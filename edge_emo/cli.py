@@ -412,26 +412,24 @@ def evaluate(
     ] = False,
     mosei_covarep: MoseiCovarep = None,
     mosei_labels: MoseiLabels = None,
+    predictions: Annotated[
+        Optional[Path],
+        typer.Option(help="Write every clip's six clipped outputs and readout (and truth) to this CSV."),
+    ] = None,
 ) -> None:
-    """Score a model on labeled clips, beside the all-zeros reference."""
-    from edge_emo.metrics import format_report, report
+    """Score a model beside the all-zeros reference, on the clipped 0..3 output the device emits: on labeled
+    clips every metric and the categorical readout; on unlabeled speech (manifest.csv or a feature log) the
+    false-cue rate per clip and per utterance."""
+    from edge_emo.evaluation import check_output_path, evaluate_folder
 
+    if predictions is not None:
+        check_output_path(predictions)
     spec, emotions, predict = _predictor(model)
     clips = _one_corpus(
         _corpora([data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed)
     )
-    if clips.labels is None:
-        raise ValueError(f"{data_dir}: evaluation needs labels (labels.csv)")
-    if tuple(emotions) != tuple(clips.emotions):
-        raise ValueError(
-            f"{model} predicts {list(emotions)} but the corpus is labeled {list(clips.emotions)}"
-        )
-    rep = report(clips.labels, predict(clips.features), clips.emotions)
-    rep["model_path"] = str(model)
-    if json_out:
-        typer.echo(json.dumps(rep))
-    else:
-        typer.echo(format_report(rep))
+    rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions)
+    typer.echo(json.dumps(rep) if json_out else text)
 
 
 class PrecisionChoice(str, Enum):
@@ -994,6 +992,13 @@ def experiment(
             f"({RANDOM_GAIN_DB[0]:+g}..{RANDOM_GAIN_DB[1]:+g} dB per clip). The ridge reference keeps the plain audio."
         ),
     ] = None,
+    ordinary: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="Ordinary speech (e.g. a manifest.csv folder), taken as neutral: every model's false-cue rate "
+            "on its clips is reported (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
     statistics over draws (or, with --cv speakers, over speaker folds), plots and tables in the run folder."""
@@ -1078,6 +1083,11 @@ def experiment(
         baseline_until=baseline_until,
     )
     unlabeled_sets = [load_corpus(d, spec) for d in unlabeled or []]
+    ordinary_sets = [load_corpus(d, spec) for d in ordinary or []]
+    audio = all((d / "manifest.csv").is_file() or (d / "labels.csv").is_file() for d in ordinary or [])
+    for f in fold_list:
+        f.ordinary = ordinary_sets
+        f.ordinary_dirs = list(ordinary or []) if audio and f.eval_dir is not None else []
     settings = {
         "data": str(data_dir.resolve()),
         "eval": str(eval_dir.resolve())
@@ -1092,6 +1102,7 @@ def experiment(
         # Only when used, so that runs from before these options resume as they were.
         **({"train_gains": train_gains} if train_gains else {}),
         **({"eval_gain": eval_gain} if eval_gain else {}),
+        **({"ordinary": [str(d.resolve()) for d in ordinary]} if ordinary else {}),
     }
     results, budget_list, notes = run_experiment(
         fold_list, unlabeled_sets, config, out, settings, pre, typer.echo
@@ -1104,7 +1115,7 @@ def experiment(
         summary = report_cv(out, results, fold_list, cv_budgets, draws, notes, {**settings, **vars(config)})
         for line in macro_f1_lines(summary):
             typer.echo(line)
-        typer.echo(f"wrote {out}/results.csv, summary.json, table1.md, differences.md and plots")
+        typer.echo(f"wrote {out}/results.csv, summary.json, table1.md, folds.md, differences.md and plots")
         return
     summary = report_run(
         out, results, fold, budget_list[fold.name], draws, notes, {**settings, **vars(config)}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_emo.data.corpus import cached_per_clip
-from edge_emo.data.labels import read_labels
+from edge_emo.data.labels import read_labels, read_manifest
 from edge_emo.features import FeatureSet, resample, spec_for, to_mono
 
 FUNCTIONALS = "egemaps-functionals"
@@ -38,10 +38,12 @@ def egemaps_functionals(signal: np.ndarray, sample_rate: int, source: str = "sig
 
 
 def corpus_functionals(data_dir: str | Path, names: Sequence[str], workers: int = 0) -> np.ndarray:
-    """(N, 88) functionals of the clips `names` (relative paths, as in `ClipSet.names`) of a labeled audio
-    corpus; the whole corpus is computed once and cached like the frame-level features."""
+    """(N, 88) functionals of the clips `names` (relative paths, as in `ClipSet.names`) of an audio corpus,
+    labeled (labels.csv) or not (manifest.csv); the whole corpus is computed once and cached like the
+    frame-level features."""
     data_dir = Path(data_dir)
-    records = read_labels(data_dir / "labels.csv")
+    labeled = (data_dir / "labels.csv").is_file()
+    records = read_labels(data_dir / "labels.csv") if labeled else read_manifest(data_dir / "manifest.csv")
     arrays = cached_per_clip(data_dir, records, FUNCTIONALS, FUNCTIONALS, egemaps_functionals, workers)
     index = {r.path.relative_to(data_dir).as_posix(): i for i, r in enumerate(records)}
     return np.concatenate([arrays[index[n]] for n in names])

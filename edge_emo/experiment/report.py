@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emo.experiment.runner import METRICS, PER_EMOTION, write_atomic
+from edge_emo.experiment.runner import CATEGORICAL, METRICS, PER_EMOTION, write_atomic
 from edge_emo.experiment.stats import LEVEL, MIN_FOR_INTERVAL, describe, describe_folds
 from edge_emo.metrics import PRESENT
 
@@ -34,7 +34,23 @@ PAIRS = (
     ("ssl_full", "baseline"),
     ("ssl_full", "ridge"),
 )
-TITLES = {"acc4": "4-class accuracy", "mae": "MAE", "macro_f1": "macro-F1", "f1": "F1"}
+TITLES = {
+    "acc4": "4-class accuracy",
+    "mae": "MAE",
+    "macro_f1": "macro-F1",
+    "f1": "F1",
+    "uar": "readout UAR",
+    "wa": "readout weighted accuracy",
+    "false_cue_neutral": "false cues on neutral clips",
+    "false_cue_ordinary": "false cues on ordinary speech (clips)",
+}
+
+
+def describe_finite(values, describe=describe) -> dict | None:
+    """`describe` of the values that are not NaN (no neutral clip, no ordinary speech, a row from before the
+    column existed); None when none is."""
+    v = [x for x in values if np.isfinite(x)]
+    return describe(v) if v else None
 
 
 def summarise(
@@ -54,6 +70,9 @@ def summarise(
             if not group:
                 continue
             entry = {k: describe([r[k] for r in group]) for k in METRICS}
+            entry.update(
+                {k: describe_finite([r.get(k, np.nan) for r in group], describe) for k in CATEGORICAL}
+            )
             entry["per_emotion"] = {
                 e: {k: describe([r[f"{e}_{k}"] for r in group]) for k in PER_EMOTION} for e in emotions
             }
@@ -98,7 +117,33 @@ def f1_table(summary: dict) -> str:
     for k in METRICS:
         cells = [_mean_std(summary["models"][m][top][k]) for m in models]
         lines.append(f"| **{TITLES[k]}** | " + " | ".join(cells) + f" | {summary['zeros'][k]:.3f} |")
+    for k in CATEGORICAL:
+        cells = [_with_interval(summary["models"][m][top].get(k)) for m in models]
+        zero = summary["zeros"].get(k)
+        if any(c != "-" for c in cells):
+            lines.append(f"| **{TITLES[k]}** | " + " | ".join(cells) + f" | {_number(zero)} |")
+    lines += ["", CATEGORICAL_NOTE]
     return "\n".join(lines) + "\n"
+
+
+CATEGORICAL_NOTE = (
+    f"Readout: the strongest emotion if >= {PRESENT}, else neutral (truth: the same rule on the labels). "
+    "UAR: mean recall over the classes in the truth; false cues: share of neutral clips (or of ordinary "
+    "speech clips) with any intensity >= 0.5. All on the clipped 0..3 output. UAR and false-cue rows: "
+    "mean ± std [95% interval] (n < 2: no interval); '-': nothing to measure."
+)
+
+
+def _number(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _with_interval(d: dict | None) -> str:
+    """'0.412 ± 0.051 [0.331, 0.493]' from a `describe` dict; '-' for None."""
+    if d is None:
+        return "-"
+    ci = "" if d["ci95"] is None else f" [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
+    return _mean_std(d) + ci
 
 
 def difference_table(summary: dict) -> str:
@@ -240,9 +285,7 @@ def report_run(
     run_dir: Path, results, fold, budgets: list[int], draws: int, notes: list[str], settings: dict
 ) -> dict:
     """Summarise a finished (or resumed) run of one fold and write every report file; returns the summary."""
-    from edge_emo.metrics import scores
-
-    zeros = scores(fold.eval.labels, np.zeros_like(fold.eval.labels), fold.eval.emotions)
+    zeros = _zeros(fold.eval.labels, fold.eval.emotions, [fold])
     summary = summarise(results.rows, fold.name, budgets, draws, fold.eval.emotions, zeros)
     summary = {
         "settings": settings,
@@ -263,10 +306,8 @@ def summarise_cv(rows: list[dict], folds, budgets: list[int], draws: int) -> dic
 
     `budgets` are capped to the largest fold's training clips; a fold with fewer clips uses all of its own
     (so the last budget may mean "all training clips" with a few clips less in some folds)."""
-    from edge_emo.metrics import scores
-
     emotions = folds[0].eval.emotions
-    keys = [*METRICS, *(f"{e}_{k}" for e in emotions for k in PER_EMOTION)]
+    keys = [*METRICS, *(f"{e}_{k}" for e in emotions for k in PER_EMOTION), *CATEGORICAL]
     fold_rows = []
     for i, fold in enumerate(folds):
         for b in budgets:
@@ -275,14 +316,66 @@ def summarise_cv(rows: list[dict], folds, budgets: list[int], draws: int) -> dic
                 if r["fold"] == fold.name and r["budget"] == min(b, len(fold.train)) and r["draw"] < draws:
                     by[r["model"]].append(r)
             for model, group in by.items():
-                mean = {k: float(np.mean([r[k] for r in group])) for k in keys}
+                mean = {k: _finite_mean([r.get(k, np.nan) for r in group]) for k in keys}
                 fold_rows.append({"fold": "cv", "budget": b, "draw": i, "model": model, **mean})
     # Every clip is evaluated exactly once over the folds: the all-zeros reference on all of them.
     truth = np.concatenate([f.eval.labels for f in folds])
-    zeros = scores(truth, np.zeros_like(truth), emotions)
+    zeros = _zeros(truth, emotions, folds)
     summary = summarise(fold_rows, "cv", budgets, len(folds), emotions, zeros, describe_folds)
     summary["unit"] = "fold"
+    summary["per_fold"] = {
+        r["model"]: {} for r in fold_rows
+    }  # model -> budget -> one entry per fold: what each fold's models scored (mean over its draws)
+    for r in fold_rows:
+        entry = {"fold": folds[r["draw"]].name, **{k: _or_none(r[k]) for k in (*METRICS, *CATEGORICAL)}}
+        summary["per_fold"][r["model"]].setdefault(str(r["budget"]), []).append(entry)
     return summary
+
+
+def _finite_mean(values: list[float]) -> float:
+    v = [x for x in values if np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _zeros(truth: np.ndarray, emotions, folds) -> dict:
+    """The all-zeros reference: it reads every clip neutral, so it never gives a false cue."""
+    from edge_emo.metrics import scores
+
+    zeros = scores(truth, np.zeros_like(truth), emotions)
+    zeros["false_cue_ordinary"] = 0.0 if any(f.ordinary for f in folds) else None
+    return zeros
+
+
+def fold_table(summary: dict) -> str:
+    """Per model at the largest budget: each fold's macro-F1, UAR, weighted accuracy and false-cue rates
+    (mean over the fold's draws), then the mean over folds with its 95% Student-t interval."""
+    top = str(summary["budgets"][-1])
+    keys = ("macro_f1", *CATEGORICAL)
+    lines = [
+        f"Per fold, {top} labeled clips (each fold: mean over its draws; last row: mean ± std over folds "
+        "[95% Student-t interval]; '-': nothing to measure)",
+    ]
+    for model, per_budget in summary["per_fold"].items():
+        if top not in per_budget:
+            continue
+        lines += [
+            "",
+            f"**{model}**",
+            "",
+            "| fold | " + " | ".join(TITLES[k] for k in keys) + " |",
+            "|---" * (len(keys) + 1) + "|",
+        ]
+        for entry in per_budget[top]:
+            lines.append(f"| {entry['fold']} | " + " | ".join(_number(entry[k]) for k in keys) + " |")
+        stats = summary["models"][model][top]
+        lines.append("| **mean** | " + " | ".join(_with_interval(stats.get(k)) for k in keys) + " |")
+    zeros = summary["zeros"]
+    lines += ["", "all-zeros: " + ", ".join(f"{TITLES[k]} {_number(zeros.get(k))}" for k in keys)]
+    return "\n".join(lines) + "\n"
 
 
 def report_cv(
@@ -307,6 +400,7 @@ def report_cv(
         **summary,
     }
     write_report(run_dir, summary)
+    write_atomic(run_dir / "folds.md", fold_table(summary))
     return summary
 
 
@@ -318,5 +412,9 @@ def macro_f1_lines(summary: dict) -> list[str]:
         for b, entry in per_budget.items():
             d = entry["macro_f1"]
             ci = "" if d["ci95"] is None else f" (95% interval {d['ci95'][0]:.3f} to {d['ci95'][1]:.3f})"
-            lines.append(f"{model}, {b} labels: macro-F1 {d['mean']:.3f}{ci} over {d['n']} {unit}(s)")
+            line = f"{model}, {b} labels: macro-F1 {d['mean']:.3f}{ci} over {d['n']} {unit}(s)"
+            for k in ("uar", "false_cue_neutral", "false_cue_ordinary"):
+                if entry.get(k) is not None:
+                    line += f"; {TITLES[k]} {_with_interval(entry[k])}"
+            lines.append(line)
     return lines

@@ -12,8 +12,11 @@ seed, N and k) and the same clips train every model:
   first `baseline_draws` draws only, in a pool of worker processes with one math thread each.
 - `ssl_full` (budgets >= `full_from`): every weight fine-tuned, starting from the pretrained network.
 
-All are scored on the same evaluation clips. A row already in results.csv is never recomputed, so an
-interrupted run resumes where it stopped; results.csv is rewritten atomically after every job.
+All are scored on the same evaluation clips, as the device shows them (clipped to 0..3): the intensity
+metrics, the categorical readout (UAR, weighted accuracy) and the false-cue rate on neutral clips; with
+ordinary (unlabeled) speech given, also every model's false-cue rate on it (clip level). A row already in
+results.csv is never recomputed, so an interrupted run resumes where it stopped; results.csv is rewritten
+atomically after every job.
 A `Fold` is one (training clips, evaluation clips) pair; a speaker cross-validation adds more folds.
 """
 
@@ -36,7 +39,7 @@ import numpy as np
 import torch
 
 from edge_emo.data.corpus import ClipSet
-from edge_emo.metrics import scores
+from edge_emo.metrics import cue_rates, scores
 from edge_emo.progress import progress
 from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_emo.train.finetune import (
@@ -53,6 +56,9 @@ from edge_emo.train.pretrain import PretrainConfig, pretrain
 CHEAP = ("ssl", "ssl_loss_all", "ssl_loss_masked", "ridge")
 EXPENSIVE = ("baseline", "ssl_full")
 METRICS = ("macro_f1", "acc4", "mae")
+# The categorical readout and false cues; NaN where there is nothing to measure (no neutral clip, no ordinary
+# speech, or a row of a run from before these columns existed).
+CATEGORICAL = ("uar", "wa", "false_cue_neutral", "false_cue_ordinary")
 PER_EMOTION = ("f1", "acc4", "mae")
 
 
@@ -67,6 +73,15 @@ class Fold:
     # The training clips heard otherwise (e.g. through other microphone gains), same clips in the same order:
     # the models that train the whole network take each clip from a random version every epoch.
     train_renditions: list[ClipSet] = field(default_factory=list)
+    # Ordinary speech (unlabeled, taken as neutral) every model of the fold is also run on, and its audio
+    # folders for the functionals reference: each model's false-cue rate on it is reported.
+    ordinary: list[ClipSet] = field(default_factory=list)
+    ordinary_dirs: list[Path] = field(default_factory=list)
+
+    @property
+    def scored_features(self) -> list[np.ndarray]:
+        """What the fold's models predict: the evaluation clips, then the ordinary speech."""
+        return list(self.eval.features) + [f for o in self.ordinary for f in o.features]
 
 
 @dataclass
@@ -196,7 +211,7 @@ def other_loss(loss_on: str) -> str:
 
 def columns(emotions: tuple[str, ...]) -> list[str]:
     head = ["fold", "budget", "draw", "model", "n_labeled", "n_eval", "seconds", *METRICS]
-    return head + [f"{e}_{m}" for e in emotions for m in PER_EMOTION]
+    return head + [f"{e}_{m}" for e in emotions for m in PER_EMOTION] + list(CATEGORICAL)
 
 
 class Results:
@@ -208,9 +223,10 @@ class Results:
         if path.is_file():
             with path.open(newline="") as f:
                 reader = csv.DictReader(f)
-                if reader.fieldnames != self.columns:
+                # A run from before the categorical columns resumes: its rows lack them (NaN).
+                if reader.fieldnames not in (self.columns, self.columns[: -len(CATEGORICAL)]):
                     raise ValueError(f"{path}: columns differ from this experiment's; use another --out")
-                self.rows = [_typed(r) for r in reader]
+                self.rows = [_typed({**dict.fromkeys(CATEGORICAL, ""), **r}) for r in reader]
         self.done = {(r["fold"], r["budget"], r["draw"], r["model"]) for r in self.rows}
 
     def has(self, job: Job) -> bool:
@@ -234,7 +250,7 @@ def _typed(row: dict) -> dict:
         elif k in ("budget", "draw", "n_labeled", "n_eval"):
             out[k] = int(v)
         else:
-            out[k] = float(v)
+            out[k] = float(v) if v not in ("", None) else float("nan")
     return out
 
 
@@ -248,12 +264,18 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 def result_row(
     job: Job, n_labeled: int, truth: np.ndarray, pred: np.ndarray, emotions, seconds: float
 ) -> dict:
-    s = scores(truth, pred, emotions)
+    """The row of one model; `pred` holds its predictions of the evaluation clips, then of the ordinary
+    speech (`Fold.scored_features`), if any."""
+    s = scores(truth, pred[: len(truth)], emotions)
     row = {"fold": job.fold, "budget": job.budget, "draw": job.draw, "model": job.model}
     row.update(n_labeled=n_labeled, n_eval=len(truth), seconds=round(seconds, 3))
     row.update({m: s[m] for m in METRICS})
     for e in emotions:
         row.update({f"{e}_{m}": s["per_emotion"][e][m] for m in PER_EMOTION})
+    ordinary = cue_rates(pred[len(truth) :], emotions)["any"]["rate"]
+    row.update(uar=s["uar"], wa=s["wa"])
+    row["false_cue_neutral"] = float("nan") if s["false_cue_neutral"] is None else s["false_cue_neutral"]
+    row["false_cue_ordinary"] = float("nan") if ordinary is None else ordinary
     return row
 
 
@@ -326,7 +348,7 @@ def _run_fold(fold, jobs, unlabeled, config, run_dir, init, results, log) -> Non
     parallel = config.workers > 1 and len(cost) > 0
     if parallel:
         torch.set_num_threads(1)  # the workers have the cores; this process only fits heads meanwhile
-    state = {"train": fold.train, "renditions": fold.train_renditions, "eval_features": fold.eval.features}
+    state = {"train": fold.train, "renditions": fold.train_renditions, "eval_features": fold.scored_features}
     with _pool(config.workers, state) if parallel else InlineExecutor(state) as pool:
         tasks: dict = {}  # future -> ("pretrain", loss) or ("job", job)
 
@@ -439,7 +461,8 @@ def _run_heads(fold, jobs, ckpt: Checkpoint, config, draws, results, log) -> Non
     if not jobs:
         return
     start = time.perf_counter()
-    e_train, e_eval = (embed(ckpt.model, ckpt.norm, c.features) for c in (fold.train, fold.eval))
+    e_train = embed(ckpt.model, ckpt.norm, fold.train.features)
+    e_eval = embed(ckpt.model, ckpt.norm, fold.scored_features)
     for job in jobs:
         t = time.perf_counter()
         idx, seed = draws[job]
@@ -464,7 +487,10 @@ def _run_ridge(fold, jobs, draws, results, log) -> None:
 
     start = time.perf_counter()
     x_train = corpus_functionals(fold.train_dir, fold.train.names)
-    x_eval = corpus_functionals(fold.eval_dir, fold.eval.names)
+    x_eval = np.concatenate(
+        [corpus_functionals(fold.eval_dir, fold.eval.names)]
+        + [corpus_functionals(d, o.names) for d, o in zip(fold.ordinary_dirs, fold.ordinary)]
+    )
     for job in jobs:
         t = time.perf_counter()
         idx = draws[job][0]
