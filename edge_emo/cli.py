@@ -68,13 +68,22 @@ def _default_feature_set(data_dirs: list[Path], mosei: bool) -> str:
 
 
 def _corpora(
-    data_dirs: list[Path], mosei_covarep: Optional[Path], mosei_labels: Optional[Path], spec, split, seed
+    data_dirs: list[Path],
+    mosei_covarep: Optional[Path],
+    mosei_labels: Optional[Path],
+    spec,
+    split,
+    seed,
+    cut: str = "whole",
 ):
-    """Every corpus named on the command line, as ClipSets of `spec` features."""
+    """Every corpus named on the command line, as ClipSets of `spec` features (audio cut as `cut` says)."""
     from edge_emo.data.corpus import load_corpus
     from edge_emo.data.mosei import load_mosei
+    from edge_emo.features.feature_log import is_feature_log
 
-    corpora = [load_corpus(d, spec, split, seed) for d in data_dirs]
+    corpora = [
+        load_corpus(d, spec, split, seed, cut="whole" if is_feature_log(d) else cut) for d in data_dirs
+    ]
     if (mosei_covarep is None) != (mosei_labels is None):
         raise ValueError("--mosei-covarep and --mosei-labels go together")
     if mosei_covarep is not None:
@@ -143,6 +152,14 @@ SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
 HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
 LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
 RANDOM_GAIN_DB = (-20.0, 12.0)
+CutOpt = Annotated[
+    SpeechCutChoice,
+    typer.Option(
+        "--cut",
+        help="What of each audio clip the model sees: 'speech' from the first to the last frame the device's "
+        "voice detector calls speech (as `listen` analyses it), or the 'whole' clip.",
+    ),
+]
 TrainGainsOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -288,16 +305,6 @@ def pretrain(
         distributed.stop()
 
 
-CutOpt = Annotated[
-    SpeechCutChoice,
-    typer.Option(
-        "--cut",
-        help="What of each audio clip the model sees: 'speech' from the first to the last frame the device's "
-        "voice detector calls speech (as `listen` analyses it), or the 'whole' clip.",
-    ),
-]
-
-
 @app.command()
 @_guard
 def finetune(
@@ -416,6 +423,7 @@ def evaluate(
         Optional[Path],
         typer.Option(help="Write every clip's six clipped outputs and readout (and truth) to this CSV."),
     ] = None,
+    cut: CutOpt = SpeechCutChoice.speech,
 ) -> None:
     """Score a model beside the all-zeros reference, on the clipped 0..3 output the device emits: on labeled
     clips every metric and the categorical readout; on unlabeled speech (manifest.csv or a feature log) the
@@ -426,10 +434,17 @@ def evaluate(
         check_output_path(predictions)
     spec, emotions, predict = _predictor(model)
     clips = _one_corpus(
-        _corpora([data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed)
+        _corpora(
+            [data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed, cut.value
+        )
     )
     rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions)
-    typer.echo(json.dumps(rep) if json_out else text)
+    rep["cut"] = cut.value
+    cut_note = {
+        "speech": "clips cut to the speech the device's voice detector finds (as `listen` analyses them)",
+        "whole": "whole clips, silence included",
+    }[cut.value]
+    typer.echo(json.dumps(rep) if json_out else f"{text}\n\n{cut_note}")
 
 
 class PrecisionChoice(str, Enum):

@@ -128,7 +128,8 @@ def load_corpus(
     """Load a DATA_DIR as a ClipSet of `spec` features. `split` applies to labeled corpora; unlabeled audio
     and feature logs are never evaluated on, so they are always used whole. With `gain`, audio clips are
     heard through that microphone gain (cached apart from the plain features). `cut` keeps the speech of
-    audio clips as the device's voice detector finds it in the plain audio (`SpeechCut`)."""
+    audio clips as the device's voice detector finds it in the plain audio (`SpeechCut`); feature logs
+    already hold only the detector's utterances and CMU-MOSEI only frames, so it does not apply to them."""
     data_dir = Path(data_dir)
     cut = SpeechCut(cut)
     if not data_dir.is_dir():
@@ -142,8 +143,6 @@ def load_corpus(
                     clips, speech_segments_of(data_dir, records, spec, workers), cut, spec.hop_s
                 )
             return clips.split(split, seed) if table == "labels.csv" else clips
-    if cut is not SpeechCut.whole:
-        raise CorpusError(f"{data_dir}: cutting out speech needs audio (labels.csv or manifest.csv)")
     if gain is not None:
         raise CorpusError(f"{data_dir}: a gain needs audio (labels.csv or manifest.csv)")
     from edge_emo.data.feature_log import load_feature_log

@@ -1,0 +1,208 @@
+"""The quality yardstick of docs/QUALITY.md: k-fold cross-validation of a training recipe over speakers of
+every corpus at once, scored as the device shows it.
+
+Folds (`--folds`, default 4), each held out once:
+- every labeled corpus: its speakers dealt into folds (`speaker_folds`); a pseudo-speaker that pools many
+  unknown people of one place (emo_speech_wild's `wild_unknown_<place>`) is held out whole, one place per
+  fold, so the places are held out too;
+- every `--neutral` corpus of ordinary speech: its speakers dealt into folds the same way; the training
+  folds' utterances are learned as 'no emotion', the held-out fold's are the false-cue yardstick.
+
+Each fold trains the recipe (`edge_emo.train.finetune.train` options: cut, crops, neutral speech, gains,
+network size, optional pretrained init) on the other folds and scores the held-out fold with
+`edge_emo.metrics.scores` per labeled corpus (macro-F1 over the emotions that corpus labels, categorical
+UAR/WA with calm and neutral as neutral, false cues on its neutral clips; outputs clipped to 0..3) and the
+false-cue rate on the held-out ordinary speech, per utterance as the voice detector cuts it. Then mean, std
+and Student-t 95% interval over folds, beside the all-zeros reference. Results per fold are written as they
+finish (rerun to resume).
+
+Usage:
+    python -m benchmarks.quality_cv LABELED_DIR... --neutral DIR --out RUN [--feature-set compare]
+        [--hidden 64] [--epochs 20] [--crop-s 2.5] [--cut speech] [--init PRE] [--train-gains=-20,12,random]
+        [--eval-gain random] [--folds 4] [--only 0,1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_emo.data.corpus import ClipSet, SpeechCut, load_corpus
+from edge_emo.data.splits import speaker_folds
+from edge_emo.experiment.stats import describe_folds
+from edge_emo.metrics import cue_rates, scores
+from edge_emo.train.finetune import FinetuneConfig, finetune_all, predict, train_baseline
+
+POOLED = "_unknown_"  # a speaker label holding many unknown people of one place
+
+
+def fold_of(speakers: list[str], k: int, seed: int = 0) -> dict[str, int]:
+    """Speaker -> fold: real speakers dealt into k folds; pooled pseudo-speakers one place per fold."""
+    real = sorted({s for s in speakers if POOLED not in s})
+    out = (
+        {s: f for f, group in enumerate(speaker_folds(real, k, seed)) for s in group}
+        if len(real) >= k
+        else {}
+    )
+    for i, s in enumerate(sorted({s for s in speakers if POOLED in s} | (set(real) - set(out)))):
+        out[s] = i % k
+    return out
+
+
+def parts(clips: ClipSet, folds: dict[str, int], k: int) -> tuple[ClipSet, ClipSet]:
+    held = [folds[s] == k for s in clips.speakers]
+    return clips.subset([i for i, h in enumerate(held) if not h]), clips.subset(
+        [i for i, h in enumerate(held) if h]
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("labeled", type=Path, nargs="+")
+    ap.add_argument("--neutral", type=Path, action="append", default=[])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--feature-set", default="egemaps")
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--pos-weight", type=float, default=1.0)
+    ap.add_argument("--crop-s", type=float, default=None)
+    ap.add_argument(
+        "--cut", choices=[c.value for c in SpeechCut if c is not SpeechCut.utterances], default="speech"
+    )
+    ap.add_argument("--init", type=Path, help="pretrained checkpoint: fine-tune every weight from it")
+    ap.add_argument("--train-gains", default=None)
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
+    args = ap.parse_args()
+
+    from edge_emo.cli import _gains, _spec
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    init = load_checkpoint(args.init) if args.init else None
+    spec = init.spec if init else _spec(args.feature_set)
+    gains = _gains(args.train_gains)
+    labeled = {
+        d.name: [load_corpus(d, spec, cut=args.cut, gain=g) for g in [None, *gains]] for d in args.labeled
+    }
+    neutral = {
+        d.name: [load_corpus(d, spec, cut=SpeechCut.utterances, gain=g).as_neutral() for g in [None, *gains]]
+        for d in args.neutral
+    }
+    folds = {
+        name: fold_of(versions[0].speakers, args.folds) for name, versions in {**labeled, **neutral}.items()
+    }
+    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, pos_weight=args.pos_weight, crop_s=args.crop_s)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
+    run = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]
+    for k in run:
+        path = args.out / f"fold{k}.json"
+        if path.exists():
+            continue
+        t0 = time.time()
+        versions = [
+            ClipSet.concat([parts(v[g], folds[name], k)[0] for name, v in {**labeled, **neutral}.items()])
+            for g in range(1 + len(gains))
+        ]
+        cfg = FinetuneConfig(**{**vars(config), "seed": k})
+        if init is None:
+            ckpt = train_baseline(versions[0], cfg, args.hidden, 2, versions[1:])
+        else:
+            ckpt = finetune_all(init, versions[0], cfg, versions[1:])
+        result = {"fold": k, "train_clips": len(versions[0]), "corpora": {}, "ordinary": {}}
+        for name, v in labeled.items():
+            held = parts(v[0], folds[name], k)[1]
+            pred = predict(ckpt, held.features)
+            result["corpora"][name] = {
+                "n": len(held),
+                "model": scores(held.labels, pred, held.emotions),
+                "zeros": scores(held.labels, np.zeros_like(held.labels), held.emotions),
+            }
+        for name, v in neutral.items():
+            held = parts(v[0], folds[name], k)[1]
+            result["ordinary"][name] = cue_rates(predict(ckpt, held.features), held.emotions)
+        result["seconds"] = round(time.time() - t0)
+        path.write_text(json.dumps(result, indent=1))
+        print(f"fold {k}: {summary_line(result)}", flush=True)
+    done = sorted(args.out.glob("fold*.json"))
+    if len(done) >= 2:
+        summary = summarize([json.loads(p.read_text()) for p in done])
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (args.out / "summary.md").write_text(markdown(summary))
+        print(markdown(summary))
+
+
+def summary_line(result: dict) -> str:
+    bits = [
+        f"{name} macro-F1 {c['model']['macro_f1']:.3f} UAR {c['model']['uar']:.3f} "
+        f"false cues on neutral {c['model']['false_cue_neutral'] or 0:.3f}"
+        for name, c in result["corpora"].items()
+    ]
+    bits += [f"{name} false cues {o['any']['rate']:.3f}" for name, o in result["ordinary"].items()]
+    return "; ".join(bits) + f" ({result['seconds']} s)"
+
+
+def summarize(results: list[dict]) -> dict:
+    """Mean, std and t interval over folds of every headline number."""
+    out: dict = {"folds": len(results), "corpora": {}, "ordinary": {}}
+    for name in results[0]["corpora"]:
+        entry = {}
+        for who in ("model", "zeros"):
+            rows = [r["corpora"][name][who] for r in results]
+            entry[who] = {
+                m: describe_folds([row[m] for row in rows]) for m in ("macro_f1", "uar", "wa", "acc4", "mae")
+            }
+            neutral = [row["false_cue_neutral"] for row in rows if row["false_cue_neutral"] is not None]
+            entry[who]["false_cue_neutral"] = describe_folds(neutral) if len(neutral) >= 2 else None
+            entry[who]["f1"] = {
+                e: describe_folds([row["per_emotion"][e]["f1"] for row in rows])
+                for e in rows[0]["per_emotion"]
+                if e not in rows[0]["left_out"]
+            }
+        entry["left_out"] = results[0]["corpora"][name]["model"]["left_out"]
+        out["corpora"][name] = entry
+    for name in results[0]["ordinary"]:
+        rates = [r["ordinary"][name]["any"]["rate"] for r in results]
+        k = sum(r["ordinary"][name]["any"]["k"] for r in results)
+        n = sum(r["ordinary"][name]["any"]["n"] for r in results)
+        out["ordinary"][name] = {"per_fold": describe_folds(rates), "pooled": {"k": k, "n": n, "rate": k / n}}
+    return out
+
+
+def markdown(summary: dict) -> str:
+    def cell(d: dict | None) -> str:
+        if d is None:
+            return "n/a"
+        ci = d.get("ci95")
+        return f"{d['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    lines = [f"{summary['folds']} folds; mean [95% t interval over folds]", ""]
+    lines += ["| corpus | metric | model | all-zeros |", "|---|---|---|---|"]
+    for name, c in summary["corpora"].items():
+        for m, label in (
+            ("macro_f1", "macro-F1" + (f" (without {', '.join(c['left_out'])})" if c["left_out"] else "")),
+            ("uar", "categorical UAR"),
+            ("wa", "categorical WA"),
+            ("false_cue_neutral", "false cues on neutral clips"),
+            ("acc4", "4-class accuracy"),
+            ("mae", "MAE"),
+        ):
+            lines.append(f"| {name} | {label} | {cell(c['model'][m])} | {cell(c['zeros'][m])} |")
+        for e, d in c["model"]["f1"].items():
+            lines.append(f"| {name} | {e} F1 | {cell(d)} | 0.000 |")
+    for name, o in summary["ordinary"].items():
+        p = o["pooled"]
+        lines.append(
+            f"| {name} (held-out speakers) | false cues per utterance | {cell(o['per_fold'])}; pooled "
+            f"{p['k']}/{p['n']} = {p['rate']:.3f} | 0.000 |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
