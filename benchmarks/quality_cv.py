@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--pos-weight", type=float, default=1.0)
     ap.add_argument("--crop-s", type=float, default=None)
+    ap.add_argument("--cue-margin", type=float, default=0.0)
     ap.add_argument(
         "--cut", choices=[c.value for c in SpeechCut if c is not SpeechCut.utterances], default="speech"
     )
@@ -96,7 +97,13 @@ def main() -> None:
     folds = {
         name: fold_of(versions[0].speakers, args.folds) for name, versions in {**labeled, **neutral}.items()
     }
-    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, pos_weight=args.pos_weight, crop_s=args.crop_s)
+    config = FinetuneConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        pos_weight=args.pos_weight,
+        crop_s=args.crop_s,
+        cue_margin=args.cue_margin,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
     run = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]

@@ -45,6 +45,10 @@ class FinetuneConfig:
     # epoch: the label describes the whole utterance, and the mean over any long stretch of it estimates the
     # same thing, so crops are cheap augmentation and bound the cost of long clips. None: whole clips.
     crop_s: float | None = None
+    # Subtracted from every output once training is done (from the head's bias, so the device pays nothing):
+    # an emotion then needs this much more evidence to reach the 0.5 at which the device names it. Trades a
+    # little recall for fewer false cues on calm speech (docs/QUALITY.md chose it on held-out speakers).
+    cue_margin: float = 0.0
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
@@ -266,6 +270,9 @@ def _finetuned(
     stage: str,
     renditions: Sequence[ClipSet] = (),
 ) -> Checkpoint:
+    if config.cue_margin:
+        with torch.no_grad():
+            model.head.bias -= config.cue_margin
     return Checkpoint(
         model,
         init.spec,

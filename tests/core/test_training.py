@@ -167,3 +167,16 @@ def test_normstats_clean_nan_and_inf():
     np.testing.assert_allclose(norm.mean, [2.0, 5.0])
     z = norm.apply(x)
     assert np.all(np.isfinite(z)) and z[2, 0] == 0 and z[3, 0] == 0 and np.all(z[:, 1] == 0)
+
+
+def test_cue_margin_lowers_every_output_by_that_much_and_crops_bound_the_clips(clips):
+    config = FinetuneConfig(epochs=2, seed=3, crop_s=0.3)
+    plain = train_baseline(clips, config, hidden=8)
+    shifted = train_baseline(clips, FinetuneConfig(epochs=2, seed=3, crop_s=0.3, cue_margin=0.25), hidden=8)
+    np.testing.assert_allclose(
+        predict(plain, clips.features) - predict(shifted, clips.features), 0.25, atol=1e-5
+    )
+    assert shifted.provenance["finetune"]["cue_margin"] == 0.25
+    # a crop changes what each epoch sees, so it changes the weights
+    whole = train_baseline(clips, FinetuneConfig(epochs=2, seed=3), hidden=8)
+    assert not torch.equal(whole.model.head.weight, plain.model.head.weight)
