@@ -1,0 +1,48 @@
+"""benchmarks/quality_cv.py end to end on small corpora: folds over speakers of every corpus, pooled places
+held out whole, ordinary speech as neutral training data and as the false-cue yardstick."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.quality_cv import fold_of
+from tests.core.conftest import make_corpus
+from tests.core.test_cli import make_ordinary_speech
+
+
+def test_folds_deal_speakers_and_hold_out_each_pooled_place_whole():
+    speakers = [f"s{i}" for i in range(8)] + ["wild_unknown_house"] * 5 + ["wild_unknown_misc"] * 3
+    folds = fold_of(speakers, 4)
+    assert sorted(folds[f"s{i}"] for i in range(8)) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert folds["wild_unknown_house"] != folds["wild_unknown_misc"]
+
+
+def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
+    first = make_corpus(tmp_path / "first", n_speakers=4, per_speaker=3)
+    second = make_corpus(tmp_path / "second", n_speakers=2, per_speaker=3)
+    ordinary = make_ordinary_speech(tmp_path / "ordinary", n=4)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.quality_cv", str(first), str(second), "--neutral", str(ordinary),
+         "--out", str(out), "--folds", "2", "--hidden", "8", "--epochs", "1", "--crop-s", "0.5",
+         "--cue-margin", "0.1"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    folds = [json.loads((out / f"fold{k}.json").read_text()) for k in (0, 1)]
+    for f in folds:
+        assert set(f["corpora"]) == {"first", "second"} and set(f["ordinary"]) == {"ordinary"}
+        assert f["corpora"]["first"]["zeros"]["macro_f1"] == 0.0
+    # every clip is held out exactly once
+    assert sum(f["corpora"]["first"]["n"] for f in folds) == 12
+    assert sum(f["corpora"]["second"]["n"] for f in folds) == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["folds"] == 2 and summary["corpora"]["first"]["model"]["uar"]["ci95"] is not None
+    assert summary["ordinary"]["ordinary"]["pooled"]["n"] >= 4
+    text = (out / "summary.md").read_text()
+    assert "| first | categorical UAR |" in text and "false cues per utterance" in text
