@@ -13,6 +13,8 @@ from typing import Annotated, Callable, NamedTuple, Optional
 
 import typer
 
+from edge_emo.data.splits import Split
+
 app = typer.Typer(
     help="Speech emotion recognition for wearables: train, export, listen, personalize.",
     no_args_is_help=True,
@@ -27,8 +29,26 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _print_versions(asked: bool) -> None:
+    if asked:
+        from edge_emo.about import versions
+
+        typer.echo(versions())
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_versions,
+            help="Print the versions of edge-emo, its shipped model, onnxruntime and openSMILE.",
+        ),
+    ] = False,
+) -> None:
     """edge-emo command line."""
 
 
@@ -44,6 +64,15 @@ class FeatureSetChoice(str, Enum):
     egemaps = "egemaps"
     compare = "compare"
     covarep = "covarep"
+
+
+class LossOnChoice(str, Enum):
+    masked = "masked"
+    all = "all"
+
+
+class CvChoice(str, Enum):
+    speakers = "speakers"
 
 
 def _spec(feature_set: str):
@@ -85,18 +114,19 @@ def _one_corpus(corpora):
     return corpora[0]
 
 
-def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
-    """(feature spec, emotion order, predict(list of raw feature arrays) -> (N, 6)) of a checkpoint or bundle."""
+def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable, dict]:
+    """(feature spec, emotion order, predict(list of raw feature arrays) -> (N, 6), provenance) of a
+    checkpoint or bundle."""
     if path.is_dir():
         from edge_emo.runtime.bundle import load_bundle
 
         bundle = load_bundle(path)
-        return bundle.spec, bundle.emotions, bundle.predict_utterances
+        return bundle.spec, bundle.emotions, bundle.predict_utterances, bundle.provenance
     from edge_emo.train.checkpoint import load_checkpoint
     from edge_emo.train.finetune import predict
 
     ckpt = load_checkpoint(path)
-    return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
+    return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt), ckpt.provenance
 
 
 def _one_torch_thread_unless_told() -> None:
@@ -133,7 +163,7 @@ DataDir = Annotated[
 ]
 MoseiCovarep = Annotated[Optional[Path], typer.Option(help=MOSEI_COVAREP_HELP)]
 MoseiLabels = Annotated[Optional[Path], typer.Option(help=MOSEI_LABELS_HELP)]
-SplitOpt = Annotated[str, typer.Option("--split", help=SPLIT_HELP)]
+SplitOpt = Annotated[Split, typer.Option("--split", help=SPLIT_HELP)]
 SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
 HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
 LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
@@ -203,13 +233,13 @@ def pretrain(
         typer.Option(help="Features to train on (default: covarep for MOSEI, else egemaps)."),
     ] = None,
     loss_on: Annotated[
-        str, typer.Option(help="Reconstruction loss on 'masked' frames only or on 'all' frames.")
-    ] = ("masked"),
+        LossOnChoice, typer.Option(help="Reconstruction loss on masked frames only or on all frames.")
+    ] = LossOnChoice.masked,
     batch_size: Annotated[int, typer.Option(help="Clips (or 4 s windows of long clips) per step.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of masking, batching and initialisation.")] = 0,
     hidden: HiddenOpt = 256,
     layers: LayersOpt = 2,
-    split: SplitOpt = "all",
+    split: SplitOpt = Split.all,
     split_seed: SplitSeed = 0,
     mosei_covarep: MoseiCovarep = None,
     mosei_labels: MoseiLabels = None,
@@ -236,8 +266,6 @@ def pretrain(
     from edge_emo.train.pretrain import pretrain as run_pretrain
 
     _one_torch_thread_unless_told()
-    if loss_on not in ("masked", "all"):
-        raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     dirs = data_dir or []
     logged = [spec for spec in map(log_spec, dirs) if spec is not None]  # feature logs name their features
     if feature_set:
@@ -257,7 +285,7 @@ def pretrain(
             resume = state
         if resume is not None and dist.is_main:
             typer.echo(f"continuing from the training state {resume}", err=True)
-        config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on, seed=seed)
+        config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on.value, seed=seed)
         ckpt = run_pretrain(
             corpora,
             config,
@@ -270,7 +298,7 @@ def pretrain(
         )
         if dist.is_main:
             ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
-            ckpt.provenance["split"] = {"split": split, "seed": split_seed}
+            ckpt.provenance["split"] = {"split": split.value, "seed": split_seed}
             save_checkpoint(ckpt, out)
             state.unlink(missing_ok=True)  # the run is complete: a rerun starts afresh
             history = ckpt.provenance["pretrain"]["loss_history"]
@@ -290,8 +318,12 @@ def finetune(
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")] = Path(
         "finetuned.safetensors"
     ),
+    budget: Annotated[
+        Optional[int],
+        typer.Option("--budget", help="Number of labeled clips to draw (default: all of the split).", min=1),
+    ] = None,
     labels: Annotated[
-        Optional[int], typer.Option(help="Number of labeled clips to draw (default: all of the split).")
+        Optional[int], typer.Option("--labels", hidden=True, help="Deprecated name of --budget.", min=1)
     ] = None,
     init: Annotated[
         Optional[Path],
@@ -318,7 +350,7 @@ def finetune(
         Optional[FeatureSetChoice],
         typer.Option(help="Features for the baseline (with --init: the checkpoint's)."),
     ] = None,
-    split: SplitOpt = "all",
+    split: SplitOpt = Split.all,
     split_seed: SplitSeed = 0,
     mosei_covarep: MoseiCovarep = None,
     mosei_labels: MoseiLabels = None,
@@ -335,6 +367,11 @@ def finetune(
     )
 
     _one_torch_thread_unless_told()
+    if labels is not None:  # one name per meaning: --labels is a labels.csv in record and personalize
+        if budget is not None:
+            raise ValueError("--labels is the old name of --budget: give only --budget")
+        typer.secho("warning: `finetune --labels N` is deprecated; use --budget N", err=True, fg="yellow")
+        budget = labels
     if full and init is None:
         raise ValueError("--full fine-tunes a pretrained network: give it with --init")
     if train_gains and (data_dir is None or (init is not None and not full) or mosei_covarep):
@@ -351,11 +388,11 @@ def finetune(
         else _spec(feature_set.value if feature_set else _default_feature_set(dirs, bool(mosei_covarep)))
     )
     clips = _one_corpus(_corpora(dirs, mosei_covarep, mosei_labels, spec, split, split_seed))
-    chosen = sample_labeled(clips, labels, seed)
+    chosen = sample_labeled(clips, budget, seed)
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, pos_weight=pos_weight)
     # The same clips heard through other gains: the same split and the same draw of the same corpus.
     renditions = [
-        sample_labeled(load_corpus(data_dir, spec, split, split_seed, gain=g), labels, seed)
+        sample_labeled(load_corpus(data_dir, spec, split, split_seed, gain=g), budget, seed)
         for g in _gains(train_gains)
     ]
     if pre is None:
@@ -367,7 +404,7 @@ def finetune(
     ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
     if train_gains:
         ckpt.provenance["finetune"]["train_gains"] = train_gains
-    ckpt.provenance["split"] = {"split": split, "seed": split_seed}
+    ckpt.provenance["split"] = {"split": split.value, "seed": split_seed}
     save_checkpoint(ckpt, out)
     kind = (
         "whole pretrained network"
@@ -384,7 +421,7 @@ def finetune(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an exported bundle.")],
     data_dir: DataDir = None,
-    split: SplitOpt = "all",
+    split: SplitOpt = Split.all,
     split_seed: SplitSeed = 0,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with every metric.")
@@ -393,9 +430,10 @@ def evaluate(
     mosei_labels: MoseiLabels = None,
 ) -> None:
     """Score a model on labeled clips, beside the all-zeros reference."""
+    from edge_emo.data.splits import trained_on, trained_on_warning
     from edge_emo.metrics import format_report, report
 
-    spec, emotions, predict = _predictor(model)
+    spec, emotions, predict, made = _predictor(model)
     clips = _one_corpus(
         _corpora([data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed)
     )
@@ -405,6 +443,9 @@ def evaluate(
         raise ValueError(
             f"{model} predicts {list(emotions)} but the corpus is labeled {list(clips.emotions)}"
         )
+    seen = trained_on(made, clips.speakers)
+    if seen:
+        typer.secho(trained_on_warning(seen, clips.speakers), err=True, fg=typer.colors.YELLOW)
     rep = report(clips.labels, predict(clips.features), clips.emotions)
     rep["model_path"] = str(model)
     if json_out:
@@ -817,7 +858,12 @@ def personalize(
         ),
     ] = None,
     rollback: Annotated[
-        bool, typer.Option("--rollback", help="Swap the bundle at --out (or --model) with its .prev.")
+        bool,
+        typer.Option(
+            "--rollback",
+            help="Undo the last personalization at --out (or --model): back to the bundle it replaced, "
+            "or to the model it was made from (the shipped one by default).",
+        ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
 ) -> None:
@@ -831,20 +877,18 @@ def personalize(
     if rollback:
         if labels is not None:
             raise ValueError("--rollback takes no --labels")
-        restored = wearer.rollback(out)
-        typer.echo(
-            f"rolled back {out} to version {restored.version} (the replaced one is now {out.name}.prev)"
-        )
+        typer.echo(wearer.rollback(out).describe(out, default=out == wearer.personal_bundle_path()))
         return
     if labels is None:
         raise ValueError("--labels is required (the wearer's labels.csv, see `edge-emo record`)")
-    result = wearer.personalize(_model_bundle(model).path, labels, out)
+    start = _model_bundle(model).path
+    result = wearer.personalize(start, labels, out)
     if json_out:
         typer.echo(
             json.dumps(
                 {
-                    "bundle": str(result.bundle.path),
-                    "version": result.bundle.version,
+                    "bundle": str(result.bundle.path) if result.bundle else None,
+                    "version": result.bundle.version if result.bundle else None,
                     "clips": result.n_clips,
                     "strength": None if result.fit.shipped else result.fit.strength,
                     "before": result.before,
@@ -861,10 +905,10 @@ def personalize(
         f"| 4-class accuracy | {b['acc4']:.3f} | {a['acc4']:.3f} | {z['acc4']:.3f} |\n"
         f"| MAE | {b['mae']:.3f} | {a['mae']:.3f} | {z['mae']:.3f} |\n"
     )
-    if result.fit.shipped:
-        typer.echo("the shipped head predicted your clips best: the head is unchanged")
-    else:
-        typer.echo(f"shrinkage strength {result.fit.strength:g} (chosen by leave-one-out)")
+    if result.bundle is None:
+        typer.echo(wearer.describe_unchanged(result, start, out))
+        return
+    typer.echo(f"shrinkage strength {result.fit.strength:g} (chosen by leave-one-out)")
     typer.echo(
         f"wrote {result.bundle.path}, version {result.bundle.version}; undo: edge-emo personalize --rollback --out {out}"
     )
@@ -937,8 +981,8 @@ def experiment(
     lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
     pretrain_epochs: Annotated[int, typer.Option(help="Masked-span pretraining epochs.")] = 12,
     loss_on: Annotated[
-        str, typer.Option(help="Pretraining loss on 'masked' frames only or on 'all' frames.")
-    ] = "masked",
+        LossOnChoice, typer.Option(help="Pretraining loss on masked frames only or on all frames.")
+    ] = LossOnChoice.masked,
     loss_variant: Annotated[
         bool, typer.Option(help="Also pretrain with the other --loss-on and compare its SSL head.")
     ] = False,
@@ -954,7 +998,7 @@ def experiment(
     split_seed: SplitSeed = 0,
     workers: Annotated[int, typer.Option(help="Processes for the expensive models (0: one per core).")] = 0,
     cv: Annotated[
-        Optional[str],
+        Optional[CvChoice],
         typer.Option(
             help="'speakers': speaker cross-validation over DATA_DIR instead of one split; every speaker "
             "is evaluated once, statistics are over folds."
@@ -990,14 +1034,11 @@ def experiment(
     )
     from edge_emo.train.checkpoint import load_checkpoint
 
-    if loss_on not in ("masked", "all"):
-        raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     if init is not None and loss_variant:
         raise ValueError("--loss-variant pretrains with both losses: it cannot be used with --init")
-    if draws < 1 or not 0 <= baseline_draws <= draws:
-        raise ValueError("--draws must be >= 1 and --baseline-draws between 0 and --draws")
-    if cv not in (None, "speakers"):
-        raise ValueError(f"--cv must be 'speakers', not {cv!r}")
+    if draws < 1 or baseline_draws < 0:
+        raise ValueError("--draws must be >= 1 and --baseline-draws >= 0")
+    baseline_draws = min(baseline_draws, draws)  # "the baseline on up to 5 of the draws"
     if cv and eval_dir is not None:
         raise ValueError("--cv speakers evaluates on DATA_DIR's own speakers: it cannot be used with --eval")
     budget_list = parse_budgets(budgets)
@@ -1043,7 +1084,7 @@ def experiment(
         epochs=epochs,
         lr=lr,
         pretrain_epochs=pretrain_epochs,
-        loss_on=loss_on,
+        loss_on=loss_on.value,
         loss_variant=loss_variant,
         full_from=full_finetune_from,
         hidden=pre.model.config.hidden if pre else hidden,
@@ -1086,8 +1127,11 @@ def experiment(
     summary = report_run(
         out, results, fold, budget_list[fold.name], draws, notes, {**settings, **vars(config)}
     )
+    ends = (budget_list[fold.name][0], budget_list[fold.name][-1])
+    for line in macro_f1_lines(summary, ends):
+        typer.echo(line)
     diff = summary["differences"].get("ssl - baseline", {})
-    for b in (budget_list[fold.name][0], budget_list[fold.name][-1]):
+    for b in ends:
         if str(b) in diff:
             d = diff[str(b)]["macro_f1"]
             ci = "" if d["ci95"] is None else f" (95% interval {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"

@@ -277,8 +277,10 @@ def run_experiment(
     budgets, notes, todo = {}, [], []
     for fold in folds:
         budgets[fold.name], fold_notes = capped_budgets(config.budgets, len(fold.train))
-        notes += fold_notes
+        notes += [n for n in fold_notes if n not in notes]
         todo += [j for j in plan(fold, budgets[fold.name], config) if not results.has(j)]
+    for note in notes:  # now, not only in the summary at the end
+        log(f"note: {note}")
     if not todo:
         log(f"{run_dir}: every job is already in results.csv")
         return results, budgets, notes

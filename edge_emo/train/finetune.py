@@ -180,6 +180,7 @@ def _finetuned(
                 **asdict(config),
                 "frozen_backbone": stage == "finetuned",
                 "labeled_clips": len(clips),
+                "speakers": sorted(set(clips.speakers)),  # evaluate warns when scored on these
                 **({"renditions": len(renditions)} if renditions else {}),
             },
             pretrained_from=init.provenance or None,
