@@ -761,12 +761,22 @@ def bridge_monitor(
     timeout: Annotated[
         Optional[float], typer.Option("--timeout", min=0.0, help="Stop after this many seconds.")
     ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per frame (emotions by name), then the counters.")
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option(help="Wire values as `bridge_tool decode` prints them (indices, levels 0..255).")
+    ] = False,
 ) -> None:
-    """Decode a live firmware-bridge stream: print every frame and the error counters (a bench tool)."""
-    from firmware_bridge.monitor import run_monitor
+    """Decode a live firmware-bridge stream: print every frame (emotion names, intensities 0..3) and the
+    error counters, live on stderr and at the end (a bench tool)."""
+    from firmware_bridge.monitor import Style, run_monitor
 
+    if json_out and raw:
+        raise fail("--json and --raw are two output styles: choose one")
+    style = Style.json if json_out else Style.raw if raw else Style.text
     try:
-        received, _ = run_monitor(url, count=count, timeout_s=timeout)
+        received, _ = run_monitor(url, count=count, timeout_s=timeout, style=style)
     except ValueError as e:
         raise fail(str(e)) from None
     except OSError as e:
