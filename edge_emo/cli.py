@@ -822,9 +822,12 @@ def record(
     if input_files:
         clips = [(str(p), *load_audio(p)) for p in input_files]
     else:
-        typer.echo(f"recording {seconds:g} s: speak now", err=True)
+
+        def speak() -> None:  # once the device is recording, not before finding there is none
+            typer.echo(f"recording {seconds:g} s: speak now", err=True)
+
         try:
-            clips = [("microphone", *capture(device, seconds))]
+            clips = [("microphone", *capture(device, seconds, speak))]
         except AudioSourceError as e:
             raise fail(f"{e}; without a microphone, import files with --input", e.exit_code) from None
     vad = Vad()
