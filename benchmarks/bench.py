@@ -689,7 +689,37 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
     }
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     result["targets"] = targets(result)
+    result["warnings"] = load_warnings(result)
     return result
+
+
+# Per-round speedups of one pair that differ by more than this factor were disturbed by other work: on a
+# quiet machine the rounds of a cell agree within tens of percent.
+MAX_ROUND_SPREAD = 2.0
+
+
+def load_warnings(result: dict) -> list[str]:
+    """Signs that other programs competed for the CPU (numbers from a loaded machine are not the board's):
+    a load average above the core count, and per-round ratios that disagree."""
+    m = result["machine"]
+    out = []
+    load = max(m["load_average_at_start"][0], m["load_average_at_end"][0])
+    if load > m["cores"]:
+        out.append(
+            f"the machine was loaded: load average {m['load_average_at_start'][0]:.1f} at start, "
+            f"{m['load_average_at_end'][0]:.1f} at end, on {m['cores']} cores"
+        )
+    spread = [r for r in result["ratios"] if r["speedup_max"] > MAX_ROUND_SPREAD * r["speedup_min"]]
+    if spread:
+        worst = max(spread, key=lambda r: r["speedup_max"] / r["speedup_min"])
+        out.append(
+            f"{len(spread)} of {len(result['ratios'])} speedups varied more than {MAX_ROUND_SPREAD:g}x between "
+            f"rounds (worst: {worst['pair']}, {worst['threads']} thread(s), {worst['chunk']}-frame chunks, "
+            f"{worst['speedup_min']:g}x to {worst['speedup_max']:g}x): other work interfered"
+        )
+    if out:
+        out.append("close other programs and run the bench again before quoting these numbers")
+    return out
 
 
 def _cell(result: dict, variant: str, threads: int, chunk: int) -> dict | None:
@@ -750,7 +780,10 @@ def _floor_lines(floor: dict | None) -> list[str]:
 def markdown(result: dict) -> str:
     """The tables the README quotes."""
     m = result["machine"]
-    lines = [
+    lines = (
+        [*(f"**Warning:** {w}." for w in result.get("warnings", [])), ""] if result.get("warnings") else []
+    )
+    lines += [
         f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['arch']}, {m['os']}; onnxruntime "
         f"{m['libraries']['onnxruntime']}, torch {m['libraries']['torch'] or 'absent'}; load average "
         f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end. "
