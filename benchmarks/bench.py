@@ -647,6 +647,8 @@ def _model_option(bundle: Bundle) -> list[str]:
 
 
 def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = None) -> dict[str, Any]:
+    from edge_emo.progress import stage  # here: the memory processes import this module, never rich
+
     settings = QUICK if quick else FULL
     with_torch = torch_available() if with_torch is None else with_torch
     bundle = load_bundle(bundle_path)
@@ -667,21 +669,43 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
         "torch": with_torch,
     }
     all_cores = os.cpu_count() or 1
-    rows, ratios = [], []
-    for threads in sorted({1, all_cores}):
-        r, q, sizes = latency(bundle, weights, threads, settings, torch_model)
-        rows += r
-        ratios += q
-    result["latency"] = rows
-    result["ratios"] = ratios
-    int8 = _cell(result, INT8, 1, 10)
-    int8_us = None if int8 is None or "skipped" in int8 else int8["us_per_frame"]["median"]
-    result["framework_floor"] = framework_floor(bundle, settings, int8_us)
-    pcm = speech_clip(settings.clip_s)
-    result["features"] = feature_rtf(pcm)
-    result["end_to_end"] = [end_to_end(bundle, pcm, threads) for threads in sorted({1, all_cores})]
-    result["audio_to_update_latency"] = paced_latency(bundle, pcm[: int(settings.paced_s * SAMPLE_RATE)])
-    result["memory"] = memory(bundle, settings.clip_s, with_torch)
+    thread_counts = sorted({1, all_cores})
+    names = [f"model step latency, {t} thread(s)" for t in thread_counts]
+    names += ["onnxruntime's own cost", "streaming features", "end to end", "paced audio-to-update latency"]
+    names += ["peak memory (child processes)"]
+    with stage("bench", len(names), "stages") as advance:
+        started = iter(names)
+
+        def next_stage() -> None:  # the bar names the stage that is running
+            advance(0, f"bench: {next(started)}")
+
+        rows, ratios = [], []
+        for threads in thread_counts:
+            next_stage()
+            r, q, sizes = latency(bundle, weights, threads, settings, torch_model)
+            rows += r
+            ratios += q
+            advance()
+        result["latency"] = rows
+        result["ratios"] = ratios
+        int8 = _cell(result, INT8, 1, 10)
+        int8_us = None if int8 is None or "skipped" in int8 else int8["us_per_frame"]["median"]
+        next_stage()
+        result["framework_floor"] = framework_floor(bundle, settings, int8_us)
+        advance()
+        pcm = speech_clip(settings.clip_s)
+        next_stage()
+        result["features"] = feature_rtf(pcm)
+        advance()
+        next_stage()
+        result["end_to_end"] = [end_to_end(bundle, pcm, threads) for threads in thread_counts]
+        advance()
+        next_stage()
+        result["audio_to_update_latency"] = paced_latency(bundle, pcm[: int(settings.paced_s * SAMPLE_RATE)])
+        advance()
+        next_stage()
+        result["memory"] = memory(bundle, settings.clip_s, with_torch)
+        advance()
     result["sizes"] = {
         "bundle_dir_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
         "bundle_graph_bytes": bundle.graph_path.stat().st_size,

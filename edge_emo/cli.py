@@ -260,6 +260,7 @@ def pretrain(
     Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
     CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
     from edge_emo.data.feature_log import log_spec
+    from edge_emo.progress import log
     from edge_emo.train import distributed
     from edge_emo.train.checkpoint import save_checkpoint, state_path
     from edge_emo.train.pretrain import PretrainConfig
@@ -294,7 +295,7 @@ def pretrain(
             state,
             save_every_steps,
             resume,
-            lambda m: typer.echo(m, err=True),
+            log,  # above the progress bar
         )
         if dist.is_main:
             ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
@@ -1034,6 +1035,7 @@ def experiment(
     """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
     statistics over draws (or, with --cv speakers, over speaker folds), plots and tables in the run folder."""
     import os
+    import sys
 
     import numpy as np
 
@@ -1047,6 +1049,7 @@ def experiment(
         parse_budgets,
         run_experiment,
     )
+    from edge_emo.progress import log
     from edge_emo.train.checkpoint import load_checkpoint
 
     if init is not None and loss_variant:
@@ -1127,7 +1130,7 @@ def experiment(
         **({"eval_gain": eval_gain} if eval_gain else {}),
     }
     results, budget_list, notes = run_experiment(
-        fold_list, unlabeled_sets, config, out, settings, pre, typer.echo
+        fold_list, unlabeled_sets, config, out, settings, pre, functools.partial(log, file=sys.stdout)
     )
     notes = list(dict.fromkeys(notes))  # every fold caps the same budgets
     for note in notes:
