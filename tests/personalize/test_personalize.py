@@ -236,3 +236,26 @@ def test_listen_uses_the_personalized_model_only_if_it_fits_the_shipped_one(bund
     (personal / "manifest.json").write_text("{")
     err, out = listen()
     assert "not using your personalized model" in err and "--rollback" in err and out == shipped
+
+
+def test_when_the_shipped_head_fits_best_nothing_is_written(bundles, tmp_path):
+    """Clips labeled with the model's own outputs (those within 0..3): the shipped head is the best fit."""
+    from edge_emo.data.labels import read_labels
+
+    labels = write_wearer(tmp_path / "me", n=24)
+    shipped = bundles["fp32"]
+    records = read_labels(labels)
+    own = shipped.predict_utterances([extract_file(r.path, shipped.spec) for r in records])
+    rows = labels.read_text().splitlines()[:1]
+    for r, values in zip(records, own):
+        if values.min() >= 0 and values.max() <= 3:
+            rel = r.path.relative_to(labels.parent).as_posix()
+            rows.append(f"{rel},wearer,wearer,x," + ",".join(f"{v:.6f}" for v in values))
+    assert len(rows) > 5, own
+    labels.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "personal.bundle"
+    run = edge_emo("personalize", "--model", shipped.path, "--labels", labels, "--out", out, "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["bundle"] is None and not out.exists()
+    run = edge_emo("personalize", "--model", shipped.path, "--labels", labels, "--out", out)
+    assert "the shipped head predicted your clips best: nothing written" in run.stdout and not out.exists()
