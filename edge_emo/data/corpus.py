@@ -83,6 +83,8 @@ def load_corpus(
     and feature logs are never evaluated on, so they are always used whole. With `gain`, audio clips are
     heard through that microphone gain (cached apart from the plain features)."""
     data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise CorpusError(f"{data_dir} does not exist")
     if not data_dir.is_dir():
         raise CorpusError(f"{data_dir}: not a folder")
     if (data_dir / "labels.csv").is_file():

@@ -84,7 +84,8 @@ def test_features_command(corpus):
             ("finetune", "{corpus}", "--init", "{pre}", "--feature-set", "compare"),
             "differs from the checkpoint's",
         ),
-        (("evaluate", "{pre}", "{missing}"), "not a folder"),
+        (("evaluate", "{pre}", "{missing}"), "none does not exist"),
+        (("evaluate", "{pre}", "{corpus}/labels.csv"), "labels.csv: not a folder"),
         # checkpoints and bundles mixed up, and paths that are not there: what to do instead
         (("export", "{bundle}", "--out", "{missing}"), "is a model bundle (made by `edge-emo export`)"),
         (("finetune", "{corpus}", "--init", "{bundle}"), "give the .safetensors it was exported from"),
