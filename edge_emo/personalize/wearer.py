@@ -261,9 +261,12 @@ def rollback(path: str | os.PathLike) -> Rollback:
     restored = load_bundle(prev) if prev.exists() else None
     try:
         current = load_bundle(path)
-    except BundleError:
+    except BundleError as err:
         if restored is None:
-            raise
+            raise PersonalizeError(
+                f"{err}; there is no bundle before it to roll back to: `edge-emo personalize` makes a new "
+                f"one, or delete {path} (`rm -r`) to use the shipped model"
+            ) from None
         current = None  # a damaged bundle with a valid one before it: the one before it comes back
     made = current.provenance.get("personalization") if current else {}
     if current is not None and (

@@ -236,6 +236,12 @@ def test_listen_uses_the_personalized_model_only_if_it_fits_the_shipped_one(bund
     (personal / "manifest.json").write_text("{")
     err, out = listen()
     assert "not using your personalized model" in err and "--rollback" in err and out == shipped
+    # Its rollback restores the one before it (the first personalized bundle of another model here).
+    run = edge_emo("personalize", "--rollback", env=env)
+    assert run.returncode == 0 and "the bundle it replaced is back" in run.stdout, run.stderr
+    (personal / "manifest.json").write_text("{")  # damaged again, now with nothing before it
+    run = edge_emo("personalize", "--rollback", env=env)
+    assert run.returncode == 2 and "no bundle before it" in run.stderr and "rm -r" in run.stderr
 
 
 def test_when_the_shipped_head_fits_best_nothing_is_written(bundles, tmp_path):
