@@ -114,19 +114,27 @@ def _one_corpus(corpora):
     return corpora[0]
 
 
-def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable, dict]:
-    """(feature spec, emotion order, predict(list of raw feature arrays) -> (N, 6), provenance) of a
-    checkpoint or bundle."""
+def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
+    """(feature spec, emotion order, predict(list of raw feature arrays) -> (N, 6)) of a checkpoint or bundle."""
     if path.is_dir():
         from edge_emo.runtime.bundle import load_bundle
 
         bundle = load_bundle(path)
-        return bundle.spec, bundle.emotions, bundle.predict_utterances, bundle.provenance
+        return bundle.spec, bundle.emotions, bundle.predict_utterances
     from edge_emo.train.checkpoint import load_checkpoint
     from edge_emo.train.finetune import predict
 
     ckpt = load_checkpoint(path)
-    return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt), ckpt.provenance
+    return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
+
+
+def _provenance(path: Path) -> dict:
+    """How the checkpoint or bundle at `path` (already loaded once, so valid) was made."""
+    if path.is_dir():
+        return json.loads((path / "manifest.json").read_text()).get("provenance") or {}
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).provenance
 
 
 def _one_torch_thread_unless_told() -> None:
@@ -434,7 +442,7 @@ def evaluate(
     from edge_emo.data.splits import trained_on, trained_on_warning
     from edge_emo.metrics import format_report, report
 
-    spec, emotions, predict, made = _predictor(model)
+    spec, emotions, predict = _predictor(model)
     clips = _one_corpus(
         _corpora([data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed)
     )
@@ -444,7 +452,7 @@ def evaluate(
         raise ValueError(
             f"{model} predicts {list(emotions)} but the corpus is labeled {list(clips.emotions)}"
         )
-    seen = trained_on(made, clips.speakers)
+    seen = trained_on(_provenance(model), clips.speakers)
     if seen:
         typer.secho(trained_on_warning(seen, clips.speakers), err=True, fg=typer.colors.YELLOW)
     rep = report(clips.labels, predict(clips.features), clips.emotions)
