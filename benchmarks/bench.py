@@ -647,6 +647,8 @@ def _model_option(bundle: Bundle) -> list[str]:
 
 
 def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = None) -> dict[str, Any]:
+    from edge_emo.progress import stage  # here: the memory processes import this module, never rich
+
     settings = QUICK if quick else FULL
     with_torch = torch_available() if with_torch is None else with_torch
     bundle = load_bundle(bundle_path)
@@ -667,21 +669,43 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
         "torch": with_torch,
     }
     all_cores = os.cpu_count() or 1
-    rows, ratios = [], []
-    for threads in sorted({1, all_cores}):
-        r, q, sizes = latency(bundle, weights, threads, settings, torch_model)
-        rows += r
-        ratios += q
-    result["latency"] = rows
-    result["ratios"] = ratios
-    int8 = _cell(result, INT8, 1, 10)
-    int8_us = None if int8 is None or "skipped" in int8 else int8["us_per_frame"]["median"]
-    result["framework_floor"] = framework_floor(bundle, settings, int8_us)
-    pcm = speech_clip(settings.clip_s)
-    result["features"] = feature_rtf(pcm)
-    result["end_to_end"] = [end_to_end(bundle, pcm, threads) for threads in sorted({1, all_cores})]
-    result["audio_to_update_latency"] = paced_latency(bundle, pcm[: int(settings.paced_s * SAMPLE_RATE)])
-    result["memory"] = memory(bundle, settings.clip_s, with_torch)
+    thread_counts = sorted({1, all_cores})
+    names = [f"model step latency, {t} thread(s)" for t in thread_counts]
+    names += ["onnxruntime's own cost", "streaming features", "end to end", "paced audio-to-update latency"]
+    names += ["peak memory (child processes)"]
+    with stage("bench", len(names), "stages") as advance:
+        started = iter(names)
+
+        def next_stage() -> None:  # the bar names the stage that is running
+            advance(0, f"bench: {next(started)}")
+
+        rows, ratios = [], []
+        for threads in thread_counts:
+            next_stage()
+            r, q, sizes = latency(bundle, weights, threads, settings, torch_model)
+            rows += r
+            ratios += q
+            advance()
+        result["latency"] = rows
+        result["ratios"] = ratios
+        int8 = _cell(result, INT8, 1, 10)
+        int8_us = None if int8 is None or "skipped" in int8 else int8["us_per_frame"]["median"]
+        next_stage()
+        result["framework_floor"] = framework_floor(bundle, settings, int8_us)
+        advance()
+        pcm = speech_clip(settings.clip_s)
+        next_stage()
+        result["features"] = feature_rtf(pcm)
+        advance()
+        next_stage()
+        result["end_to_end"] = [end_to_end(bundle, pcm, threads) for threads in thread_counts]
+        advance()
+        next_stage()
+        result["audio_to_update_latency"] = paced_latency(bundle, pcm[: int(settings.paced_s * SAMPLE_RATE)])
+        advance()
+        next_stage()
+        result["memory"] = memory(bundle, settings.clip_s, with_torch)
+        advance()
     result["sizes"] = {
         "bundle_dir_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
         "bundle_graph_bytes": bundle.graph_path.stat().st_size,
@@ -689,7 +713,37 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
     }
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     result["targets"] = targets(result)
+    result["warnings"] = load_warnings(result)
     return result
+
+
+# Per-round speedups of one pair that differ by more than this factor were disturbed by other work: on a
+# quiet machine the rounds of a cell agree within tens of percent.
+MAX_ROUND_SPREAD = 2.0
+
+
+def load_warnings(result: dict) -> list[str]:
+    """Signs that other programs competed for the CPU (numbers from a loaded machine are not the board's):
+    a load average above the core count, and per-round ratios that disagree."""
+    m = result["machine"]
+    out = []
+    load = max(m["load_average_at_start"][0], m["load_average_at_end"][0])
+    if load > m["cores"]:
+        out.append(
+            f"the machine was loaded: load average {m['load_average_at_start'][0]:.1f} at start, "
+            f"{m['load_average_at_end'][0]:.1f} at end, on {m['cores']} cores"
+        )
+    spread = [r for r in result["ratios"] if r["speedup_max"] > MAX_ROUND_SPREAD * r["speedup_min"]]
+    if spread:
+        worst = max(spread, key=lambda r: r["speedup_max"] / r["speedup_min"])
+        out.append(
+            f"{len(spread)} of {len(result['ratios'])} speedups varied more than {MAX_ROUND_SPREAD:g}x between "
+            f"rounds (worst: {worst['pair']}, {worst['threads']} thread(s), {worst['chunk']}-frame chunks, "
+            f"{worst['speedup_min']:g}x to {worst['speedup_max']:g}x): other work interfered"
+        )
+    if out:
+        out.append("close other programs and run the bench again before quoting these numbers")
+    return out
 
 
 def _cell(result: dict, variant: str, threads: int, chunk: int) -> dict | None:
@@ -750,7 +804,10 @@ def _floor_lines(floor: dict | None) -> list[str]:
 def markdown(result: dict) -> str:
     """The tables the README quotes."""
     m = result["machine"]
-    lines = [
+    lines = (
+        [*(f"**Warning:** {w}." for w in result.get("warnings", [])), ""] if result.get("warnings") else []
+    )
+    lines += [
         f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['arch']}, {m['os']}; onnxruntime "
         f"{m['libraries']['onnxruntime']}, torch {m['libraries']['torch'] or 'absent'}; load average "
         f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end. "

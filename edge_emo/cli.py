@@ -13,6 +13,8 @@ from typing import Annotated, Callable, NamedTuple, Optional
 
 import typer
 
+from edge_emo.data.splits import Split
+
 app = typer.Typer(
     help="Speech emotion recognition for wearables: train, export, listen, personalize.",
     no_args_is_help=True,
@@ -27,8 +29,26 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _print_versions(asked: bool) -> None:
+    if asked:
+        from edge_emo.about import versions
+
+        typer.echo(versions())
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_versions,
+            help="Print the versions of edge-emo, its shipped model, onnxruntime and openSMILE.",
+        ),
+    ] = False,
+) -> None:
     """edge-emo command line."""
 
 
@@ -49,6 +69,15 @@ class FeatureSetChoice(str, Enum):
     egemaps = "egemaps"
     compare = "compare"
     covarep = "covarep"
+
+
+class LossOnChoice(str, Enum):
+    masked = "masked"
+    all = "all"
+
+
+class CvChoice(str, Enum):
+    speakers = "speakers"
 
 
 def _spec(feature_set: str):
@@ -113,6 +142,15 @@ def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
     return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
 
 
+def _provenance(path: Path) -> dict:
+    """How the checkpoint or bundle at `path` (already loaded once, so valid) was made."""
+    if path.is_dir():
+        return json.loads((path / "manifest.json").read_text()).get("provenance") or {}
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).provenance
+
+
 def _one_torch_thread_unless_told() -> None:
     """Training runs one math thread per process unless OMP_NUM_THREADS says otherwise: on a shared 2-core
     machine a 2 x 256 GRU with two threads per process ran many times slower than with one. To use more
@@ -147,7 +185,7 @@ DataDir = Annotated[
 ]
 MoseiCovarep = Annotated[Optional[Path], typer.Option(help=MOSEI_COVAREP_HELP)]
 MoseiLabels = Annotated[Optional[Path], typer.Option(help=MOSEI_LABELS_HELP)]
-SplitOpt = Annotated[str, typer.Option("--split", help=SPLIT_HELP)]
+SplitOpt = Annotated[Split, typer.Option("--split", help=SPLIT_HELP)]
 SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
 HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
 LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
@@ -225,13 +263,13 @@ def pretrain(
         typer.Option(help="Features to train on (default: covarep for MOSEI, else egemaps)."),
     ] = None,
     loss_on: Annotated[
-        str, typer.Option(help="Reconstruction loss on 'masked' frames only or on 'all' frames.")
-    ] = ("masked"),
+        LossOnChoice, typer.Option(help="Reconstruction loss on masked frames only or on all frames.")
+    ] = LossOnChoice.masked,
     batch_size: Annotated[int, typer.Option(help="Clips (or 4 s windows of long clips) per step.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of masking, batching and initialisation.")] = 0,
     hidden: HiddenOpt = 256,
     layers: LayersOpt = 2,
-    split: SplitOpt = "all",
+    split: SplitOpt = Split.all,
     split_seed: SplitSeed = 0,
     mosei_covarep: MoseiCovarep = None,
     mosei_labels: MoseiLabels = None,
@@ -252,14 +290,13 @@ def pretrain(
     Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
     CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
     from edge_emo.data.feature_log import log_spec
+    from edge_emo.progress import log
     from edge_emo.train import distributed
     from edge_emo.train.checkpoint import save_checkpoint, state_path
     from edge_emo.train.pretrain import PretrainConfig
     from edge_emo.train.pretrain import pretrain as run_pretrain
 
     _one_torch_thread_unless_told()
-    if loss_on not in ("masked", "all"):
-        raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     dirs = data_dir or []
     logged = [spec for spec in map(log_spec, dirs) if spec is not None]  # feature logs name their features
     if feature_set:
@@ -279,7 +316,7 @@ def pretrain(
             resume = state
         if resume is not None and dist.is_main:
             typer.echo(f"continuing from the training state {resume}", err=True)
-        config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on, seed=seed)
+        config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on.value, seed=seed)
         ckpt = run_pretrain(
             corpora,
             config,
@@ -288,11 +325,11 @@ def pretrain(
             state,
             save_every_steps,
             resume,
-            lambda m: typer.echo(m, err=True),
+            log,  # above the progress bar
         )
         if dist.is_main:
             ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
-            ckpt.provenance["split"] = {"split": split, "seed": split_seed}
+            ckpt.provenance["split"] = {"split": split.value, "seed": split_seed}
             save_checkpoint(ckpt, out)
             state.unlink(missing_ok=True)  # the run is complete: a rerun starts afresh
             history = ckpt.provenance["pretrain"]["loss_history"]
@@ -317,8 +354,12 @@ def finetune(
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")] = Path(
         "finetuned.safetensors"
     ),
+    budget: Annotated[
+        Optional[int],
+        typer.Option("--budget", help="Number of labeled clips to draw (default: all of the split).", min=1),
+    ] = None,
     labels: Annotated[
-        Optional[int], typer.Option(help="Number of labeled clips to draw (default: all of the split).")
+        Optional[int], typer.Option("--labels", hidden=True, help="Deprecated name of --budget.", min=1)
     ] = None,
     init: Annotated[
         Optional[Path],
@@ -369,7 +410,7 @@ def finetune(
         Optional[FeatureSetChoice],
         typer.Option(help="Features for the baseline (with --init: the checkpoint's)."),
     ] = None,
-    split: SplitOpt = "all",
+    split: SplitOpt = Split.all,
     split_seed: SplitSeed = 0,
     mosei_covarep: MoseiCovarep = None,
     mosei_labels: MoseiLabels = None,
@@ -379,6 +420,11 @@ def finetune(
     from edge_emo.train.finetune import FinetuneConfig, TrainingData, train
 
     _one_torch_thread_unless_told()
+    if labels is not None:  # one name per meaning: --labels is a labels.csv in record and personalize
+        if budget is not None:
+            raise ValueError("--labels is the old name of --budget: give only --budget")
+        typer.secho("warning: `finetune --labels N` is deprecated; use --budget N", err=True, fg="yellow")
+        budget = labels
     dirs = list(data_dirs or [])
     pre = load_checkpoint(init) if init else None
     if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
@@ -394,7 +440,7 @@ def finetune(
         labeled=dirs,
         neutral=list(neutral or []),
         mosei=(mosei_covarep, mosei_labels) if mosei_covarep else None,
-        split=split,
+        split=split.value,
         split_seed=split_seed,
         cut=cut.value,
         gains=_gains(train_gains),
@@ -408,7 +454,7 @@ def finetune(
         crop_s=crop_s,
         cue_margin=cue_margin,
     )
-    ckpt, learned = train(data, spec, config, pre, full=full, labels=labels, hidden=hidden, layers=layers)
+    ckpt, learned = train(data, spec, config, pre, full=full, labels=budget, hidden=hidden, layers=layers)
     if train_gains:
         ckpt.provenance["finetune"]["train_gains"] = train_gains
     save_checkpoint(ckpt, out)
@@ -427,7 +473,7 @@ def finetune(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an exported bundle.")],
     data_dir: DataDir = None,
-    split: SplitOpt = "all",
+    split: SplitOpt = Split.all,
     split_seed: SplitSeed = 0,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with every metric.")
@@ -443,6 +489,7 @@ def evaluate(
     """Score a model beside the all-zeros reference, on the clipped 0..3 output the device emits: on labeled
     clips every metric and the categorical readout; on unlabeled speech (manifest.csv or a feature log) the
     false-cue rate per clip and per utterance."""
+    from edge_emo.data.splits import trained_on, trained_on_warning
     from edge_emo.evaluation import check_output_path, evaluate_folder
 
     if predictions is not None:
@@ -453,6 +500,9 @@ def evaluate(
             [data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed, cut.value
         )
     )
+    seen = trained_on(_provenance(model), clips.speakers)
+    if seen:
+        typer.secho(trained_on_warning(seen, clips.speakers), err=True, fg=typer.colors.YELLOW)
     rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions)
     rep["cut"] = cut.value
     cut_note = {
@@ -774,12 +824,22 @@ def bridge_monitor(
     timeout: Annotated[
         Optional[float], typer.Option("--timeout", min=0.0, help="Stop after this many seconds.")
     ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per frame (emotions by name), then the counters.")
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option(help="Wire values as `bridge_tool decode` prints them (indices, levels 0..255).")
+    ] = False,
 ) -> None:
-    """Decode a live firmware-bridge stream: print every frame and the error counters (a bench tool)."""
-    from firmware_bridge.monitor import run_monitor
+    """Decode a live firmware-bridge stream: print every frame (emotion names, intensities 0..3) and the
+    error counters, live on stderr and at the end (a bench tool)."""
+    from firmware_bridge.monitor import Style, run_monitor
 
+    if json_out and raw:
+        raise fail("--json and --raw are two output styles: choose one")
+    style = Style.json if json_out else Style.raw if raw else Style.text
     try:
-        received, _ = run_monitor(url, count=count, timeout_s=timeout)
+        received, _ = run_monitor(url, count=count, timeout_s=timeout, style=style)
     except ValueError as e:
         raise fail(str(e)) from None
     except OSError as e:
@@ -824,9 +884,12 @@ def record(
     if input_files:
         clips = [(str(p), *load_audio(p)) for p in input_files]
     else:
-        typer.echo(f"recording {seconds:g} s: speak now", err=True)
+
+        def speak() -> None:  # once the device is recording, not before finding there is none
+            typer.echo(f"recording {seconds:g} s: speak now", err=True)
+
         try:
-            clips = [("microphone", *capture(device, seconds))]
+            clips = [("microphone", *capture(device, seconds, speak))]
         except AudioSourceError as e:
             raise fail(f"{e}; without a microphone, import files with --input", e.exit_code) from None
     vad = Vad()
@@ -868,7 +931,12 @@ def personalize(
         ),
     ] = None,
     rollback: Annotated[
-        bool, typer.Option("--rollback", help="Swap the bundle at --out (or --model) with its .prev.")
+        bool,
+        typer.Option(
+            "--rollback",
+            help="Undo the last personalization at --out (or --model): back to the bundle it replaced, "
+            "or to the model it was made from (the shipped one by default).",
+        ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
 ) -> None:
@@ -882,20 +950,18 @@ def personalize(
     if rollback:
         if labels is not None:
             raise ValueError("--rollback takes no --labels")
-        restored = wearer.rollback(out)
-        typer.echo(
-            f"rolled back {out} to version {restored.version} (the replaced one is now {out.name}.prev)"
-        )
+        typer.echo(wearer.rollback(out).describe(out, default=out == wearer.personal_bundle_path()))
         return
     if labels is None:
         raise ValueError("--labels is required (the wearer's labels.csv, see `edge-emo record`)")
-    result = wearer.personalize(_model_bundle(model).path, labels, out)
+    start = _model_bundle(model).path
+    result = wearer.personalize(start, labels, out)
     if json_out:
         typer.echo(
             json.dumps(
                 {
-                    "bundle": str(result.bundle.path),
-                    "version": result.bundle.version,
+                    "bundle": str(result.bundle.path) if result.bundle else None,
+                    "version": result.bundle.version if result.bundle else None,
                     "clips": result.n_clips,
                     "strength": None if result.fit.shipped else result.fit.strength,
                     "before": result.before,
@@ -912,10 +978,10 @@ def personalize(
         f"| 4-class accuracy | {b['acc4']:.3f} | {a['acc4']:.3f} | {z['acc4']:.3f} |\n"
         f"| MAE | {b['mae']:.3f} | {a['mae']:.3f} | {z['mae']:.3f} |\n"
     )
-    if result.fit.shipped:
-        typer.echo("the shipped head predicted your clips best: the head is unchanged")
-    else:
-        typer.echo(f"shrinkage strength {result.fit.strength:g} (chosen by leave-one-out)")
+    if result.bundle is None:
+        typer.echo(wearer.describe_unchanged(result, start, out))
+        return
+    typer.echo(f"shrinkage strength {result.fit.strength:g} (chosen by leave-one-out)")
     typer.echo(
         f"wrote {result.bundle.path}, version {result.bundle.version}; undo: edge-emo personalize --rollback --out {out}"
     )
@@ -941,6 +1007,8 @@ def bench(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")
     typer.echo(markdown(result))
+    for warning in result["warnings"]:
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
 
 
 @app.command()
@@ -988,8 +1056,8 @@ def experiment(
     lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
     pretrain_epochs: Annotated[int, typer.Option(help="Masked-span pretraining epochs.")] = 12,
     loss_on: Annotated[
-        str, typer.Option(help="Pretraining loss on 'masked' frames only or on 'all' frames.")
-    ] = "masked",
+        LossOnChoice, typer.Option(help="Pretraining loss on masked frames only or on all frames.")
+    ] = LossOnChoice.masked,
     loss_variant: Annotated[
         bool, typer.Option(help="Also pretrain with the other --loss-on and compare its SSL head.")
     ] = False,
@@ -1005,7 +1073,7 @@ def experiment(
     split_seed: SplitSeed = 0,
     workers: Annotated[int, typer.Option(help="Processes for the expensive models (0: one per core).")] = 0,
     cv: Annotated[
-        Optional[str],
+        Optional[CvChoice],
         typer.Option(
             help="'speakers': speaker cross-validation over DATA_DIR instead of one split; every speaker "
             "is evaluated once, statistics are over folds."
@@ -1033,6 +1101,7 @@ def experiment(
     """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
     statistics over draws (or, with --cv speakers, over speaker folds), plots and tables in the run folder."""
     import os
+    import sys
 
     import numpy as np
 
@@ -1046,16 +1115,14 @@ def experiment(
         parse_budgets,
         run_experiment,
     )
+    from edge_emo.progress import log
     from edge_emo.train.checkpoint import load_checkpoint
 
-    if loss_on not in ("masked", "all"):
-        raise ValueError(f"--loss-on must be 'masked' or 'all', not {loss_on!r}")
     if init is not None and loss_variant:
         raise ValueError("--loss-variant pretrains with both losses: it cannot be used with --init")
-    if draws < 1 or not 0 <= baseline_draws <= draws:
-        raise ValueError("--draws must be >= 1 and --baseline-draws between 0 and --draws")
-    if cv not in (None, "speakers"):
-        raise ValueError(f"--cv must be 'speakers', not {cv!r}")
+    if draws < 1 or baseline_draws < 0:
+        raise ValueError("--draws must be >= 1 and --baseline-draws >= 0")
+    baseline_draws = min(baseline_draws, draws)  # "the baseline on up to 5 of the draws"
     if cv and eval_dir is not None:
         raise ValueError("--cv speakers evaluates on DATA_DIR's own speakers: it cannot be used with --eval")
     budget_list = parse_budgets(budgets)
@@ -1101,7 +1168,7 @@ def experiment(
         epochs=epochs,
         lr=lr,
         pretrain_epochs=pretrain_epochs,
-        loss_on=loss_on,
+        loss_on=loss_on.value,
         loss_variant=loss_variant,
         full_from=full_finetune_from,
         hidden=pre.model.config.hidden if pre else hidden,
@@ -1135,7 +1202,7 @@ def experiment(
         **({"ordinary": [str(d.resolve()) for d in ordinary]} if ordinary else {}),
     }
     results, budget_list, notes = run_experiment(
-        fold_list, unlabeled_sets, config, out, settings, pre, typer.echo
+        fold_list, unlabeled_sets, config, out, settings, pre, functools.partial(log, file=sys.stdout)
     )
     notes = list(dict.fromkeys(notes))  # every fold caps the same budgets
     for note in notes:
@@ -1150,8 +1217,11 @@ def experiment(
     summary = report_run(
         out, results, fold, budget_list[fold.name], draws, notes, {**settings, **vars(config)}
     )
+    ends = (budget_list[fold.name][0], budget_list[fold.name][-1])
+    for line in macro_f1_lines(summary, ends):
+        typer.echo(line)
     diff = summary["differences"].get("ssl - baseline", {})
-    for b in (budget_list[fold.name][0], budget_list[fold.name][-1]):
+    for b in ends:
         if str(b) in diff:
             d = diff[str(b)]["macro_f1"]
             ci = "" if d["ci95"] is None else f" (95% interval {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"

@@ -38,4 +38,4 @@ edge-emo export "$BUILD/default.safetensors" --out edge_emo/models/default.bundl
 python -m benchmarks.gain_robustness edge_emo/models/default.bundle "$DEV" --cut speech --out "$BUILD/gain.json"
 
 # 4. The README's live view, JSON line and evaluate table, from the shipped model.
-python scripts/readme_examples.py --data "$DATA"
+python scripts/readme_examples.py --data "$DEV" --ordinary "$ORDINARY"

@@ -91,6 +91,7 @@ def _provenance(ckpt: Checkpoint, ckpt_file: Path | None) -> dict[str, Any]:
         "stage": p.get("stage", "unknown"),
         "data": p.get("data"),
         "label_budget": finetune.get("labeled_clips"),
+        "training_speakers": finetune.get("speakers"),
         "seed": finetune.get("seed"),
         "git_commit": p.get("git_commit"),
         "command": p.get("command"),
@@ -112,6 +113,11 @@ def export_bundle(
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     ckpt_file = None if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(ckpt_file)
+    if ckpt.provenance.get("stage") == "pretrained":
+        raise ValueError(
+            f"{ckpt_file or 'the checkpoint'} is pretrained only: its emotion head was never trained. "
+            "Fine-tune it first (`edge-emo finetune DATA_DIR --init CKPT --out ft.safetensors`), then export that"
+        )
     config = ckpt.model.config
     if config.n_emotions != len(ckpt.emotions) or config.n_features != ckpt.spec.dim:
         raise ValueError(

@@ -132,6 +132,8 @@ def load_corpus(
     already hold only the detector's utterances and CMU-MOSEI only frames, so it does not apply to them."""
     data_dir = Path(data_dir)
     cut = SpeechCut(cut)
+    if not data_dir.exists():
+        raise CorpusError(f"{data_dir} does not exist")
     if not data_dir.is_dir():
         raise CorpusError(f"{data_dir}: not a folder")
     for table, read in (("labels.csv", read_labels), ("manifest.csv", read_manifest)):
@@ -262,10 +264,11 @@ def _computed(paths: Sequence[Path], compute: ClipFunction, workers: int, label:
     workers = workers or min(len(paths), os.cpu_count() or 1)
     jobs = [(p, compute) for p in paths]
     if workers <= 1:
-        yield from (_compute_checked(j) for j in progress(jobs, label))
+        yield from progress((_compute_checked(j) for j in jobs), label, total=len(jobs), unit="clips")
         return
     with ProcessPoolExecutor(workers) as pool:
-        yield from progress(pool.map(_compute_checked, jobs, chunksize=8), label, total=len(jobs))
+        computed = pool.map(_compute_checked, jobs, chunksize=8)
+        yield from progress(computed, label, total=len(jobs), unit="clips")
 
 
 def _compute_checked(job: tuple[Path, ClipFunction]) -> np.ndarray:

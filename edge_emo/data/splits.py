@@ -43,3 +43,19 @@ def speaker_folds(speakers: Sequence[str], k: int, seed: int = 0) -> list[list[s
         raise ValueError(f"a {k}-fold speaker cross-validation needs 2 <= k <= {len(unique)} (the speakers)")
     order = np.random.default_rng(seed).permutation(len(unique))
     return [sorted(unique[i] for i in order[f::k]) for f in range(k)]
+
+
+def trained_on(provenance: dict, speakers: Sequence[str]) -> list[str]:
+    """Which of `speakers` fine-tuned the model of this checkpoint or bundle provenance (from its record of
+    training speakers; models made before that record say nothing)."""
+    finetune = provenance.get("finetune") or (provenance.get("training") or {}).get("finetune") or {}
+    return sorted(set(finetune.get("speakers") or ()) & set(speakers))
+
+
+def trained_on_warning(seen: list[str], speakers: Sequence[str]) -> str:
+    names = ", ".join(seen[:5]) + (", ..." if len(seen) > 5 else "")
+    return (
+        f"warning: {len(seen)} of the {len(set(speakers))} speakers scored here trained this model ({names}): "
+        "these scores overstate its quality on unseen speakers; score it on speakers it was not trained on "
+        "(e.g. --split val for a model fine-tuned with --split train)"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -404,12 +405,15 @@ def report_cv(
     return summary
 
 
-def macro_f1_lines(summary: dict) -> list[str]:
-    """One line per model and budget: mean macro-F1 with its interval, for the console."""
+def macro_f1_lines(summary: dict, budgets: Sequence[int] | None = None) -> list[str]:
+    """One line per model and budget (all, or `budgets`): mean macro-F1 with its interval, and the
+    all-zeros predictor's, for the console."""
     unit = summary.get("unit", "draw")
     lines = []
     for model, per_budget in summary["models"].items():
         for b, entry in per_budget.items():
+            if budgets is not None and int(b) not in budgets:
+                continue
             d = entry["macro_f1"]
             ci = "" if d["ci95"] is None else f" (95% interval {d['ci95'][0]:.3f} to {d['ci95'][1]:.3f})"
             line = f"{model}, {b} labels: macro-F1 {d['mean']:.3f}{ci} over {d['n']} {unit}(s)"
@@ -417,4 +421,4 @@ def macro_f1_lines(summary: dict) -> list[str]:
                 if entry.get(k) is not None:
                     line += f"; {TITLES[k]} {_with_interval(entry[k])}"
             lines.append(line)
-    return lines
+    return [*lines, f"all-zeros: macro-F1 {summary['zeros']['macro_f1']:.3f}"]

@@ -40,7 +40,7 @@ import torch
 
 from edge_emo.data.corpus import ClipSet
 from edge_emo.metrics import cue_rates, scores
-from edge_emo.progress import progress
+from edge_emo.progress import stage
 from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edge_emo.train.finetune import (
     FinetuneConfig,
@@ -299,8 +299,10 @@ def run_experiment(
     budgets, notes, todo = {}, [], []
     for fold in folds:
         budgets[fold.name], fold_notes = capped_budgets(config.budgets, len(fold.train))
-        notes += fold_notes
+        notes += [n for n in fold_notes if n not in notes]
         todo += [j for j in plan(fold, budgets[fold.name], config) if not results.has(j)]
+    for note in notes:  # now, not only in the summary at the end
+        log(f"note: {note}")
     if not todo:
         log(f"{run_dir}: every job is already in results.csv")
         return results, budgets, notes
@@ -384,32 +386,35 @@ def _run_fold(fold, jobs, unlabeled, config, run_dir, init, results, log) -> Non
                 for future in finished:
                     yield future, tasks.pop(future)
 
-        # Inline jobs draw their own bars, and rich shows one at a time: the overall bar is for the pool.
-        bar = progress if parallel else (lambda items, *_, **__: items)
+        # The bar counts tasks weighted by their cost (frames x epochs), so its rate and ETA are honest for
+        # a mix of long pretraining and short fine-tuning; it stays on top of the running jobs' own bars.
+        total = sum(cost.values())
         start, done_cost = time.perf_counter(), 0.0
         try:
-            for k, (future, tag) in enumerate(
-                bar(finished_tasks(), "pretraining and training", total=len(cost)), 1
-            ):
-                done_cost += cost[tag]
-                eta = (time.perf_counter() - start) * (sum(cost.values()) - done_cost) / done_cost
-                note = f"[{k}/{len(cost)}, about {eta / 60:.0f} min left]"
-                if tag[0] == "pretrain":
-                    loss, pretrained[tag[1]] = tag[1], future.result()
-                    save_checkpoint(pretrained[loss], run_dir / _pretrained_file(fold, loss))
-                    history = pretrained[loss].provenance["pretrain"]["loss_history"]
-                    log(f"{note} pretrained ({loss} loss): reconstruction loss {history[0]} -> {history[-1]}")
-                    ready(loss)
-                else:
-                    job, pred, seconds = future.result()
-                    row = result_row(
-                        job, len(draws[job][0]), fold.eval.labels, pred, fold.eval.emotions, seconds
-                    )
-                    results.add(row)
-                    log(
-                        f"{note} {job.model} budget {job.budget} draw {job.draw}: macro-F1 {row['macro_f1']:.3f}, "
-                        f"acc4 {row['acc4']:.3f}, MAE {row['mae']:.3f} ({seconds:.0f} s)"
-                    )
+            with stage(f"fold {fold.name}: pretraining and training", len(cost), "tasks") as advance:
+                for k, (future, tag) in enumerate(finished_tasks(), 1):
+                    done_cost += cost[tag]
+                    advance(len(cost) * cost[tag] / total, f"fold {fold.name}: {k}/{len(cost)} tasks done")
+                    eta = (time.perf_counter() - start) * (total - done_cost) / done_cost
+                    note = f"[{k}/{len(cost)}, about {eta / 60:.0f} min left]"
+                    if tag[0] == "pretrain":
+                        loss, pretrained[tag[1]] = tag[1], future.result()
+                        save_checkpoint(pretrained[loss], run_dir / _pretrained_file(fold, loss))
+                        history = pretrained[loss].provenance["pretrain"]["loss_history"]
+                        log(
+                            f"{note} pretrained ({loss} loss): reconstruction loss {history[0]} -> {history[-1]}"
+                        )
+                        ready(loss)
+                    else:
+                        job, pred, seconds = future.result()
+                        row = result_row(
+                            job, len(draws[job][0]), fold.eval.labels, pred, fold.eval.emotions, seconds
+                        )
+                        results.add(row)
+                        log(
+                            f"{note} {job.model} budget {job.budget} draw {job.draw}: macro-F1 {row['macro_f1']:.3f}, "
+                            f"acc4 {row['acc4']:.3f}, MAE {row['mae']:.3f} ({seconds:.0f} s)"
+                        )
         except BaseException:  # Ctrl-C included: drop queued jobs; finished ones are in results.csv already
             pool.shutdown(wait=False, cancel_futures=True)
             raise

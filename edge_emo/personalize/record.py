@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -120,11 +121,15 @@ def append_label(labels_csv: Path, clip: Path, speaker: str, intensities: tuple[
     replace_file(labels_csv, (old + out.getvalue()).encode("utf-8"))
 
 
-def capture(device: str | None, seconds: float) -> tuple[np.ndarray, int]:
-    """`seconds` of microphone audio (int16) through the runtime's PortAudio input, and its rate."""
+def capture(
+    device: str | None, seconds: float, started: Callable[[], None] = lambda: None
+) -> tuple[np.ndarray, int]:
+    """`seconds` of microphone audio (int16) through the runtime's PortAudio input, and its rate. `started`
+    runs once the device is open and recording (to say "speak now" only when it is true)."""
     from edge_emo.runtime.audio_input import Microphone, find_device
 
     with Microphone(find_device(device), CLIP_RATE, buffer_s=seconds + 1.0, max_s=seconds) as mic:
+        started()
         blocks = list(mic.blocks())
         if mic.dropped_blocks:
             raise OSError(f"{mic.describe()}: {mic.dropped_blocks} audio blocks were lost; record again")

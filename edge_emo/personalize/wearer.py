@@ -1,7 +1,7 @@
 """Personalizing a bundle's emotion head to its wearer, on the device: no torch, nothing lost.
 
     result = personalize("default.bundle", "labels.csv", "personal.bundle")
-    rollback("personal.bundle")                    # back to the bundle it replaced
+    rollback("personal.bundle")                    # back to the bundle it replaced, or to none
 
 Steps: read the wearer's labels.csv (every clip must exist, hold speech and be labeled 0..3); extract the
 clips' features with the bundle's own feature spec; embed them with the bundle's graph (onnxruntime); fit the
@@ -53,7 +53,8 @@ class WearerClips:
 
 @dataclass(frozen=True)
 class PersonalizeResult:
-    bundle: Bundle  # the new bundle, in place at its destination
+    # The new bundle, in place at its destination; None: the head would not change, nothing was written.
+    bundle: Bundle | None
     fit: HeadFit
     before: dict[str, Any]  # metrics.report of the shipped head on the wearer's clips
     after: dict[str, Any]  # metrics.report of leave-one-out predictions of the personalized head
@@ -144,7 +145,8 @@ def personalize(
     model: str | os.PathLike, labels_csv: str | os.PathLike, out: str | os.PathLike
 ) -> PersonalizeResult:
     """Fit the head of the bundle at `model` to the clips of `labels_csv` and put the new bundle at `out`
-    (which may be `model` itself); a bundle already at `out` is kept as `out`.prev. Bad input raises
+    (which may be `model` itself); a bundle already at `out` is kept as `out`.prev. When the shipped head
+    fits the clips best, nothing is written (result.bundle is None). Bad input raises
     PersonalizeError, BundleError or another ValueError/OSError, and nothing is written."""
     from edge_emo.runtime.bundle import write_bundle_with_head
 
@@ -166,6 +168,8 @@ def personalize(
         "held_out_macro_f1": {"before": before["model"]["macro_f1"], "after": after["model"]["macro_f1"]},
         "held_out_mae": {"before": before["model"]["mae"], "after": after["model"]["mae"]},
     }
+    if fit.shipped or _holds_head(out, bundle, fit):  # a new bundle would change nothing: none is written
+        return PersonalizeResult(None, fit, before, after, len(clips.paths))
     new = write_bundle_with_head(
         bundle,
         fit.weight,
@@ -177,27 +181,92 @@ def personalize(
     return PersonalizeResult(new, fit, before, after, len(clips.paths))
 
 
+def describe_unchanged(result: PersonalizeResult, model: Path, out: Path) -> str:
+    """Why personalize wrote nothing, and what is in use at `out`."""
+    if not result.fit.shipped:
+        return f"{out} already holds this personalization: nothing written"
+    kept = (
+        f"; {out} (an earlier personalization) stays: `edge-emo personalize --rollback` removes it"
+        if out.exists() and out.resolve() != model.resolve()
+        else ""
+    )
+    return f"the shipped head predicted your clips best: nothing written{kept}"
+
+
+def _holds_head(out: Path, model: Bundle, fit: HeadFit) -> bool:
+    """True if `out` is already `model` personalized with exactly this head (the same labels again)."""
+    try:
+        current = load_bundle(out) if out.exists() else None
+    except BundleError:
+        return False
+    made = current.provenance.get("personalization") if current else None
+    if not isinstance(made, dict) or made.get("from_version") != model.version:
+        return False
+    weight, bias = read_head(current)
+    return bool(np.array_equal(weight, fit.weight) and np.array_equal(bias, fit.bias))
+
+
 def previous_path(path: Path) -> Path:
     return path.with_name(path.name + ".prev")
 
 
-def rollback(path: str | os.PathLike) -> Bundle:
-    """Put the bundle that `path` replaced (path.prev) back at `path`; the current one becomes path.prev, so a
-    second rollback re-applies it. Both are verified first; an interrupted rollback (path missing) finishes
-    by moving path.prev into place."""
+@dataclass(frozen=True)
+class Rollback:
+    # The bundle now at the path; None: it was removed (back to the model it was made from).
+    restored: Bundle | None
+    undone: str  # version of the personalized bundle that was undone
+    from_version: str  # the model that bundle was personalized from
+
+    def describe(self, path: Path, default: bool) -> str:
+        """What happened, for the wearer; `default`: `path` is where `listen` looks for a personalized model."""
+        if self.restored is not None:
+            return (
+                f"rolled back {path}: removed {self.undone}; the bundle it replaced is back "
+                f"(version {self.restored.version})"
+            )
+        back = "listen now uses the shipped model" if default else f"{path} no longer exists"
+        return f"rolled back: removed {path} ({self.undone}, made from {self.from_version}); {back}"
+
+
+def rollback(path: str | os.PathLike) -> Rollback:
+    """Undo the last personalization at `path`: put the bundle it replaced (path.prev) back, or, when it
+    replaced none, remove it (so `listen` uses the model it was made from again). The undone bundle is
+    deleted (`edge-emo personalize` made it and remakes it from the same labels), so a second rollback goes
+    one step further back instead of toggling. Only a personalized bundle is ever removed. An interrupted
+    rollback (path missing, path.prev there) finishes by moving path.prev into place."""
     path = Path(path)
     prev = previous_path(path)
-    if not prev.exists():
-        raise PersonalizeError(f"{path}: no previous bundle to roll back to ({prev.name} does not exist)")
-    load_bundle(prev)
-    check_writable(path)
-    if not path.exists():
+    if not path.exists() and prev.exists():
+        load_bundle(prev)
         os.replace(prev, path)
-        return load_bundle(path)
-    load_bundle(path)
+        restored = load_bundle(path)
+        return Rollback(restored, "(interrupted rollback)", restored.version)
+    if not path.exists():
+        raise PersonalizeError(f"{path} does not exist: nothing to roll back (the shipped model is in use)")
+    restored = load_bundle(prev) if prev.exists() else None
+    try:
+        current = load_bundle(path)
+    except BundleError as err:
+        if restored is None:
+            raise PersonalizeError(
+                f"{err}; there is no bundle before it to roll back to: `edge-emo personalize` makes a new "
+                f"one, or delete {path} (`rm -r`) to use the shipped model"
+            ) from None
+        current = None  # a damaged bundle with a valid one before it: the one before it comes back
+    made = current.provenance.get("personalization") if current else {}
+    if current is not None and (
+        current.provenance.get("stage") != "personalized" or not isinstance(made, dict)
+    ):
+        raise PersonalizeError(
+            f"{path} is not a personalized bundle and has no {prev.name}: nothing to roll back"
+        )
+    check_writable(path)
     aside = path.with_name(f"{path.name}.rollback-{os.getpid()}")
     shutil.rmtree(aside, ignore_errors=True)
     os.replace(path, aside)  # from here until the next line, path.prev is the valid bundle to roll back to
-    os.replace(prev, path)
-    os.replace(aside, prev)
-    return load_bundle(path)
+    if restored is not None:
+        os.replace(prev, path)
+        restored = load_bundle(path)
+    shutil.rmtree(aside)
+    undone = current.version if current else "a damaged bundle"
+    return Rollback(restored, undone, str(made.get("from_version", "unknown")))

@@ -217,6 +217,13 @@ def load_bundle(path: str | Path) -> Bundle:
     and that the graph's inputs and outputs fit the manifest. Raises BundleError with a one-line reason."""
     path = Path(path)
     manifest_path = path / MANIFEST
+    if not path.exists():
+        raise BundleError(f"{path} does not exist")
+    if path.is_file():  # most often a checkpoint given where the device needs its export
+        raise BundleError(
+            f"{path} is a file, not a model bundle (a folder): make one from a checkpoint with "
+            f"`edge-emo export {path} --out NAME.bundle`"
+        )
     if not manifest_path.is_file():
         raise BundleError(f"{path}: not an edge-emo bundle (no {MANIFEST})")
     try:

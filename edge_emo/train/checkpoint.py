@@ -71,8 +71,15 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
 
 def _read(path: Path, fmt: str, what: str) -> tuple[dict, dict]:
     """Tensors and metadata of a safetensors file of format `fmt`, or a CheckpointError naming the file."""
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist")
+    if (path / "manifest.json").is_file():
+        raise CheckpointError(
+            f"{path} is a model bundle (made by `edge-emo export`), not a {what}: give the .safetensors "
+            "it was exported from (`edge-emo pretrain` or `edge-emo finetune` writes one)"
+        )
     if not path.is_file():
-        raise CheckpointError(f"{path}: {what} not found")
+        raise CheckpointError(f"{path} is a folder, not a {what} (.safetensors)")
     try:
         from safetensors import safe_open
 

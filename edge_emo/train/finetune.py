@@ -27,7 +27,7 @@ from edge_emo.data.mosei import load_mosei
 from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.metrics import PRESENT
 from edge_emo.model import EmotionGRU, ModelConfig
-from edge_emo.progress import progress
+from edge_emo.progress import stage
 from edge_emo.train.batches import length_batches, pad
 from edge_emo.train.checkpoint import Checkpoint, provenance
 
@@ -164,9 +164,11 @@ def embed(
     """Utterance embeddings (N, H) of clips given as raw feature frames."""
     model.eval()
     out = np.zeros((len(features), model.config.hidden), dtype=np.float32)
-    for idx in length_batches([len(f) for f in features], batch_size, None):
-        x, lengths = pad([norm.apply(features[i]) for i in idx])
-        out[idx] = model.embed(x, lengths).numpy()
+    with stage("embedding clips", len(features), "clips") as advance:
+        for idx in length_batches([len(f) for f in features], batch_size, None):
+            x, lengths = pad([norm.apply(features[i]) for i in idx])
+            out[idx] = model.embed(x, lengths).numpy()
+            advance(len(idx))
     return out
 
 
@@ -211,7 +213,7 @@ def train_baseline(
     torch.manual_seed(config.seed)
     model = EmotionGRU(ModelConfig(clips.spec.dim, hidden, layers, clips.labels.shape[1]))
     init = Checkpoint(model, clips.spec, NormStats.fit(clips.features), clips.emotions, {})
-    _fit_all(model, init.norm, clips, config, "baseline training (epochs)", renditions)
+    _fit_all(model, init.norm, clips, config, "baseline training", renditions)
     return _finetuned(model, init, clips, config, stage="baseline", renditions=renditions)
 
 
@@ -221,7 +223,7 @@ def finetune_all(
     """Every weight trained on the labeled clips, starting from the pretrained network."""
     init.spec.check_compatible(clips.spec, "the pretrained checkpoint")
     model = copy.deepcopy(init.model)
-    _fit_all(model, init.norm, clips, config, "fine-tuning the whole network (epochs)", renditions)
+    _fit_all(model, init.norm, clips, config, "fine-tuning the whole network", renditions)
     return _finetuned(model, init, clips, config, stage="finetuned_all", renditions=renditions)
 
 
@@ -246,20 +248,23 @@ def _fit_all(
     opt = torch.optim.Adam([*model.gru.parameters(), *model.head.parameters()], lr=config.lr)
     model.train()
     crop = None if config.crop_s is None else max(1, round(config.crop_s / clips.spec.hop_s))
-    for _ in progress(range(config.epochs), label):
-        data = versions[0]
-        if renditions:
-            pick = rng.integers(0, len(versions), len(clips))
-            data = [versions[v][i] for i, v in enumerate(pick)]
-        if crop is not None:
-            starts = [int(rng.integers(0, len(d) - crop + 1)) if len(d) > crop else 0 for d in data]
-            data = [d[s : s + crop] for d, s in zip(data, starts)]
-        for idx in length_batches([len(d) for d in data], config.batch_size, rng):
-            x, lengths = pad([data[i] for i in idx])
-            loss = weighted_mse(model(x, lengths), y[idx], config.pos_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    steps = -(-len(clips) // config.batch_size)  # batches per epoch
+    with stage(label, config.epochs * steps, "steps") as advance:
+        for epoch in range(config.epochs):
+            data = versions[0]
+            if renditions:
+                pick = rng.integers(0, len(versions), len(clips))
+                data = [versions[v][i] for i, v in enumerate(pick)]
+            if crop is not None:
+                starts = [int(rng.integers(0, len(d) - crop + 1)) if len(d) > crop else 0 for d in data]
+                data = [d[s : s + crop] for d, s in zip(data, starts)]
+            for idx in length_batches([len(d) for d in data], config.batch_size, rng):
+                x, lengths = pad([data[i] for i in idx])
+                loss = weighted_mse(model(x, lengths), y[idx], config.pos_weight)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                advance(1, f"{label}, epoch {epoch + 1}/{config.epochs}")
 
 
 def _finetuned(
@@ -284,6 +289,7 @@ def _finetuned(
                 **asdict(config),
                 "frozen_backbone": stage == "finetuned",
                 "labeled_clips": len(clips),
+                "speakers": sorted(set(clips.speakers)),  # evaluate warns when scored on these
                 **({"renditions": len(renditions)} if renditions else {}),
             },
             pretrained_from=init.provenance or None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from edge_emo.data.corpus import ClipSet
 from edge_emo.data.labels import EMOTIONS
 from edge_emo.features import NormStats
 from edge_emo.model import EmotionGRU, ModelConfig
-from edge_emo.progress import progress
+from edge_emo.progress import stage
 from edge_emo.train import distributed
 from edge_emo.train.batches import epoch_batches, pad
 from edge_emo.train.checkpoint import Checkpoint, load_training_state, provenance, save_training_state
@@ -147,44 +148,48 @@ def pretrain(
             save_training_state(state_file, model, opt, at, run)
         dist.barrier()
 
-    epochs = range(at["epoch"], config.epochs)
-    for epoch in progress(epochs, "pretraining (epochs)") if dist.is_main else epochs:
-        batches = epoch_batches(lengths, config.batch_size, config.seed, epoch)
-        started, frames = time.perf_counter(), 0
-        for step in range(at["step"], len(batches)):
-            idx = batches[step]
-            rng = np.random.default_rng([config.seed, epoch, step])
-            masks = [mask_span(lengths[i], config.span, rng) for i in idx]
-            counted = (
-                sum(s.stop - s.start for s in masks)
-                if config.loss_on == "masked"
-                else sum(lengths[i] for i in idx)
-            )
-            share = range(dist.rank, len(idx), dist.world_size)
-            clips = [norm.apply(raw[c][a:b]) for c, a, b in (spans[idx[k]] for k in share)]
-            batch = _masked_batch(clips, [masks[k] for k in share], config, spec.dim)
-            x, target, weight = (t.to(dist.device) for t in batch)
-            part = ((((net(x) - target) ** 2).mean(-1)) * weight).sum()
-            # DDP averages the gradients over the N processes: scaled by N, they add up to the gradient of
-            # (sum of the errors over the global batch) / (frames counted in the global batch).
-            loss = part * (dist.world_size / counted)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            at["loss_sum"] += float(dist.sum(part)) / counted * len(idx)
-            at["clips"] += len(idx)
-            at["step"] = step + 1
-            frames += sum(lengths[i] for i in idx)
-            if save_every_steps and at["step"] % save_every_steps == 0 and at["step"] < len(batches):
-                save(at)
-        history = [*at["history"], round(at["loss_sum"] / at["clips"], 5)]
-        at = {"epoch": epoch + 1, "step": 0, "history": history, "loss_sum": 0.0, "clips": 0}
-        save(at)
-        if log is not None and dist.is_main:
-            rate = frames / (time.perf_counter() - started)
-            log(
-                f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]}, {rate:.0f} frames/s in {dist.world_size} process(es)"
-            )
+    per_epoch = -(-len(lengths) // config.batch_size)  # steps (batches) per epoch
+    steps = (config.epochs - at["epoch"]) * per_epoch - at["step"]
+    shown = stage("pretraining", steps, "steps") if dist.is_main else nullcontext(lambda *_: None)
+    with shown as advance:
+        for epoch in range(at["epoch"], config.epochs):
+            batches = epoch_batches(lengths, config.batch_size, config.seed, epoch)
+            started, frames = time.perf_counter(), 0
+            for step in range(at["step"], len(batches)):
+                idx = batches[step]
+                rng = np.random.default_rng([config.seed, epoch, step])
+                masks = [mask_span(lengths[i], config.span, rng) for i in idx]
+                counted = (
+                    sum(s.stop - s.start for s in masks)
+                    if config.loss_on == "masked"
+                    else sum(lengths[i] for i in idx)
+                )
+                share = range(dist.rank, len(idx), dist.world_size)
+                clips = [norm.apply(raw[c][a:b]) for c, a, b in (spans[idx[k]] for k in share)]
+                batch = _masked_batch(clips, [masks[k] for k in share], config, spec.dim)
+                x, target, weight = (t.to(dist.device) for t in batch)
+                part = ((((net(x) - target) ** 2).mean(-1)) * weight).sum()
+                # DDP averages the gradients over the N processes: scaled by N, they add up to the gradient of
+                # (sum of the errors over the global batch) / (frames counted in the global batch).
+                loss = part * (dist.world_size / counted)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                at["loss_sum"] += float(dist.sum(part)) / counted * len(idx)
+                at["clips"] += len(idx)
+                at["step"] = step + 1
+                frames += sum(lengths[i] for i in idx)
+                advance(1, f"pretraining, epoch {epoch + 1}/{config.epochs}")
+                if save_every_steps and at["step"] % save_every_steps == 0 and at["step"] < len(batches):
+                    save(at)
+            history = [*at["history"], round(at["loss_sum"] / at["clips"], 5)]
+            at = {"epoch": epoch + 1, "step": 0, "history": history, "loss_sum": 0.0, "clips": 0}
+            save(at)
+            if log is not None and dist.is_main:
+                rate = frames / (time.perf_counter() - started)
+                log(
+                    f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]}, {rate:.0f} frames/s in {dist.world_size} process(es)"
+                )
     model.head.requires_grad_(True)
     return Checkpoint(
         model.cpu(),

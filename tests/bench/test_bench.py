@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench import CHUNKS, GRU_OP, INT8, STREAM, TARGETS, TORCH, TORCH_SKIP
+from benchmarks.bench import CHUNKS, GRU_OP, INT8, STREAM, TARGETS, TORCH, TORCH_SKIP, load_warnings
 
 ROOT = Path(__file__).resolve().parents[2]
 # The bench through the CLI with `import torch` failing, as on a board without torch.
@@ -72,6 +72,7 @@ def _check_structure(result: dict, table: str, with_torch: bool) -> None:
     assert ("peak_rss_mb" in memory["torch"]) is with_torch
     assert result["sizes"]["bundle_graph_bytes"] > 0
     assert [t["target"] for t in result["targets"]] == list(TARGETS)
+    assert result["warnings"] == load_warnings(result)
     # The Markdown table: every variant row, the targets, skipped torch rows when torch is absent.
     for variant in (TORCH, GRU_OP, INT8, STREAM):
         assert f"| {variant} |" in table
@@ -104,3 +105,25 @@ def test_random_bundle_of_another_size_runs(tmp_path):
     assert bundle.state_shape == (2, 1, 16) and bundle.precision == "int8"
     frames = np.random.default_rng(0).standard_normal((23, bundle.spec.dim)).astype(np.float32)
     assert bundle.predict_utterances([frames]).shape == (1, len(bundle.emotions))
+
+
+def test_a_loaded_machine_is_named_in_the_results():
+    """The warning logic on the facts a bench records (a real run's load cannot be ordered in a test)."""
+    ratio = {"pair": f"{TORCH} / {INT8}", "threads": 1, "chunk": 10, "speedup_median": 3.1}
+    quiet = {
+        "machine": {
+            "cores": 2,
+            "load_average_at_start": [0.4, 0.5, 0.6],
+            "load_average_at_end": [0.9, 0.6, 0.6],
+        },
+        "ratios": [{**ratio, "speedup_min": 2.8, "speedup_max": 3.3}],
+    }
+    assert load_warnings(quiet) == []
+    loaded = {
+        "machine": {**quiet["machine"], "load_average_at_end": [6.4, 3.0, 2.0]},
+        "ratios": [*quiet["ratios"], {**ratio, "chunk": 1, "speedup_min": 0.9, "speedup_max": 1811.0}],
+    }
+    warnings = load_warnings(loaded)
+    assert "load average 0.4 at start, 6.4 at end, on 2 cores" in warnings[0]
+    assert "1 of 2 speedups varied more than 2x" in warnings[1] and "0.9x to 1811x" in warnings[1]
+    assert "run the bench again" in warnings[2]

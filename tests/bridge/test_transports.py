@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import select
@@ -239,7 +240,7 @@ def _listening(monitor: subprocess.Popen) -> str:
 
 
 def test_monitor_end_to_end_over_udp():
-    monitor = _monitor("udp://127.0.0.1:0", "--count", "4", "--timeout", "30")
+    monitor = _monitor("udp://127.0.0.1:0", "--count", "4", "--timeout", "30", "--raw")
     url = _listening(monitor)
     assert url.startswith("udp://127.0.0.1:") and not url.endswith(":0")
     with firmware_bridge.connect(url, model_version="m-1", emotions=EMOTIONS, update_rate_hz=10) as link:
@@ -265,7 +266,7 @@ def test_monitor_on_a_serial_port_reports_errors_and_survives_a_replug(tmp_path)
     port = tmp_path / "ttyBENCH"
     master, slave = os.openpty()
     port.symlink_to(os.ttyname(slave))
-    monitor = _monitor(f"serial://{port}?baud=115200", "--count", "3", "--timeout", "30")
+    monitor = _monitor(f"serial://{port}?baud=115200", "--count", "3", "--timeout", "30", "--raw")
     _listening(monitor)
     wire = _updates_wire(3, first_seq=0)
     frame_len = len(wire) // 3
@@ -296,7 +297,7 @@ def test_monitor_on_a_serial_port_reports_errors_and_survives_a_replug(tmp_path)
 def test_monitor_reads_a_pipe():
     stream = b"noise\x00" + _updates_wire(5, first_seq=0) + b"\x02\x01\x00"
     result = subprocess.run(
-        [sys.executable, "-m", "edge_emo", "bridge-monitor", "-"],
+        [sys.executable, "-m", "edge_emo", "bridge-monitor", "-", "--raw"],
         input=stream,
         capture_output=True,
         env=_env(),
@@ -308,6 +309,51 @@ def test_monitor_reads_a_pipe():
     assert (
         lines[-1].startswith("stats frames=5 ") and " framing_errors=2 " in lines[-1]
     )  # "noise" and a 1-byte frame
+
+
+def _monitor_pipe(stream: bytes, *args: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_emo", "bridge-monitor", "-", *args],
+        input=stream,
+        capture_output=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode().splitlines()
+
+
+def test_monitor_shows_emotion_names_and_intensities_as_text_and_json():
+    encoder = Encoder()
+    hello = encoder.encode(Hello.from_values("m-1", EMOTIONS, 10))
+    anger = Update.from_values(1.5, [0, 0.24, 1.71, 0, 0, 3], 5, True)
+    stream = hello + encoder.encode(anger) + encoder.encode(Update.from_values(1.6, [0] * 6, None, False))
+    text = _monitor_pipe(stream)
+    assert text[0] == f"hello #0 model m-1, 10 updates/s, emotions {', '.join(EMOTIONS)}"
+    values = "  ".join(f"{e} {v:.2f}" for e, v in zip(EMOTIONS, anger.intensities))
+    assert text[1] == f"update #1 t=1.50 s speech dominant={EMOTIONS[5]}  {values}"
+    assert text[2].startswith("update #2 t=1.60 s silence dominant=-  ")
+    assert text[3].startswith("stats frames=3 ")
+    records = [json.loads(line) for line in _monitor_pipe(stream, "--json")]
+    assert records[0] == {"type": "hello", "seq": 0, "minor": 0, "model": "m-1", "emotions": list(EMOTIONS),
+                          "update_rate_hz": 10.0}  # fmt: skip
+    assert records[1]["dominant"] == EMOTIONS[5] and records[1]["speech"] is True
+    assert records[1]["intensities"] == {e: round(v, 4) for e, v in zip(EMOTIONS, anger.intensities)}
+    assert max(records[1]["intensities"].values()) == 3.0  # 0..3, not the wire's 0..255
+    assert records[-1]["type"] == "stats" and records[-1]["frames"] == 3 and records[-1]["crc_errors"] == 0
+
+
+def test_monitor_prints_its_counters_while_frames_arrive():
+    monitor = _monitor("udp://127.0.0.1:0", "--timeout", "6")
+    url = _listening(monitor)
+    with firmware_bridge.connect(url, model_version="m-1", emotions=EMOTIONS, update_rate_hz=10) as link:
+        for i in range(8):
+            link.send_update(update(i))
+            time.sleep(0.5)
+        first_live = monitor.stderr.readline()  # before the monitor ends
+        assert monitor.poll() is None and first_live.startswith("stats frames="), first_live
+    out, _ = monitor.communicate(timeout=30)
+    assert out.splitlines()[-1].startswith("stats frames=9 ")
 
 
 def test_monitor_timeout_and_bad_urls():

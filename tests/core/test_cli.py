@@ -29,9 +29,15 @@ def trained(corpus, tmp_path_factory):
         "--out",
         out / "pre.safetensors",
     )
-    edge_emo("finetune", corpus, "--split", "train", "--labels", "10", "--init", out / "pre.safetensors",
+    edge_emo("finetune", corpus, "--split", "train", "--budget", "10", "--init", out / "pre.safetensors",
              "--out", out / "ft.safetensors")  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    edge_emo("export", trained / "ft.safetensors", "--out", trained / "ft.bundle", "--precision", "fp32")
+    return trained / "ft.bundle"
 
 
 def test_pretrain_finetune_evaluate(corpus, trained):
@@ -62,6 +68,7 @@ def test_baseline_from_scratch(corpus, tmp_path):
         out,
     )
     assert "baseline from scratch on 8 labeled clips" in proc.stdout
+    assert "warning: `finetune --labels N` is deprecated; use --budget N" in proc.stderr  # still works
     assert json.loads(edge_emo("evaluate", out, corpus, "--json").stdout)["n_clips"] == 20
 
 
@@ -72,18 +79,29 @@ def test_features_command(corpus):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("finetune", "{corpus}", "--labels", "500", "--init", "{pre}"), "asked for 500 labeled clips"),
+        (("finetune", "{corpus}", "--budget", "500", "--init", "{pre}"), "asked for 500 labeled clips"),
         (("evaluate", "{corpus}/labels.csv", "{corpus}"), "not a safetensors checkpoint"),
         (
             ("finetune", "{corpus}", "--init", "{pre}", "--feature-set", "compare"),
             "differs from the checkpoint's",
         ),
-        (("pretrain", "{corpus}", "--loss-on", "some"), "--loss-on must be 'masked' or 'all'"),
-        (("evaluate", "{pre}", "{missing}"), "not a folder"),
+        (("evaluate", "{pre}", "{missing}"), "none does not exist"),
+        (("evaluate", "{pre}", "{corpus}/labels.csv"), "labels.csv: not a folder"),
+        # checkpoints and bundles mixed up, and paths that are not there: what to do instead
+        (("export", "{bundle}", "--out", "{missing}"), "is a model bundle (made by `edge-emo export`)"),
+        (("finetune", "{corpus}", "--init", "{bundle}"), "give the .safetensors it was exported from"),
+        (
+            ("listen", "--model", "{pre}", "--input", "sample"),
+            "make one from a checkpoint with `edge-emo export",
+        ),
+        (("listen", "--model", "{missing}", "--input", "sample"), "none does not exist"),
+        (("evaluate", "{missing}", "{corpus}"), "none does not exist"),
+        (("export", "{pre}", "--out", "{missing}"), "pretrained only: its emotion head was never trained"),
     ],
 )
-def test_bad_input_gives_one_line_and_exit_2(corpus, trained, tmp_path, args, message):
+def test_bad_input_gives_one_line_and_exit_2(corpus, trained, exported, tmp_path, args, message):
     fill = {"corpus": corpus, "pre": trained / "pre.safetensors", "missing": tmp_path / "none"}
+    fill["bundle"] = exported
     proc = edge_emo(*(a.format(**fill) for a in args), check=False)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -169,3 +187,46 @@ def test_neutral_speech_must_be_unlabeled(corpus, tmp_path):
     )
     assert proc.returncode == 2 and "--neutral takes unlabeled ordinary speech" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "x.safetensors").exists()
+
+
+def test_evaluate_warns_when_scoring_the_speakers_it_was_trained_on(corpus, trained, exported):
+    """The checkpoint and its bundle record the fine-tuning speakers (those of the 10 clips drawn from the
+    4 --split train speakers)."""
+    trained_on = json.loads((exported / "manifest.json").read_text())["provenance"]["training_speakers"]
+    assert 1 <= len(trained_on) <= 4
+    for model in (trained / "ft.safetensors", exported):
+        held_out = edge_emo("evaluate", model, corpus, "--split", "val")
+        assert "warning" not in held_out.stderr
+        everyone = edge_emo("evaluate", model, corpus)
+        warning = (
+            f"warning: {len(trained_on)} of the 5 speakers scored here trained this model ({trained_on[0]}"
+        )
+        assert warning in everyone.stderr and "--split val" in everyone.stderr, everyone.stderr
+        assert "| macro-F1 |" in everyone.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "choices"),
+    [
+        ("evaluate", "--split", "'all', 'train', 'val'"),
+        ("pretrain", "--loss-on", "'masked', 'all'"),
+        ("experiment", "--cv", "'speakers'"),
+    ],
+)
+def test_options_with_choices_list_them_in_help_and_errors(corpus, tmp_path, command, option, choices):
+    usage = edge_emo(command, "--help").stdout
+    metavar = "<" + choices.replace("'", "").replace(", ", "|") + ">"
+    assert metavar in usage
+    args = {"evaluate": ["m"], "pretrain": [], "experiment": [corpus, "--out", tmp_path]}[command]
+    proc = edge_emo(command, *args, option, "validation", check=False)
+    assert proc.returncode == 2 and f"'validation' is not one of {choices}" in proc.stderr, proc.stderr
+
+
+def test_version_names_the_package_the_shipped_model_and_libraries():
+    from edge_emo import __version__
+    from edge_emo.cli import DEFAULT_MODEL
+
+    lines = edge_emo("--version").stdout.splitlines()
+    model = json.loads((DEFAULT_MODEL / "manifest.json").read_text())["version"]
+    assert lines[:2] == [f"edge-emo {__version__}", f"shipped model {model}"]
+    assert lines[2].startswith("onnxruntime 1.") and lines[3].startswith("openSMILE (opensmile) ")

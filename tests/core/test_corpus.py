@@ -82,5 +82,8 @@ def test_missing_corrupt_and_silent_audio_are_named(tmp_path):
 def test_not_a_corpus(tmp_path):
     with pytest.raises(CorpusError, match="no labels.csv, manifest.csv or CMU-MOSEI"):
         load_corpus(tmp_path, SPEC)
-    with pytest.raises(CorpusError, match="not a folder"):
+    with pytest.raises(CorpusError, match="nowhere does not exist"):
         load_corpus(tmp_path / "nowhere", SPEC)
+    (tmp_path / "file.wav").write_bytes(b"")
+    with pytest.raises(CorpusError, match="file.wav: not a folder"):
+        load_corpus(tmp_path / "file.wav", SPEC)

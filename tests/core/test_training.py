@@ -132,8 +132,13 @@ def test_checkpoint_round_trip_keeps_predictions_and_metadata(tmp_path, clips, p
 
 
 def test_bad_checkpoints_are_named(tmp_path):
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="none.safetensors does not exist"):
         load_checkpoint(tmp_path / "none.safetensors")
+    bundle = tmp_path / "ft.bundle"  # a bundle where a checkpoint belongs (`export ft.bundle`, `--init`)
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"ft.bundle is a model bundle \(made by `edge-emo export`\)"):
+        load_checkpoint(bundle)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="not a safetensors checkpoint"):

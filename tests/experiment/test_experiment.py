@@ -144,13 +144,32 @@ def test_other_settings_in_the_same_run_folder_are_refused(run, corpus):
     ("args", "message"),
     [
         (["--budgets", "20,...,40"], "'...' needs two numbers before it"),
-        (["--loss-on", "some"], "--loss-on must be 'masked' or 'all'"),
-        (["--baseline-draws", "5", "--draws", "2"], "--baseline-draws between 0 and --draws"),
+        (["--draws", "0"], "--draws must be >= 1"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(corpus, tmp_path, args, message):
     proc = edge_emo("experiment", corpus, "--out", tmp_path / "run", *args, check=False)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_console_names_the_cap_first_and_prints_values(run):
+    _, proc = run
+    lines = proc.stdout.splitlines()
+    note = next(i for i, line in enumerate(lines) if "capped to 24" in line)
+    assert note < next(i for i, line in enumerate(lines) if "jobs to run" in line)  # before the work
+    for model in ("ssl", "baseline", "ridge"):
+        assert any(line.startswith(f"{model}, 4 labels: macro-F1 0.") for line in lines), model
+        assert any(line.startswith(f"{model}, 24 labels: macro-F1 0.") for line in lines), model
+    assert "all-zeros: macro-F1 0.000" in lines
+
+
+def test_one_draw_runs_with_the_default_baseline_draws(corpus, tmp_path):
+    proc = edge_emo("experiment", corpus, "--out", tmp_path / "run", "--budgets", "8", "--draws", "1",
+                    "--epochs", "1", "--pretrain-epochs", "1", "--hidden", "8", "--no-reference",
+                    "--workers", "1")  # fmt: skip
+    rows = read_rows(tmp_path / "run/results.csv")
+    assert sorted(r["model"] for r in rows) == ["baseline", "ssl"] and {r["draw"] for r in rows} == {"0"}
+    assert "baseline, 8 labels: macro-F1" in proc.stdout and "ssl, 8 labels: macro-F1" in proc.stdout
 
 
 # ------------------------------------------------------------------------------------------------ units

@@ -161,6 +161,12 @@ def test_features_of_another_set_are_refused(bundles):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match=r"no manifest\.json"):
         load_bundle(tmp_path)
+    with pytest.raises(BundleError, match="missing.bundle does not exist"):
+        load_bundle(tmp_path / "missing.bundle")
+    checkpoint = tmp_path / "ft.safetensors"  # a checkpoint where the device needs its export
+    checkpoint.write_bytes(b"\x00")
+    with pytest.raises(BundleError, match=r"not a model bundle .*`edge-emo export .*ft.safetensors --out"):
+        load_bundle(checkpoint)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="unreadable manifest"):
         load_bundle(tmp_path)

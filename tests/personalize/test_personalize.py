@@ -1,5 +1,6 @@
 """`edge-emo personalize`: the new head is the closed-form fit on the bundle's own embeddings, written and
-validated before the swap (int8 and fp32), the previous bundle kept and restored by --rollback, the whole
+validated before the swap (int8 and fp32), the previous bundle kept and restored by --rollback (one step
+back per rollback, down to the shipped model), nothing written when nothing changes, the whole
 loop without torch, and bad input that changes nothing."""
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def test_the_new_head_is_the_fit_on_the_bundles_embeddings(bundles, wearer_label
     assert not (tmp_path / "personal.bundle.prev").exists()  # nothing was replaced
 
 
-def test_personalizing_again_keeps_the_previous_and_rollback_swaps(bundles, wearer_labels, tmp_path):
+def test_personalizing_again_keeps_the_previous_and_rollback_undoes_once(bundles, wearer_labels, tmp_path):
     out = tmp_path / "personal.bundle"
     shutil.copytree(bundles["int8"].path, out)
     shipped_version = load_bundle(out).version
@@ -68,11 +69,44 @@ def test_personalizing_again_keeps_the_previous_and_rollback_swaps(bundles, wear
     assert load_bundle(f"{out}.prev").version == shipped_version != personal_version
     run = edge_emo("personalize", "--rollback", "--model", str(out))
     assert run.returncode == 0, run.stderr
-    assert (
-        load_bundle(out).version == shipped_version and load_bundle(f"{out}.prev").version == personal_version
-    )
-    assert edge_emo("personalize", "--rollback", "--out", str(out)).returncode == 0  # and back again
-    assert load_bundle(out).version == personal_version
+    assert personal_version in run.stdout and shipped_version in run.stdout
+    assert load_bundle(out).version == shipped_version and not (tmp_path / "personal.bundle.prev").exists()
+    # A second rollback does not toggle back: there is no personalization left to undo.
+    run = edge_emo("personalize", "--rollback", "--out", str(out))
+    assert run.returncode == 2 and "not a personalized bundle" in run.stderr, run.stderr
+    assert load_bundle(out).version == shipped_version
+
+
+def test_rollback_steps_back_to_the_shipped_model_and_says_so(bundles, wearer_labels, tmp_path):
+    """The README's flow: personalize the shipped model (twice, with other clips), then roll back twice:
+    first to the earlier personalization, then to the shipped model; a third has nothing to undo."""
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    personal = tmp_path / "data/edge-emo/personal.bundle"
+    more = write_wearer(tmp_path / "more", n=10, seconds=1.2)
+    assert edge_emo("personalize", "--labels", wearer_labels, env=env).returncode == 0
+    first = load_bundle(personal).version
+    assert edge_emo("personalize", "--labels", more, env=env).returncode == 0
+    second = load_bundle(personal).version
+    assert first != second
+    run = edge_emo("personalize", "--rollback", env=env)
+    assert run.returncode == 0 and f"removed {second}" in run.stdout and first in run.stdout, run.stderr
+    assert load_bundle(personal).version == first
+    run = edge_emo("personalize", "--rollback", env=env)
+    assert run.returncode == 0 and "listen now uses the shipped model" in run.stdout, run.stderr
+    assert not personal.exists() and not (personal.parent / "personal.bundle.prev").exists()
+    run = edge_emo("personalize", "--rollback", env=env)
+    assert run.returncode == 2 and "does not exist: nothing to roll back" in run.stderr, run.stderr
+
+
+def test_a_personalization_that_changes_nothing_writes_nothing(bundles, wearer_labels, tmp_path):
+    out = tmp_path / "personal.bundle"
+    args = ("personalize", "--model", bundles["int8"].path, "--labels", wearer_labels, "--out", out)
+    assert edge_emo(*args).returncode == 0
+    written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    run = edge_emo(*args)  # the same clips again: the same head
+    assert run.returncode == 0 and "already holds this personalization: nothing written" in run.stdout
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == written
+    assert not (tmp_path / "personal.bundle.prev").exists()
 
 
 def test_the_shipped_model_is_personalized_into_the_users_folder(bundles, wearer_labels, tmp_path):
@@ -157,7 +191,7 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(bundles, wearer_labels, 
         expected = "is not writable"
     else:
         args = ["--model", str(tmp_path / "nope.bundle"), "--labels", str(labels), "--out", str(model)]
-        expected = "not an edge-emo bundle"
+        expected = "nope.bundle does not exist"
     before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     run = subprocess.run(
         [*prefix, *CLI, "personalize", *args], capture_output=True, text=True, cwd=ROOT, env=cli_env()
@@ -167,9 +201,9 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(bundles, wearer_labels, 
     assert {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
-def test_rollback_without_a_previous_bundle_is_an_error(bundles, tmp_path):
+def test_rollback_of_a_bundle_that_is_not_personalized_is_an_error(bundles, tmp_path):
     run = edge_emo("personalize", "--rollback", "--out", str(bundles["int8"].path))
-    assert run.returncode == 2 and "no previous bundle" in run.stderr
+    assert run.returncode == 2 and "not a personalized bundle" in run.stderr
 
 
 def test_listen_uses_the_personalized_model_only_if_it_fits_the_shipped_one(bundles, wearer_labels, tmp_path):
@@ -202,3 +236,32 @@ def test_listen_uses_the_personalized_model_only_if_it_fits_the_shipped_one(bund
     (personal / "manifest.json").write_text("{")
     err, out = listen()
     assert "not using your personalized model" in err and "--rollback" in err and out == shipped
+    # Its rollback restores the one before it (the first personalized bundle of another model here).
+    run = edge_emo("personalize", "--rollback", env=env)
+    assert run.returncode == 0 and "the bundle it replaced is back" in run.stdout, run.stderr
+    (personal / "manifest.json").write_text("{")  # damaged again, now with nothing before it
+    run = edge_emo("personalize", "--rollback", env=env)
+    assert run.returncode == 2 and "no bundle before it" in run.stderr and "rm -r" in run.stderr
+
+
+def test_when_the_shipped_head_fits_best_nothing_is_written(bundles, tmp_path):
+    """Clips labeled with the model's own outputs (those within 0..3): the shipped head is the best fit."""
+    from edge_emo.data.labels import read_labels
+
+    labels = write_wearer(tmp_path / "me", n=24)
+    shipped = bundles["fp32"]
+    records = read_labels(labels)
+    own = shipped.predict_utterances([extract_file(r.path, shipped.spec) for r in records])
+    rows = labels.read_text().splitlines()[:1]
+    for r, values in zip(records, own):
+        if values.min() >= 0 and values.max() <= 3:
+            rel = r.path.relative_to(labels.parent).as_posix()
+            rows.append(f"{rel},wearer,wearer,x," + ",".join(f"{v:.6f}" for v in values))
+    assert len(rows) > 5, own
+    labels.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "personal.bundle"
+    run = edge_emo("personalize", "--model", shipped.path, "--labels", labels, "--out", out, "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["bundle"] is None and not out.exists()
+    run = edge_emo("personalize", "--model", shipped.path, "--labels", labels, "--out", out)
+    assert "the shipped head predicted your clips best: nothing written" in run.stdout and not out.exists()

@@ -3,6 +3,8 @@ microphone through a real PortAudio stream, and bad input that changes nothing."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -139,7 +141,19 @@ def test_recording_from_the_microphone(tmp_path):
     env = alsa_env(tmp_path, file_device(raw, 16000))
     run = edge_emo("record", "--labels", str(labels), "--seconds", "2", "--label", "surprise=2", env=env)
     assert run.returncode == 0, run.stderr
+    assert "recording 2 s: speak now" in run.stderr
     clip, _ = soundfile.read(str(tmp_path / "clips/0001.wav"), dtype="int16")
     played = np.fromfile(raw, "<i2")
     assert len(clip) == 32000 and np.array_equal(clip, played[:32000])
     assert read_labels(labels)[0].intensities == tuple(2.0 if e == "surprise" else 0.0 for e in EMOTIONS)
+
+
+@pytest.mark.skipif(
+    bool(list(Path("/dev/snd").glob("pcmC*c"))), reason="this machine has a real capture device"
+)
+def test_without_a_microphone_record_never_says_speak_now(tmp_path):
+    # ALSA's own configuration and no sound card (as in tests/runtime): PortAudio finds no input device.
+    env = {"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"}
+    run = edge_emo("record", "--labels", str(tmp_path / "labels.csv"), "--label", "happy=1", env=env)
+    assert run.returncode == 3 and "no audio input device" in run.stderr and "--input" in run.stderr
+    assert "speak now" not in run.stderr and not (tmp_path / "labels.csv").exists()

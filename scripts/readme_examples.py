@@ -1,0 +1,128 @@
+"""The README's example outputs, produced by the commands they show, on the shipped model, so they cannot
+drift from what a fresh install prints. Each block sits between marker comments in README.md:
+
+    <!-- example: NAME -->
+    ...generated...
+    <!-- /example -->
+
+    python scripts/readme_examples.py                  # rewrite the listen live-view and --json blocks
+    python scripts/readme_examples.py --data ../shared/data/emo_speech_dev   # and the evaluate table
+        [--ordinary ../shared/data/speech_unlabeled]                          # and the false cues
+    python scripts/readme_examples.py --check          # exit 1 and show the difference if README differs
+
+Every command runs as a user runs it (`python -m edge_emo ...` from this checkout), with an empty
+$XDG_DATA_HOME so that no personalized model of yours is used, and 80 terminal columns. `listen --fast`
+on the shipped sample is deterministic, so the blocks are compared exactly (tests/core/test_readme.py).
+Not part of the package: the device never runs this."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+SHIPPED = ROOT / "edge_emo" / "models" / "default.bundle"
+BLOCK = re.compile(r"(<!-- example: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /example -->)", re.S)
+
+
+def edge_emo(*args: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": home, "COLUMNS": "80"}
+        env.update({"TERM": "dumb", "NO_COLOR": "1"})
+        run = subprocess.run(
+            [sys.executable, "-m", "edge_emo", *args], capture_output=True, text=True, cwd=ROOT, env=env
+        )
+    if run.returncode != 0:
+        sys.exit(f"edge-emo {' '.join(args)} failed:\n{run.stderr}")
+    return run
+
+
+def fenced(text: str, language: str = "") -> str:
+    return f"```{language}\n{text.rstrip()}\n```\n"
+
+
+def listen_view() -> str:
+    """The live view's last frame (rich prints it on stdout when stdout is not a terminal)."""
+    return fenced(edge_emo("listen", "--input", "sample", "--fast").stdout)
+
+
+def listen_json() -> str:
+    """The last JSON line of the sample: the end of its second utterance."""
+    return fenced(edge_emo("listen", "--input", "sample", "--fast", "--json").stdout.splitlines()[-1], "json")
+
+
+def evaluate_table(data: Path) -> str:
+    """`edge-emo evaluate` of the shipped model on DATA's validation speakers, with its warnings."""
+    run = edge_emo("evaluate", str(SHIPPED.relative_to(ROOT)), str(data), "--split", "val")
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    shown = f"$ edge-emo evaluate edge_emo/models/default.bundle {data} --split val\n"
+    return fenced(shown + "".join(f"{w}\n" for w in warnings) + run.stdout)
+
+
+def ordinary_table(ordinary: Path) -> str:
+    """`edge-emo evaluate` of the shipped model on unlabeled ordinary speech: its false cues."""
+    run = edge_emo("evaluate", str(SHIPPED.relative_to(ROOT)), str(ordinary))
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    shown = f"$ edge-emo evaluate edge_emo/models/default.bundle {ordinary}\n"
+    return fenced(shown + "".join(f"{w}\n" for w in warnings) + run.stdout)
+
+
+def blocks(data: Path | None, ordinary: Path | None = None) -> dict[str, str]:
+    out = {"listen-view": listen_view(), "listen-json": listen_json()}
+    if data is not None:
+        out["evaluate"] = evaluate_table(data)
+    if ordinary is not None:
+        out["evaluate-ordinary"] = ordinary_table(ordinary)
+    return out
+
+
+def rewrite(readme: str, generated: dict[str, str]) -> str:
+    """`readme` with each generated block in place (blocks not generated stay as they are)."""
+    found = {m["name"] for m in BLOCK.finditer(readme)}
+    missing = set(generated) - found
+    if missing:
+        sys.exit(f"README.md has no marker for {', '.join(sorted(missing))}")
+
+    def replace(m: re.Match) -> str:
+        body = generated.get(m["name"], m["body"])
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(replace, readme)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, help="Labeled corpus for the evaluate table (optional).")
+    parser.add_argument(
+        "--ordinary", type=Path, help="Unlabeled ordinary speech for the false-cue table (optional)."
+    )
+    parser.add_argument("--check", action="store_true", help="Change nothing; exit 1 if README differs.")
+    args = parser.parse_args()
+    before = README.read_text()
+    generated = blocks(args.data, args.ordinary)
+    after = rewrite(before, generated)
+    if args.check:
+        if after != before:
+            diff = difflib.unified_diff(
+                before.splitlines(), after.splitlines(), "README.md", "generated", lineterm=""
+            )
+            sys.exit("README.md differs from the shipped model's output; run python scripts/readme_examples.py\n"
+                     + "\n".join(diff))  # fmt: skip
+        print(f"README.md examples match the shipped model ({', '.join(generated)})")
+        return
+    if after != before:
+        tmp = README.with_name(README.name + ".tmp")
+        tmp.write_text(after)
+        os.replace(tmp, README)
+    print(f"README.md: {'updated' if after != before else 'already up to date'} ({', '.join(generated)})")
+
+
+if __name__ == "__main__":
+    main()
