@@ -1,0 +1,304 @@
+"""The live CPU share of `edge-emo listen`: the whole process, paced in real time, as % of one core.
+
+What the wearer's battery pays is not the pipeline's compute alone but the whole listening process: the
+audio thread, polling and sleeping, per-update formatting, the terminal view. So `listen` runs here as a
+user runs it, in a child process, in four cases: from a file (paced like a microphone) and from the
+microphone path (PortAudio capturing from an ALSA file-plugin device whose input is a pipe this process
+fills in real time), each with `--json` and with the live view (on a pseudo-terminal). After start-up (the
+first output, then `settle_s`) the process's CPU time (/proc: user + system, all threads) is read over a
+window of `window_s` wall seconds; share = CPU / wall. The same window gives each thread's share (main,
+openSMILE, PortAudio, the view's refresh thread), so the cost has an address.
+
+A stage breakdown runs the same stages in this process over the same audio, one after another, each timed
+by the CPU clock of the thread that does the work: resampling (a 48 kHz microphone), openSMILE (the
+writes and openSMILE's own thread), the model step, formatting an update, drawing the view. Each is CPU
+seconds per second of audio, i.e. % of a core when live. What the whole process uses beyond their sum is
+the live loop itself (waiting, waking, queues, the interpreter).
+
+Linux only (/proc). Nothing here judges a time: the numbers go to the JSON and the tables.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_emo.runtime.bundle import Bundle
+
+RATE = 16000
+BLOCK_S = 0.01
+MIC_DEVICE = "edgeemobench"  # the ALSA device name the microphone cases capture from
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class LiveCase:
+    name: str
+    microphone: bool  # PortAudio from the ALSA pipe device, else --input FILE
+    view: bool  # the live view on a pseudo-terminal, else --json to a pipe
+
+
+CASES = (
+    LiveCase("file, --json", microphone=False, view=False),
+    LiveCase("microphone, --json", microphone=True, view=False),
+    LiveCase("file, live view", microphone=False, view=True),
+    LiveCase("microphone, live view", microphone=True, view=True),
+)
+
+
+# -- /proc ---------------------------------------------------------------------------------------------------
+
+
+def _stat_cpu_s(path: str) -> float:
+    """utime + stime of a /proc stat file, seconds (fields 14 and 15; the name may contain spaces)."""
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of a process, all its threads (finished ones included)."""
+    return _stat_cpu_s(f"/proc/{pid}/stat")
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per live thread, keyed 'main' or by the thread's name (/proc comm) and id."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            cpu = _stat_cpu_s(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:  # the thread ended meanwhile
+            continue
+        out["main" if int(tid) == pid else f"{name}:{tid}"] = cpu
+    return out
+
+
+# -- the audio and the child process ------------------------------------------------------------------------
+
+
+def _alsa_config(fifo: Path) -> str:
+    return f"""
+pcm.edgeemobenchfile {{ type file; slave.pcm "null"; file "/dev/null"; infile "{fifo}"; format "raw" }}
+pcm.{MIC_DEVICE} {{ type plug; slave {{ pcm "edgeemobenchfile"; format S16_LE; rate {RATE}; channels 1 }} }}
+"""
+
+
+def _feed_pipe(fifo: Path, pcm: np.ndarray, stop: threading.Event) -> None:
+    """Write the audio into the pipe in 10 ms blocks at the rate a microphone records it, then silence.
+    PortAudio opens and closes the device while it looks for devices: the pipe is opened again each time,
+    and the clock restarts with each reader."""
+    step = int(BLOCK_S * RATE)
+    silence = np.zeros(step, np.int16).tobytes()
+    k = 0
+    while not stop.is_set():
+        try:
+            with open(fifo, "wb", buffering=0) as f:  # blocks until the device opens the pipe
+                start, written = time.monotonic(), 0
+                while not stop.is_set():
+                    block = pcm[k * step : (k + 1) * step]
+                    f.write(block.tobytes() if len(block) == step else silence)
+                    k, written = k + 1, written + 1
+                    delay = start + written * BLOCK_S - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+        except OSError:  # BrokenPipeError: the reader closed the device
+            continue
+
+
+def _drain(fd: int, first: threading.Event, stop: threading.Event) -> None:
+    """Read and discard the child's output (a pipe or a terminal), noting when the first bytes came."""
+    while not stop.is_set():
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the terminal's other side closed
+            return
+        if not data:
+            return
+        first.set()
+
+
+def measure_case(
+    case: LiveCase, bundle: Bundle, pcm: np.ndarray, settle_s: float, window_s: float, env: dict[str, str]
+) -> dict[str, Any]:
+    """Run `edge-emo listen` for one case; its CPU share over the window after start-up."""
+    import soundfile
+
+    with tempfile.TemporaryDirectory(prefix="edge_emo_live_") as tmp:
+        args = [sys.executable, "-m", "edge_emo", "listen", "--model", str(bundle.path)]
+        args += [] if case.view else ["--json"]
+        child_env = dict(env)
+        feeder = None
+        stop = threading.Event()
+        if case.microphone:
+            fifo = Path(tmp) / "mic.raw"
+            os.mkfifo(fifo)
+            conf = Path(tmp) / "asound.conf"
+            conf.write_text(_alsa_config(fifo))
+            child_env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
+            args += ["--device", MIC_DEVICE]
+            feeder = threading.Thread(target=_feed_pipe, args=(fifo, pcm, stop), daemon=True)
+            feeder.start()
+        else:
+            wav = Path(tmp) / "speech.wav"
+            soundfile.write(str(wav), pcm, RATE)
+            args += ["--input", str(wav)]
+        if case.view:  # a real terminal, as the view needs; 100 x 30 cells
+            out_fd, slave = pty.openpty()
+            import fcntl
+            import struct
+            import termios
+
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+            child_env["TERM"] = "xterm-256color"
+            child_env.pop("COLUMNS", None)
+            proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=subprocess.DEVNULL, env=child_env)
+            os.close(slave)
+        else:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env)
+            out_fd = proc.stdout.fileno()
+        first = threading.Event()
+        drainer = threading.Thread(target=_drain, args=(out_fd, first, stop), daemon=True)
+        drainer.start()
+        try:
+            started = time.monotonic()
+            if not first.wait(60) or proc.poll() is not None:
+                raise RuntimeError(f"edge-emo listen ({case.name}) produced no output (exit {proc.poll()})")
+            startup_s = time.monotonic() - started
+            time.sleep(settle_s)
+            wall0, cpu0, threads0 = time.monotonic(), process_cpu_s(proc.pid), thread_cpu_s(proc.pid)
+            time.sleep(window_s)
+            wall1, cpu1, threads1 = time.monotonic(), process_cpu_s(proc.pid), thread_cpu_s(proc.pid)
+            if proc.poll() is not None:
+                raise RuntimeError(f"edge-emo listen ({case.name}) ended during the window")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            stop.set()
+            drainer.join(2)
+            if case.view:
+                os.close(out_fd)
+            if feeder is not None:
+                feeder.join(2)
+    wall = wall1 - wall0
+    per_thread = {
+        name: round(100 * (threads1[name] - threads0[name]) / wall, 2) for name in threads1 if name in threads0
+    }
+    return {
+        "case": case.name,
+        "microphone": case.microphone,
+        "view": case.view,
+        "startup_s": round(startup_s, 2),
+        "window_s": round(wall, 2),
+        "cpu_share_pct": round(100 * (cpu1 - cpu0) / wall, 2),
+        "thread_share_pct": dict(sorted(per_thread.items(), key=lambda kv: -kv[1])),
+    }
+
+
+# -- the stages, one at a time in this process ---------------------------------------------------------------
+
+
+def _thread_cpu_of(thread: threading.Thread) -> float:
+    return _stat_cpu_s(f"/proc/self/task/{thread.native_id}/stat")
+
+
+def stage_costs(bundle: Bundle, pcm: np.ndarray) -> dict[str, float]:
+    """CPU seconds per second of audio of each stage of the live loop (x 100: % of a core when live)."""
+    import soxr
+
+    from edge_emo.features import StreamingExtractor
+    from edge_emo.features.audio import RESAMPLE_QUALITY
+    from edge_emo.runtime.recognizer import EmotionRecognizer
+    from edge_emo.runtime.view import ListenStatus, render
+
+    audio_s = len(pcm) / RATE
+    step = int(BLOCK_S * RATE)
+    blocks = [pcm[k : k + step] for k in range(0, len(pcm), step)]
+    out: dict[str, float] = {}
+
+    # Resampling, as for a microphone that only offers 48 kHz: 10 ms blocks through the streaming resampler.
+    pcm48 = soxr.resample(pcm.astype(np.float32) / 32768, RATE, 48000, RESAMPLE_QUALITY).astype(np.float32)
+    resampler = soxr.ResampleStream(48000, RATE, 1, "float32", RESAMPLE_QUALITY)
+    t = time.thread_time()
+    for k in range(0, len(pcm48), 3 * step):
+        resampler.resample_chunk(pcm48[k : k + 3 * step])
+    out["resampling_48k"] = (time.thread_time() - t) / audio_s
+
+    # openSMILE: the writes on this thread plus openSMILE's own thread.
+    with StreamingExtractor(bundle.spec) as stream:
+        engine = stream._engine
+        t, t_smile = time.thread_time(), _thread_cpu_of(engine.thread)
+        frames = []
+        for block in blocks:
+            stream.accept_waveform(block)
+            frames.append(stream.frames())
+        frames.append(stream.end_of_input())
+        out["opensmile"] = (time.thread_time() - t + _thread_cpu_of(engine.thread) - t_smile) / audio_s
+    features = np.concatenate(frames)
+
+    # The model step in the bundle's chunks, with the normalisation and the running mean.
+    model = bundle.stream(bundle.session(1))
+    t = time.thread_time()
+    for k in range(0, len(features), bundle.chunk_frames):
+        model.run_chunk(features[k : k + bundle.chunk_frames])
+        model.utterance_intensities()
+    out["model"] = (time.thread_time() - t) / audio_s
+
+    # The recognizer's own work around them (detector, buffers, updates), then formatting and the view.
+    with EmotionRecognizer(bundle) as recognizer:
+        t = time.thread_time()
+        updates = []
+        for block in blocks:
+            recognizer.accept_waveform(block, RATE)
+            updates.extend(recognizer.updates())
+        recognizer.end_of_input()
+        updates.extend(recognizer.updates())
+        out["recognizer_total"] = (time.thread_time() - t) / audio_s
+    out["recognizer_bookkeeping"] = max(0.0, out["recognizer_total"] - out["opensmile"] - out["model"])
+    t = time.thread_time()
+    for update in updates:
+        update.to_json()
+    out["json_formatting"] = (time.thread_time() - t) / audio_s
+
+    from rich.console import Console
+
+    console = Console(file=open(os.devnull, "w"), width=100, force_terminal=True, color_system="truecolor")
+    status = ListenStatus("bench", bundle.version)
+    t = time.thread_time()
+    for update in updates:
+        console.print(render(update, status))  # what one refresh of the view draws
+    out["view_drawing"] = (time.thread_time() - t) / audio_s
+    console.file.close()
+    return {k: round(100 * v, 3) for k, v in out.items()}  # % of one core
+
+
+def live_share(bundle: Bundle, pcm: np.ndarray, settle_s: float, window_s: float, env: dict[str, str]) -> dict:
+    """Every case of `CASES`, then the stages; with the load average before and after."""
+    load_before = list(os.getloadavg())
+    cases = [measure_case(c, bundle, pcm, settle_s, window_s, env) for c in CASES]
+    return {
+        "settle_s": settle_s,
+        "window_s": window_s,
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
+        "cases": cases,
+        "stages_pct_of_core": stage_costs(bundle, pcm[: int(min(len(pcm) / RATE, 60) * RATE)]),
+    }
