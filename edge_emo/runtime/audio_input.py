@@ -22,6 +22,7 @@ import numpy as np
 import soundfile
 
 from edge_emo.features import AudioFileError, to_mono
+from edge_emo.features.streaming import name_os_thread
 
 
 class AudioSourceError(RuntimeError):
@@ -171,6 +172,8 @@ class Microphone:
 
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
         # PortAudio's thread: no waiting, no printing. indata is reused after return, so copy.
+        if not self.captured:
+            name_os_thread("edge-emo-audio")
         if status.input_overflow:
             self.overflows += 1
         block = indata[:, 0].copy()
@@ -255,16 +258,21 @@ class AudioFileSource:
     def blocks(self, stop: threading.Event | None = None) -> Iterator[np.ndarray]:
         start = time.monotonic()
         frames = self._file.frames if self._max_samples is None else min(self._file.frames, self._max_samples)
-        for data in self._file.blocks(self.block, dtype="float32", always_2d=True, frames=frames):
-            if stop is not None and stop.is_set():
-                return
-            block = to_mono(data.T, self.path)
-            if not self.fast:  # real time: no block before its last sample would have been recorded
-                delay = start + (self.captured + len(block)) / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            self.captured += len(block)
-            yield block
+        # Read about a second at a time and hand it out in blocks: each read costs libsndfile a seek, which
+        # at 10 ms blocks was a sizeable part of listening's CPU.
+        read = self.block * max(1, round(self.rate / self.block))
+        for data in self._file.blocks(read, dtype="float32", always_2d=True, frames=frames):
+            piece = to_mono(data.T, self.path)
+            for at in range(0, len(piece), self.block):
+                if stop is not None and stop.is_set():
+                    return
+                block = piece[at : at + self.block]
+                if not self.fast:  # real time: no block before its last sample would have been recorded
+                    delay = start + (self.captured + len(block)) / self.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                self.captured += len(block)
+                yield block
 
     def close(self) -> None:
         self._file.close()
