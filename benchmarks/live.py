@@ -200,7 +200,9 @@ def measure_case(
                 feeder.join(2)
     wall = wall1 - wall0
     per_thread = {
-        name: round(100 * (threads1[name] - threads0[name]) / wall, 2) for name in threads1 if name in threads0
+        name: round(100 * (threads1[name] - threads0[name]) / wall, 2)
+        for name in threads1
+        if name in threads0
     }
     return {
         "case": case.name,
@@ -264,14 +266,17 @@ def stage_costs(bundle: Bundle, pcm: np.ndarray) -> dict[str, float]:
 
     # The recognizer's own work around them (detector, buffers, updates), then formatting and the view.
     with EmotionRecognizer(bundle) as recognizer:
-        t = time.thread_time()
+        recognizer.accept_waveform(blocks[0][:0], RATE)  # starts openSMILE's thread
+        smile = recognizer._extractor._engine.thread
+        t, t_smile = time.thread_time(), _thread_cpu_of(smile)
         updates = []
         for block in blocks:
             recognizer.accept_waveform(block, RATE)
             updates.extend(recognizer.updates())
+        t_smile = _thread_cpu_of(smile) - t_smile  # before end_of_input ends the thread
         recognizer.end_of_input()
         updates.extend(recognizer.updates())
-        out["recognizer_total"] = (time.thread_time() - t) / audio_s
+        out["recognizer_total"] = (time.thread_time() - t + t_smile) / audio_s
     out["recognizer_bookkeeping"] = max(0.0, out["recognizer_total"] - out["opensmile"] - out["model"])
     t = time.thread_time()
     for update in updates:
@@ -280,17 +285,19 @@ def stage_costs(bundle: Bundle, pcm: np.ndarray) -> dict[str, float]:
 
     from rich.console import Console
 
-    console = Console(file=open(os.devnull, "w"), width=100, force_terminal=True, color_system="truecolor")
-    status = ListenStatus("bench", bundle.version)
-    t = time.thread_time()
-    for update in updates:
-        console.print(render(update, status))  # what one refresh of the view draws
-    out["view_drawing"] = (time.thread_time() - t) / audio_s
-    console.file.close()
+    with open(os.devnull, "w") as devnull:
+        console = Console(file=devnull, width=100, force_terminal=True, color_system="truecolor")
+        status = ListenStatus("bench", bundle.version)
+        t = time.thread_time()
+        for update in updates:
+            console.print(render(update, status))  # what one refresh of the view draws
+        out["view_drawing"] = (time.thread_time() - t) / audio_s
     return {k: round(100 * v, 3) for k, v in out.items()}  # % of one core
 
 
-def live_share(bundle: Bundle, pcm: np.ndarray, settle_s: float, window_s: float, env: dict[str, str]) -> dict:
+def live_share(
+    bundle: Bundle, pcm: np.ndarray, settle_s: float, window_s: float, env: dict[str, str]
+) -> dict:
     """Every case of `CASES`, then the stages; with the load average before and after."""
     load_before = list(os.getloadavg())
     cases = [measure_case(c, bundle, pcm, settle_s, window_s, env) for c in CASES]
@@ -302,3 +309,38 @@ def live_share(bundle: Bundle, pcm: np.ndarray, settle_s: float, window_s: float
         "cases": cases,
         "stages_pct_of_core": stage_costs(bundle, pcm[: int(min(len(pcm) / RATE, 60) * RATE)]),
     }
+
+
+STAGE_NAMES = {
+    "resampling_48k": "resampling (a 48 kHz microphone)",
+    "opensmile": "openSMILE (writes + its thread)",
+    "model": "model step (normalise, GRU, running mean)",
+    "recognizer_bookkeeping": "recognizer bookkeeping (detector, buffers, updates)",
+    "json_formatting": "formatting an update as JSON",
+    "view_drawing": "drawing the live view, once per update",
+}
+
+
+def _thread_kind(name: str) -> str:
+    name = name.split(":")[0]
+    return name if name.startswith(("main", "edge-emo")) else "other"
+
+
+def live_markdown(live: dict) -> list[str]:
+    """The live share table and the stage breakdown (Markdown lines)."""
+    lines = [
+        f"Live CPU share of `edge-emo listen`, paced in real time (whole process, % of one core over "
+        f"{live['window_s']:g} s after start-up; load average {live['load_average_before'][0]:.1f} before, "
+        f"{live['load_average_after'][0]:.1f} after):",
+        "",
+        "| case | whole process | by thread |",
+        "|---|---|---|",
+    ]
+    for c in live["cases"]:
+        threads = ", ".join(f"{_thread_kind(k)} {v:.1f}" for k, v in c["thread_share_pct"].items() if v > 0)
+        lines.append(f"| {c['case']} | {c['cpu_share_pct']:.1f}% | {threads} |")
+    stages = live["stages_pct_of_core"]
+    lines += ["", "Stages, one at a time in one process (% of one core when live):", ""]
+    lines += ["| stage | % of a core |", "|---|---|"]
+    lines += [f"| {label} | {stages[key]:.2f} |" for key, label in STAGE_NAMES.items() if key in stages]
+    return [*lines, ""]
