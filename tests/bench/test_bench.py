@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench import CHUNKS, GRU_OP, INT8, STREAM, TARGETS, TORCH, TORCH_SKIP
+from benchmarks.live import CASES, STAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 # The bench through the CLI with `import torch` failing, as on a board without torch.
@@ -77,6 +78,23 @@ def _check_structure(result: dict, table: str, with_torch: bool) -> None:
         assert f"| {variant} |" in table
     assert "| target | limit | measured | met |" in table
     assert (f"| {TORCH} | skipped" in table) is not with_torch
+    _check_live(result, table)
+
+
+def _check_live(result: dict, table: str) -> None:
+    """The live share: every case ran `listen` with openSMILE's thread (and PortAudio's for a microphone)
+    busy in the window; every stage was measured; the warnings are a list (of sentences, when loaded)."""
+    live = result["live"]
+    assert [c["case"] for c in live["cases"]] == [c.name for c in CASES]
+    for case in live["cases"]:
+        threads = case["thread_share_pct"]
+        assert case["cpu_share_pct"] > 0 and case["window_s"] > 0 and "main" in threads
+        assert any(k.startswith("edge-emo-smile") for k in threads)
+        assert any(k.startswith("edge-emo-audio") for k in threads) is case["microphone"]
+    assert set(live["stages_pct_of_core"]) >= set(STAGE_NAMES)
+    assert all(v >= 0 for v in live["stages_pct_of_core"].values())
+    assert "Live CPU share of `edge-emo listen`" in table and "| file, --json |" in table
+    assert isinstance(result["warnings"], list)
 
 
 @pytest.mark.slow
