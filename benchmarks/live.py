@@ -20,6 +20,7 @@ Linux only (/proc). Nothing here judges a time: the numbers go to the JSON and t
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -39,6 +40,11 @@ from edge_emo.runtime.bundle import Bundle
 
 RATE = 16000
 BLOCK_S = 0.01
+# The pipe behind the ALSA device is filled 30 ms at a time: ALSA's file plugin reads a whole period (30 ms
+# here) per read and counts a short read as a whole period, which ran the "microphone" 3x faster than real
+# time when fed 10 ms at a time. `audio_per_wall` in the results checks the pace.
+PIPE_WRITE_S = 0.03
+UPDATE_S = 0.1  # listen's default update interval: one JSON line per 0.1 s of audio
 MIC_DEVICE = "edgeemobench"  # the ALSA device name the microphone cases capture from
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -96,10 +102,10 @@ pcm.{MIC_DEVICE} {{ type plug; slave {{ pcm "edgeemobenchfile"; format S16_LE; r
 
 
 def _feed_pipe(fifo: Path, pcm: np.ndarray, stop: threading.Event) -> None:
-    """Write the audio into the pipe in 10 ms blocks at the rate a microphone records it, then silence.
+    """Write the audio into the pipe in blocks at the rate a microphone records it, then silence.
     PortAudio opens and closes the device while it looks for devices: the pipe is opened again each time,
     and the clock restarts with each reader."""
-    step = int(BLOCK_S * RATE)
+    step = int(PIPE_WRITE_S * RATE)
     silence = np.zeros(step, np.int16).tobytes()
     k = 0
     while not stop.is_set():
@@ -110,15 +116,16 @@ def _feed_pipe(fifo: Path, pcm: np.ndarray, stop: threading.Event) -> None:
                     block = pcm[k * step : (k + 1) * step]
                     f.write(block.tobytes() if len(block) == step else silence)
                     k, written = k + 1, written + 1
-                    delay = start + written * BLOCK_S - time.monotonic()
+                    delay = start + written * PIPE_WRITE_S - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
         except OSError:  # BrokenPipeError: the reader closed the device
             continue
 
 
-def _drain(fd: int, first: threading.Event, stop: threading.Event) -> None:
-    """Read and discard the child's output (a pipe or a terminal), noting when the first bytes came."""
+def _drain(fd: int, first: threading.Event, stop: threading.Event, lines: list[int]) -> None:
+    """Read and discard the child's output (a pipe or a terminal), noting when the first bytes came and
+    counting lines (with --json: updates) in lines[0]."""
     while not stop.is_set():
         ready, _, _ = select.select([fd], [], [], 0.2)
         if not ready:
@@ -129,6 +136,7 @@ def _drain(fd: int, first: threading.Event, stop: threading.Event) -> None:
             return
         if not data:
             return
+        lines[0] += data.count(b"\n")
         first.set()
 
 
@@ -171,8 +179,8 @@ def measure_case(
         else:
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env)
             out_fd = proc.stdout.fileno()
-        first = threading.Event()
-        drainer = threading.Thread(target=_drain, args=(out_fd, first, stop), daemon=True)
+        first, lines = threading.Event(), [0]
+        drainer = threading.Thread(target=_drain, args=(out_fd, first, stop, lines), daemon=True)
         drainer.start()
         try:
             started = time.monotonic()
@@ -181,8 +189,10 @@ def measure_case(
             startup_s = time.monotonic() - started
             time.sleep(settle_s)
             wall0, cpu0, threads0 = time.monotonic(), process_cpu_s(proc.pid), thread_cpu_s(proc.pid)
+            lines0 = lines[0]
             time.sleep(window_s)
             wall1, cpu1, threads1 = time.monotonic(), process_cpu_s(proc.pid), thread_cpu_s(proc.pid)
+            lines1 = lines[0]
             if proc.poll() is not None:
                 raise RuntimeError(f"edge-emo listen ({case.name}) ended during the window")
         finally:
@@ -211,6 +221,9 @@ def measure_case(
         "startup_s": round(startup_s, 2),
         "window_s": round(wall, 2),
         "cpu_share_pct": round(100 * (cpu1 - cpu0) / wall, 2),
+        # seconds of audio analysed per wall second in the window (1.0: real time); the view's lines are not
+        # updates, so only --json cases say
+        "audio_per_wall": None if case.view else round((lines1 - lines0) * UPDATE_S / wall, 3),
         "thread_share_pct": dict(sorted(per_thread.items(), key=lambda kv: -kv[1])),
     }
 
@@ -308,6 +321,7 @@ def live_share(
         "load_average_after": list(os.getloadavg()),
         "cases": cases,
         "stages_pct_of_core": stage_costs(bundle, pcm[: int(min(len(pcm) / RATE, 60) * RATE)]),
+        "frontends": frontend_costs(pcm[: int(min(len(pcm) / RATE, 60) * RATE)]),
     }
 
 
@@ -343,4 +357,98 @@ def live_markdown(live: dict) -> list[str]:
     lines += ["", "Stages, one at a time in one process (% of one core when live):", ""]
     lines += ["| stage | % of a core |", "|---|---|"]
     lines += [f"| {label} | {stages[key]:.2f} |" for key, label in STAGE_NAMES.items() if key in stages]
+    lines += [
+        "",
+        "Front ends, streaming openSMILE fed as `listen` feeds it (% of one core when live; A B A B):",
+        "",
+    ]
+    lines += [
+        "| feature set | values per frame | % of a core (median) | rounds | vs eGeMAPS |",
+        "|---|---|---|---|---|",
+    ]
+    for f in live.get("frontends", []):
+        rounds = ", ".join(f"{c:.2f}" for c in f["pct_of_core_rounds"])
+        lines.append(
+            f"| {f['feature_set']} | {f['values_per_frame']} | {f['pct_of_core_median']:.2f} | {rounds} | "
+            f"{f['ratio_to_egemaps_median']:.2f}x |"
+        )
     return [*lines, ""]
+
+
+def frontend_costs(pcm: np.ndarray, rounds: int = 3) -> list[dict[str, Any]]:
+    """Streaming openSMILE per feature set, fed as `listen` feeds it (30 ms hand-overs) as fast as it takes
+    them: CPU seconds (this thread's writes + openSMILE's thread) per second of audio, x 100 (% of a core
+    when live). Sets alternate round by round (A B A B) and the ratio to eGeMAPS is taken per round, so a
+    machine whose speed drifts slows both alike."""
+    from edge_emo.features import FeatureSet, StreamingExtractor, spec_for
+    from edge_emo.runtime.recognizer import BATCH_S
+
+    step = int(BATCH_S * RATE)
+    audio_s = len(pcm) / RATE
+    sets = (FeatureSet.egemaps, FeatureSet.compare)
+    cost: dict[FeatureSet, list[float]] = {fs: [] for fs in sets}
+    for _ in range(rounds):
+        for fs in sets:
+            with StreamingExtractor(spec_for(fs)) as stream:
+                stream.accept_waveform(pcm[:0])
+                smile = stream._engine.thread
+                t, t_smile = time.thread_time(), _thread_cpu_of(smile)
+                for k in range(0, len(pcm), step):
+                    stream.accept_waveform(pcm[k : k + step])
+                    stream.frames()
+                time.sleep(0.5)  # openSMILE catches up with what it was given (it is read before it ends)
+                cpu = time.thread_time() - t + _thread_cpu_of(smile) - t_smile
+                stream.end_of_input()
+            cost[fs].append(100 * cpu / audio_s)
+    base = np.asarray(cost[FeatureSet.egemaps])
+    return [
+        {
+            "feature_set": fs.value,
+            "values_per_frame": spec_for(fs).dim,
+            "pct_of_core_median": round(float(np.median(cost[fs])), 3),
+            "pct_of_core_rounds": [round(c, 3) for c in cost[fs]],
+            "ratio_to_egemaps_median": round(float(np.median(np.asarray(cost[fs]) / base)), 3),
+        }
+        for fs in sets
+    ]
+
+
+def side_by_side(roots: list[str], bundle: Bundle, rounds: int, window_s: float) -> list[dict[str, Any]]:
+    """The live share of each case for two checkouts of edge-emo (their folders go first on PYTHONPATH),
+    A B A B per round, with the ratio A/B pair by pair (how the before/after figures in benchmarks/README.md
+    were made)."""
+    from benchmarks.bench import speech_clip
+
+    pcm = speech_clip(window_s + 40)
+    out = []
+    for case in CASES:
+        shares: dict[str, list[float]] = {root: [] for root in roots}
+        for _ in range(rounds):
+            for root in roots:
+                env = {**os.environ, "PYTHONPATH": root}
+                shares[root].append(measure_case(case, bundle, pcm, 2.0, window_s, env)["cpu_share_pct"])
+        a, b = (np.asarray(shares[r]) for r in roots)
+        out.append(
+            {
+                "case": case.name,
+                **{f"{'AB'[i]}_pct": shares[r] for i, r in enumerate(roots)},
+                "ratio_a_to_b": [round(float(x), 2) for x in a / b],
+                "load_average": list(os.getloadavg()),
+            }
+        )
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    # python -m benchmarks.live CHECKOUT_A CHECKOUT_B [ROUNDS] [WINDOW_S]
+    from edge_emo.runtime.bundle import load_bundle
+
+    a_root, b_root = sys.argv[1], sys.argv[2]
+    shipped = Path(__file__).resolve().parent.parent / "edge_emo" / "models" / "default.bundle"
+    side_by_side(
+        [a_root, b_root],
+        load_bundle(shipped),
+        int(sys.argv[3]) if len(sys.argv) > 3 else 3,
+        float(sys.argv[4]) if len(sys.argv) > 4 else 15.0,
+    )
