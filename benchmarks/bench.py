@@ -747,7 +747,7 @@ def load_warnings(result: dict) -> list[str]:
     cores = m["cores"] or 1
     out = []
     loads = [m["load_average_at_start"][0], m["load_average_at_end"][0]]
-    if "live" in result:
+    if "load_average_before" in result.get("live", {}):
         loads += [result["live"]["load_average_before"][0], result["live"]["load_average_after"][0]]
     if max(loads) > LOADED_PER_CORE * cores:
         out.append(
@@ -785,7 +785,7 @@ def _ratio(result: dict, slow: str, threads: int = 1, chunk: int = 10) -> float 
 
 def _live_case(result: dict, name: str) -> float | None:
     case = next((c for c in result.get("live", {}).get("cases", []) if c["case"] == name), None)
-    return None if case is None else case["cpu_share_pct"]
+    return None if case is None or "skipped" in case else case["cpu_share_pct"]
 
 
 def targets(result: dict) -> list[dict]:

@@ -165,6 +165,7 @@ def measure_case(
             wav = Path(tmp) / "speech.wav"
             soundfile.write(str(wav), pcm, RATE)
             args += ["--input", str(wav)]
+        errors = open(Path(tmp) / "stderr.txt", "wb")  # noqa: SIM115 (closed with the child, below)
         if case.view:  # a real terminal, as the view needs; 100 x 30 cells
             out_fd, slave = pty.openpty()
             import fcntl
@@ -174,18 +175,24 @@ def measure_case(
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
             child_env["TERM"] = "xterm-256color"
             child_env.pop("COLUMNS", None)
-            proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=subprocess.DEVNULL, env=child_env)
+            proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=errors, env=child_env)
             os.close(slave)
         else:
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env)
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, env=child_env)
             out_fd = proc.stdout.fileno()
         first, lines = threading.Event(), [0]
         drainer = threading.Thread(target=_drain, args=(out_fd, first, stop, lines), daemon=True)
         drainer.start()
         try:
             started = time.monotonic()
-            if not first.wait(60) or proc.poll() is not None:
-                raise RuntimeError(f"edge-emo listen ({case.name}) produced no output (exit {proc.poll()})")
+            while not first.wait(0.1) and proc.poll() is None and time.monotonic() - started < 60:
+                pass
+            if not first.is_set() or proc.poll() is not None:
+                said = (Path(tmp) / "stderr.txt").read_text(errors="replace").strip().splitlines()
+                reason = f"edge-emo listen exited {proc.poll()}: {said[-1] if said else 'no output'}"
+                if case.microphone and proc.poll() == 3:  # no PortAudio or no ALSA device (e.g. a board)
+                    return {"case": case.name, "microphone": True, "view": case.view, "skipped": reason}
+                raise RuntimeError(f"{case.name}: {reason}")
             startup_s = time.monotonic() - started
             time.sleep(settle_s)
             wall0, cpu0, threads0 = time.monotonic(), process_cpu_s(proc.pid), thread_cpu_s(proc.pid)
@@ -203,6 +210,7 @@ def measure_case(
                 proc.kill()
                 proc.wait()
             stop.set()
+            errors.close()
             drainer.join(2)
             if case.view:
                 os.close(out_fd)
@@ -235,13 +243,20 @@ def _thread_cpu_of(thread: threading.Thread) -> float:
     return _stat_cpu_s(f"/proc/self/task/{thread.native_id}/stat")
 
 
+def _caught_up_cpu(smile: threading.Thread) -> float:
+    """openSMILE's thread's CPU time once it has analysed what it was given: read before end of input,
+    which ends the thread (and its /proc entry); it catches up at many times real time."""
+    time.sleep(0.5)
+    return _thread_cpu_of(smile)
+
+
 def stage_costs(bundle: Bundle, pcm: np.ndarray) -> dict[str, float]:
     """CPU seconds per second of audio of each stage of the live loop (x 100: % of a core when live)."""
     import soxr
 
     from edge_emo.features import StreamingExtractor
     from edge_emo.features.audio import RESAMPLE_QUALITY
-    from edge_emo.runtime.recognizer import EmotionRecognizer
+    from edge_emo.runtime.recognizer import BATCH_S, EmotionRecognizer
     from edge_emo.runtime.view import ListenStatus, render
 
     audio_s = len(pcm) / RATE
@@ -258,15 +273,16 @@ def stage_costs(bundle: Bundle, pcm: np.ndarray) -> dict[str, float]:
     out["resampling_48k"] = (time.thread_time() - t) / audio_s
 
     # openSMILE: the writes on this thread plus openSMILE's own thread.
-    with StreamingExtractor(bundle.spec) as stream:
+    with StreamingExtractor(bundle.spec, batch_s=BATCH_S) as stream:
         engine = stream._engine
         t, t_smile = time.thread_time(), _thread_cpu_of(engine.thread)
         frames = []
         for block in blocks:
             stream.accept_waveform(block)
             frames.append(stream.frames())
+        t_smile = _caught_up_cpu(engine.thread) - t_smile
+        out["opensmile"] = (time.thread_time() - t + t_smile) / audio_s
         frames.append(stream.end_of_input())
-        out["opensmile"] = (time.thread_time() - t + _thread_cpu_of(engine.thread) - t_smile) / audio_s
     features = np.concatenate(frames)
 
     # The model step in the bundle's chunks, with the normalisation and the running mean.
@@ -286,7 +302,7 @@ def stage_costs(bundle: Bundle, pcm: np.ndarray) -> dict[str, float]:
         for block in blocks:
             recognizer.accept_waveform(block, RATE)
             updates.extend(recognizer.updates())
-        t_smile = _thread_cpu_of(smile) - t_smile  # before end_of_input ends the thread
+        t_smile = _caught_up_cpu(smile) - t_smile
         recognizer.end_of_input()
         updates.extend(recognizer.updates())
         out["recognizer_total"] = (time.thread_time() - t + t_smile) / audio_s
@@ -312,6 +328,8 @@ def live_share(
     bundle: Bundle, pcm: np.ndarray, settle_s: float, window_s: float, env: dict[str, str]
 ) -> dict:
     """Every case of `CASES`, then the stages; with the load average before and after."""
+    if not Path("/proc/self/task").is_dir():
+        return {"skipped": "the live share reads CPU times from /proc (Linux only)"}
     load_before = list(os.getloadavg())
     cases = [measure_case(c, bundle, pcm, settle_s, window_s, env) for c in CASES]
     return {
@@ -342,6 +360,8 @@ def _thread_kind(name: str) -> str:
 
 def live_markdown(live: dict) -> list[str]:
     """The live share table and the stage breakdown (Markdown lines)."""
+    if "skipped" in live:
+        return [f"Live CPU share of `edge-emo listen`: skipped ({live['skipped']}).", ""]
     lines = [
         f"Live CPU share of `edge-emo listen`, paced in real time (whole process, % of one core over "
         f"{live['window_s']:g} s after start-up; load average {live['load_average_before'][0]:.1f} before, "
@@ -351,6 +371,9 @@ def live_markdown(live: dict) -> list[str]:
         "|---|---|---|",
     ]
     for c in live["cases"]:
+        if "skipped" in c:
+            lines.append(f"| {c['case']} | skipped | {c['skipped']} |")
+            continue
         threads = ", ".join(f"{_thread_kind(k)} {v:.1f}" for k, v in c["thread_share_pct"].items() if v > 0)
         lines.append(f"| {c['case']} | {c['cpu_share_pct']:.1f}% | {threads} |")
     stages = live["stages_pct_of_core"]
@@ -396,8 +419,7 @@ def frontend_costs(pcm: np.ndarray, rounds: int = 3) -> list[dict[str, Any]]:
                 for k in range(0, len(pcm), step):
                     stream.accept_waveform(pcm[k : k + step])
                     stream.frames()
-                time.sleep(0.5)  # openSMILE catches up with what it was given (it is read before it ends)
-                cpu = time.thread_time() - t + _thread_cpu_of(smile) - t_smile
+                cpu = time.thread_time() - t + _caught_up_cpu(smile) - t_smile
                 stream.end_of_input()
             cost[fs].append(100 * cpu / audio_s)
     base = np.asarray(cost[FeatureSet.egemaps])
