@@ -175,10 +175,10 @@ def measure_case(
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
             child_env["TERM"] = "xterm-256color"
             child_env.pop("COLUMNS", None)
-            proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=errors, env=child_env)
+            proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=errors, env=child_env, cwd=tmp)
             os.close(slave)
         else:
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, env=child_env)
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, env=child_env, cwd=tmp)
             out_fd = proc.stdout.fileno()
         first, lines = threading.Event(), [0]
         drainer = threading.Thread(target=_drain, args=(out_fd, first, stop, lines), daemon=True)
