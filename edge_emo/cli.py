@@ -994,13 +994,16 @@ def bench(
     ] = False,
     out: Annotated[Optional[Path], typer.Option(help="Write the results as JSON here.")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model bundle (default: the bundled model).")] = None,
+    live_only: Annotated[
+        bool, typer.Option(help="Only the live CPU share of `listen` (about 2 minutes; with --quick 20 s).")
+    ] = False,
 ) -> None:
     """Measure latency, real-time factor, memory and size (fp32 vs int8 vs torch); print a Markdown table."""
-    from benchmarks.bench import markdown, run
+    from benchmarks.bench import markdown, run, run_live
     from edge_emo.runtime.bundle import BundleError
 
     try:
-        result = run(_model_bundle(model).path, quick=quick)
+        result = (run_live if live_only else run)(_model_bundle(model).path, quick=quick)
     except (BundleError, ValueError) as e:
         raise fail(str(e)) from None
     if out is not None:

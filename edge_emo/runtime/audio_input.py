@@ -22,6 +22,7 @@ import numpy as np
 import soundfile
 
 from edge_emo.features import AudioFileError, to_mono
+from edge_emo.features.streaming import name_os_thread
 
 
 class AudioSourceError(RuntimeError):
@@ -118,6 +119,9 @@ def usable_rate(device: InputDevice, preferred: int) -> int:
     )
 
 
+_MAX_JOINED = 9  # blocks joined to the one a wake-up found (10 x 10 ms: one 100 ms update at most)
+
+
 class Microphone:
     """Mono int16 blocks from an input device, captured in PortAudio's callback thread.
 
@@ -171,6 +175,8 @@ class Microphone:
 
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
         # PortAudio's thread: no waiting, no printing. indata is reused after return, so copy.
+        if not self.captured:
+            name_os_thread("edge-emo-audio")
         if status.input_overflow:
             self.overflows += 1
         block = indata[:, 0].copy()
@@ -205,7 +211,15 @@ class Microphone:
                     ) from None
                 continue
             last = time.monotonic()
-            yield block
+            # Blocks that came meanwhile (a sound card hands over a period of several at once) go out as one
+            # array: one pass through the recognizer instead of several, the same updates.
+            more = []
+            while len(more) < _MAX_JOINED:
+                try:
+                    more.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            yield np.concatenate([block, *more]) if more else block
 
     def close(self) -> None:
         self._closing = True
@@ -223,7 +237,10 @@ class Microphone:
 
 class AudioFileSource:
     """An audio file read in blocks (mono float32, stereo averaged), paced like a microphone unless `fast`;
-    the first `max_s` seconds only if given.
+    the first `max_s` seconds only if given. Paced, a block comes once its last sample would have been
+    recorded; blocks of 30 ms, as a sound card hands over its periods (ALSA's here): with 10 ms blocks the
+    wake-ups and per-block calls cost the listening process more CPU than the blocks' own work. The updates
+    do not depend on the block size.
 
     Opening checks that the file is readable audio (`AudioFileError`, a ValueError, otherwise)."""
 
@@ -232,7 +249,7 @@ class AudioFileSource:
         path: str | os.PathLike,
         *,
         fast: bool = False,
-        block_s: float = 0.01,
+        block_s: float = 0.03,
         max_s: float | None = None,
     ) -> None:
         self.path = os.fspath(path)
@@ -255,16 +272,21 @@ class AudioFileSource:
     def blocks(self, stop: threading.Event | None = None) -> Iterator[np.ndarray]:
         start = time.monotonic()
         frames = self._file.frames if self._max_samples is None else min(self._file.frames, self._max_samples)
-        for data in self._file.blocks(self.block, dtype="float32", always_2d=True, frames=frames):
-            if stop is not None and stop.is_set():
-                return
-            block = to_mono(data.T, self.path)
-            if not self.fast:  # real time: no block before its last sample would have been recorded
-                delay = start + (self.captured + len(block)) / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            self.captured += len(block)
-            yield block
+        # Read about a second at a time and hand it out in blocks: each read costs libsndfile a seek, which
+        # at 10 ms blocks was a sizeable part of listening's CPU.
+        read = self.block * max(1, round(self.rate / self.block))
+        for data in self._file.blocks(read, dtype="float32", always_2d=True, frames=frames):
+            piece = to_mono(data.T, self.path)
+            for at in range(0, len(piece), self.block):
+                if stop is not None and stop.is_set():
+                    return
+                block = piece[at : at + self.block]
+                if not self.fast:  # real time: no block before its last sample would have been recorded
+                    delay = start + (self.captured + len(block)) / self.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                self.captured += len(block)
+                yield block
 
     def close(self) -> None:
         self._file.close()

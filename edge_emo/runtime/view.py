@@ -3,6 +3,7 @@ silence, the input level and the dropped-block count."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.console import Group
@@ -14,6 +15,9 @@ from edge_emo.runtime.recognizer import MAX_INTENSITY, EmotionUpdate
 
 BAR_WIDTH = 30
 LEVEL_FLOOR_DB = -60.0
+# The most the view is redrawn per second. Updates come every 100 ms, but a redraw costs about 2 ms of Python
+# (rich's layout): 5 a second still follows speech and halves the view's share of the CPU.
+REFRESH_HZ = 5.0
 
 
 def _bar(fraction: float, width: int, style: str) -> Text:
@@ -71,21 +75,33 @@ def render(update: EmotionUpdate | None, status: ListenStatus) -> Panel:
 
 
 class LiveView:
-    """The view redrawn in place (rich.Live) on the terminal, at most 10 times a second."""
+    """The view redrawn in place (rich.Live) on the terminal, at most `REFRESH_HZ` times a second.
+
+    Drawing is the view's whole cost (about 2 ms of Python per frame on a 2-core x86), so it is drawn from the
+    listening loop when an update comes and the last drawing is old enough: no refresh thread waking up
+    when nothing changed, and an update that is not drawn is never rendered."""
 
     def __init__(self, source: str, model: str) -> None:
         from rich.live import Live
 
         self.status = ListenStatus(source, model)
-        self._live = Live(render(None, self.status), refresh_per_second=10, transient=False)
+        self._live = Live(render(None, self.status), auto_refresh=False, transient=False)
+        self._update: EmotionUpdate | None = None
+        self._drawn_at = -1.0
 
     def start(self) -> None:
-        self._live.start()
+        self._live.start(refresh=True)
 
     def show(self, update: EmotionUpdate, dropped_blocks: int, utterances: int) -> None:
         self.status.dropped_blocks = dropped_blocks
         self.status.utterances = utterances
-        self._live.update(render(update, self.status))
+        self._update = update
+        now = time.monotonic()
+        if now - self._drawn_at >= 1.0 / REFRESH_HZ:
+            self._drawn_at = now
+            self._live.update(render(update, self.status), refresh=True)
 
     def stop(self) -> None:
+        if self._update is not None:  # the last update is on screen when listening ends
+            self._live.update(render(self._update, self.status))
         self._live.stop()

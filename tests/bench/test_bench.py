@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench import CHUNKS, GRU_OP, INT8, STREAM, TARGETS, TORCH, TORCH_SKIP, load_warnings
+from benchmarks.live import CASES, STAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 # The bench through the CLI with `import torch` failing, as on a board without torch.
@@ -78,6 +79,32 @@ def _check_structure(result: dict, table: str, with_torch: bool) -> None:
         assert f"| {variant} |" in table
     assert "| target | limit | measured | met |" in table
     assert (f"| {TORCH} | skipped" in table) is not with_torch
+    _check_live(result, table)
+
+
+def _has_portaudio() -> bool:
+    import ctypes.util
+
+    return ctypes.util.find_library("portaudio") is not None
+
+
+def _check_live(result: dict, table: str) -> None:
+    """The live share: every case ran `listen` with openSMILE's thread (and PortAudio's for a microphone)
+    busy in the window; every stage was measured; the warnings are a list (of sentences, when loaded)."""
+    live = result["live"]
+    assert [c["case"] for c in live["cases"]] == [c.name for c in CASES]
+    for case in live["cases"]:
+        if "skipped" in case:  # a microphone case without PortAudio: never on a machine that has it
+            assert case["microphone"] and not _has_portaudio(), case["skipped"]
+            continue
+        threads = case["thread_share_pct"]
+        assert case["cpu_share_pct"] > 0 and case["window_s"] > 0 and "main" in threads
+        assert any(k.startswith("edge-emo-smile") for k in threads)
+        assert any(k.startswith("edge-emo-audio") for k in threads) is case["microphone"]
+    assert set(live["stages_pct_of_core"]) >= set(STAGE_NAMES)
+    assert all(v >= 0 for v in live["stages_pct_of_core"].values())
+    assert "Live CPU share of `edge-emo listen`" in table and "| file, --json |" in table
+    assert isinstance(result["warnings"], list)
 
 
 @pytest.mark.slow
@@ -124,6 +151,25 @@ def test_a_loaded_machine_is_named_in_the_results():
         "ratios": [*quiet["ratios"], {**ratio, "chunk": 1, "speedup_min": 0.9, "speedup_max": 1811.0}],
     }
     warnings = load_warnings(loaded)
-    assert "load average 0.4 at start, 6.4 at end, on 2 cores" in warnings[0]
-    assert "1 of 2 speedups varied more than 2x" in warnings[1] and "0.9x to 1811x" in warnings[1]
-    assert "run the bench again" in warnings[2]
+    assert "the machine was loaded (load average up to 6.4 on 2 cores)" in warnings[0]
+    assert "1 of 2 speedups vary more than" in warnings[1] and "0.90-1811.00x" in warnings[1]
+
+
+@pytest.mark.slow
+def test_bench_live_only(tmp_path):
+    """`edge-emo bench --live-only --quick`: only the live share, in the same JSON shape and table."""
+    out = tmp_path / "live.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_emo", "bench", "--live-only", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["command"].startswith("edge-emo bench --live-only") and "latency" not in result
+    assert "Model step latency" not in done.stdout
+    _check_live(result, done.stdout)

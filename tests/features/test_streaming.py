@@ -39,8 +39,8 @@ def chunked(signal: np.ndarray, sizes) -> list[np.ndarray]:
     return chunks
 
 
-def stream(spec: FeatureSpec, chunks, input_rate: int | None = None) -> np.ndarray:
-    with StreamingExtractor(spec, input_rate) as extractor:
+def stream(spec: FeatureSpec, chunks, input_rate: int | None = None, batch_s: float = 0.0) -> np.ndarray:
+    with StreamingExtractor(spec, input_rate, batch_s=batch_s) as extractor:
         out, count = [], 0
         for chunk in chunks:
             extractor.accept_waveform(chunk)
@@ -68,6 +68,23 @@ def test_streaming_equals_offline(feature_set, speech, offline_frames, sizes):
     assert frames.dtype == np.float32 and frames.shape == expected.shape
     assert np.abs(frames - expected).max() == 0
     assert no_opensmile_running()
+
+
+@pytest.mark.parametrize("batch_s", [0.03, 0.25])
+def test_batched_hand_over_changes_no_frame_only_when_they_come(speech, offline_frames, batch_s):
+    """Audio handed to openSMILE in batches (what listening live does, for CPU): the same frames; none
+    comes out before its batch is handed over, and every one by the end of the input."""
+    spec = spec_for("egemaps")
+    chunks = chunked(speech, [160])
+    assert np.abs(stream(spec, chunks, batch_s=batch_s) - offline_frames["egemaps"]).max() == 0
+    with StreamingExtractor(spec, batch_s=batch_s) as extractor:
+        for chunk in chunks[: round(batch_s * 100) - 1]:  # less than one batch of 10 ms chunks
+            extractor.accept_waveform(chunk)
+        time.sleep(0.05)  # time enough for openSMILE to deliver, had it been given the audio
+        waiting = len(chunks[0]) * (round(batch_s * 100) - 1)
+        assert len(extractor.frames()) == 0 and extractor._waiting_n == waiting
+    with pytest.raises(ValueError, match="batch_s"):
+        StreamingExtractor(spec, batch_s=-1)
 
 
 def test_int16_and_column_vector_input(speech, offline_frames):
