@@ -36,10 +36,11 @@ import numpy as np
 
 from edge_emo.data.corpus import load_corpus
 from edge_emo.features.normalization import NormStats
-from edge_emo.metrics import PRESENT, scores
+from edge_emo.metrics import false_cues, scores
 from edge_emo.personalize.adapt import speaker_norm
 from edge_emo.personalize.guard import accept
-from edge_emo.personalize.ridge import fit_head, fit_head_fixed, held_out_fixed, predict
+from edge_emo.personalize.method import HeadFit, Method, fit
+from edge_emo.personalize.ridge import fit_head, predict
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import Bundle, BundleStream, load_bundle
 
@@ -64,11 +65,6 @@ def embed(bundle: Bundle, norm: NormStats, features: list[np.ndarray], session) 
     return out
 
 
-def fit_bias(p: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
-    """Offset added to the shipped outputs p: ridge toward 0, lam in clips."""
-    return (y - p).sum(0) / (len(p) + lam)
-
-
 def fit_calib(p: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-emotion scale and offset of the shipped outputs, ridge toward (1, 0), lam in clips."""
     scale, offset = np.ones(p.shape[1]), np.zeros(p.shape[1])
@@ -82,24 +78,22 @@ def fit_calib(p: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.
 
 def metrics(y: np.ndarray, pred: np.ndarray, emotions) -> dict[str, float]:
     s = scores(y, pred, emotions)
-    neutral = (y < PRESENT).all(1)
-    cues = (pred[neutral] >= PRESENT).any(1).mean() if neutral.any() else np.nan
-    return {"macro_f1": s["macro_f1"], "mae": s["mae"], "false_cues": float(cues)}
+    cues = false_cues(y, pred)
+    return {"macro_f1": s["macro_f1"], "mae": s["mae"], "false_cues": np.nan if cues is None else cues}
 
 
 def heads(x_lab, y_lab, x_test, w0, b0, n) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every labeled candidate: name -> (test predictions, leave-one-out predictions on the labeled clips)."""
     out = {}
     p_lab, p_test = predict(x_lab, w0, b0), predict(x_test, w0, b0)
-    fit = fit_head(x_lab, y_lab, w0, b0)
-    out["ridge_loo"] = (predict(x_test, fit.weight, fit.bias), None)
+    old = fit_head(x_lab, y_lab, w0, b0)
+    out["ridge_loo"] = (predict(x_test, old.weight, old.bias), None)
     for s in RIDGE:
-        f = fit_head_fixed(x_lab, y_lab, w0, b0, s)
-        out[f"ridge_{s:g}"] = (predict(x_test, *f), held_out_fixed(x_lab, y_lab, w0, b0, s))
+        weight, bias, held = fit(Method(head=HeadFit.ridge, strength=s), x_lab, y_lab, w0, b0)
+        out[f"ridge_{s:g}"] = (predict(x_test, weight, bias), held)
     for lam in BIAS:
-        z = y_lab - p_lab
-        held = p_lab + (z.sum(0) - z) / (n - 1 + lam)  # exact leave-one-out of fit_bias
-        out[f"bias_{lam:g}"] = (p_test + fit_bias(p_lab, y_lab, lam), held)
+        weight, bias, held = fit(Method(head=HeadFit.bias, strength=lam), x_lab, y_lab, w0, b0)
+        out[f"bias_{lam:g}"] = (predict(x_test, weight, bias), held)
     for lam in CALIB:
         scale, offset = fit_calib(p_lab, y_lab, lam)
         out[f"calib_{lam:g}"] = (p_test * scale + offset, None)
@@ -182,7 +176,7 @@ def add_heldout(budget: dict[str, dict[str, dict[str, np.ndarray]]]) -> None:
         chosen = {}
         for s in speakers:
 
-            def others(m: str, s: str = s) -> float:
+            def others(m: str, s: str = s, speakers: list[str] = speakers) -> float:
                 return float(np.mean([np.nanmean(budget[m][o]["macro_f1"]) for o in speakers if o != s]))
 
             best = max(methods, key=others)

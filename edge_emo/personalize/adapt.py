@@ -10,11 +10,15 @@ nothing else changes on the device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from enum import Enum
+from pathlib import Path
 
 import numpy as np
 
+from edge_emo.features.feature_log import shard_paths
 from edge_emo.features.normalization import NormStats
+from edge_emo.runtime.bundle import Bundle
 
 
 class SpeakerNorm(str, Enum):
@@ -38,3 +42,34 @@ def speaker_norm(shipped: NormStats, frames: Sequence[np.ndarray], kind: Speaker
     if kind is SpeakerNorm.mean:
         return NormStats(own.mean, shipped.std)
     return own
+
+
+# Less speech than this gives statistics that move with what was said rather than with the voice.
+MIN_UNLABELED_S = 60.0
+
+
+def load_unlabeled(folder: str | Path, bundle: Bundle) -> list[np.ndarray]:
+    """The speech segments of a feature log (`edge-emo listen --log-features DIR`) in the bundle's feature
+    spec, checked: a feature log, of the bundle's features, with at least MIN_UNLABELED_S of speech."""
+    from edge_emo.data.feature_log import load_feature_log
+    from edge_emo.personalize.wearer import PersonalizeError
+
+    folder = Path(folder)
+    if not folder.is_dir() or not shard_paths(folder):
+        raise PersonalizeError(
+            f"{folder}: not a feature log (no features-NNNNNNNN.npz; record one with `edge-emo listen "
+            "--log-features DIR`)"
+        )
+    frames = [f for f in load_feature_log(folder, bundle.spec).features if len(f)]
+    seconds = sum(len(f) for f in frames) * bundle.spec.hop_s
+    if seconds < MIN_UNLABELED_S:
+        raise PersonalizeError(
+            f"{folder}: {seconds:.0f} s of logged speech; adapting needs at least {MIN_UNLABELED_S:g} s"
+        )
+    return frames
+
+
+def with_norm(bundle: Bundle, norm: NormStats) -> Bundle:
+    """The bundle with other normalisation statistics, in memory (write it with write_bundle_with_head:
+    the manifest carries them, the runtime reads them from there)."""
+    return replace(bundle, norm=norm, manifest={**bundle.manifest, "normalization": norm.to_dict()})
