@@ -101,13 +101,13 @@ def heads(x_lab, y_lab, x_test, w0, b0, n) -> dict[str, tuple[np.ndarray, np.nda
 
 
 def bootstrap(deltas: dict[str, np.ndarray], rng: np.random.Generator, n_boot: int = 2000) -> list[float]:
-    """95% interval of the mean over speakers of each speaker's mean delta; speakers then draws resampled."""
-    speakers = [s for s in deltas if np.isfinite(deltas[s]).any()]
-    values = [deltas[s][np.isfinite(deltas[s])] for s in speakers]
-    means = np.empty(n_boot)
-    for b in range(n_boot):
-        chosen = rng.choice(len(speakers), len(speakers))
-        means[b] = np.mean([rng.choice(values[s], len(values[s])).mean() for s in chosen])
+    """95% interval of the mean over speakers of each speaker's mean delta; speakers resampled, then each
+    speaker's draws (one resample of a speaker's draws per replicate, shared if it is picked twice)."""
+    values = [v[np.isfinite(v)] for v in deltas.values()]
+    values = [v for v in values if len(v)]
+    per_speaker = np.stack([rng.choice(v, (n_boot, len(v))).mean(1) for v in values], 1)  # (B, S)
+    chosen = rng.integers(0, len(values), (n_boot, len(values)))
+    means = np.take_along_axis(per_speaker, chosen, 1).mean(1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
@@ -192,7 +192,7 @@ def summarize(per_speaker: dict, groups: dict[str, list[str]], rng: np.random.Ge
     for n in BUDGETS:
         budget: dict = {}
         for s, r in per_speaker.items():
-            for method, rows in r["deltas"][n].items():
+            for method, rows in r["deltas"].get(n, r["deltas"].get(str(n), {})).items():
                 budget.setdefault(method, {})[s] = {k: np.asarray(v, float) for k, v in rows.items()}
         add_heldout(budget)
         out[n] = {}
@@ -227,7 +227,17 @@ def main() -> None:
     parser.add_argument("--min-test", type=int, default=5, help="Test clips a speaker keeps at least.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/personalization.json"))
+    parser.add_argument(
+        "--raw", type=Path, help="Also write every draw's deltas here (JSON), or with --summarize read them."
+    )
+    parser.add_argument("--summarize", action="store_true", help="Only summarize --raw (no measuring).")
     args = parser.parse_args()
+    if args.summarize:
+        raw = json.loads(args.raw.read_text())
+        raw["budgets"] = summarize(raw.pop("per_speaker"), raw["groups"], np.random.default_rng(args.seed))
+        args.out.write_text(json.dumps(raw, indent=1) + "\n")
+        print_tables(raw)
+        return
 
     bundle = load_bundle(args.bundle)
     w0, b0 = read_head(bundle)
@@ -253,7 +263,6 @@ def main() -> None:
             groups[data.name].append(speaker)
             print(f"{speaker}: {len(idx)} clips", flush=True)
     groups["all"] = [s for g in groups.values() for s in g]
-    summary = summarize(per_speaker, groups, rng)
     results = {
         "bundle": str(args.bundle),
         "bundle_version": bundle.version,
@@ -269,8 +278,10 @@ def main() -> None:
         "speakers": {
             s: {k: r[k] for k in ("clips", "unlabeled_s", "test_clips")} for s, r in per_speaker.items()
         },
-        "budgets": summary,
     }
+    if args.raw:
+        args.raw.write_text(json.dumps({**results, "per_speaker": per_speaker}) + "\n")
+    results["budgets"] = summarize(per_speaker, groups, rng)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print_tables(results)
     print(f"wrote {args.out}")

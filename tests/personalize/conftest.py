@@ -11,7 +11,7 @@ import pytest
 from edge_emo.data.labels import EMOTIONS
 from tests.fixtures import synth_speech, write_wav
 
-N_CLIPS = 8
+N_CLIPS = 12
 
 
 def wearer_intensities(i: int) -> np.ndarray:
