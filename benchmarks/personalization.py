@@ -129,7 +129,7 @@ def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
             name: x_global
             if name == "global"
             else embed(bundle, speaker_norm(bundle.norm, [feats[i] for i in unlabeled], name), feats, session)
-            for name in NORMS
+            for name in args.norms.split(",")
         }
         base = metrics(y[test], predict(x_global[test], w0, b0), bundle.emotions)
         for n in budgets:
@@ -226,6 +226,9 @@ def main() -> None:
     parser.add_argument("--unlabeled-s", type=float, default=60.0, help="Seconds of unlabeled speech.")
     parser.add_argument("--min-test", type=int, default=5, help="Test clips a speaker keeps at least.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--norms", default=",".join(NORMS), help=f"Input normalisations to try (of {', '.join(NORMS)})."
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/personalization.json"))
     parser.add_argument(
         "--raw", type=Path, help="Also write every draw's deltas here (JSON), or with --summarize read them."
@@ -272,6 +275,7 @@ def main() -> None:
         ],
         "split": {"split": args.split, "seed": args.split_seed},
         "draws": args.draws,
+        "norms": args.norms.split(","),
         "unlabeled_s": args.unlabeled_s,
         "min_test": args.min_test,
         "groups": groups,
