@@ -19,7 +19,7 @@ from edge_emo.personalize.ridge import predict
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import load_bundle
 from tests.cli import CLI, ROOT, cli_env, edge_emo, edge_emo_without_torch
-from tests.personalize.conftest import write_wearer
+from tests.personalize.conftest import write_happy_wearer, write_wearer
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
@@ -176,8 +176,9 @@ def test_rollback_without_a_previous_bundle_is_an_error(bundles, tmp_path):
     assert run.returncode == 2 and "no previous bundle" in run.stderr
 
 
-def test_listen_uses_the_personalized_model_only_if_it_fits_the_shipped_one(bundles, wearer_labels, tmp_path):
+def test_listen_uses_the_personalized_model_only_if_it_fits_the_shipped_one(bundles, tmp_path):
     env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    wearer_labels = write_happy_wearer(tmp_path / "me")  # learnable by the shipped model: the guard accepts
     personal = tmp_path / "data/edge-emo/personal.bundle"
 
     def listen(*args: str) -> tuple[str, list[dict]]:
