@@ -1,7 +1,7 @@
 """Which personalization helps? Speaker-held-out measurement of the candidates, one rerunnable command.
 
     EDGE_EMO_CACHE=/work/cache python -m benchmarks.personalization edge_emo/models/default.bundle \
-        /work/shared/data/emo_speech_wild --out benchmarks/personalization.json
+        /work/shared/data/emo_speech_wild --raw wild_raw.json --out wild.json
 
 For every speaker of every DATA_DIR (pseudo-speakers whose name contains "unknown" pool many people and are
 left out; speakers with fewer than budget + --min-test clips are left out of that budget) and every draw:
@@ -10,8 +10,8 @@ labeled ones, at most all but --min-test) are the speaker's unlabeled speech (wh
 would have logged); the first n of them are also labeled; the clips after the pool are the test clips.
 Every candidate is scored on the test clips against the shipped bundle on the same clips:
 
-- input normalisation: the bundle's (`global`), or the speaker's own mean (`spk_mean`) or mean and std
-  (`spk_full`) from the unlabeled pool, or half-way to the speaker's mean (`spk_half`);
+- input normalisation (--norms): the bundle's (`global`), or the speaker's own mean (`spk_mean`) or mean
+  and std (`spk_full`) from the unlabeled pool (edge_emo/personalize/adapt.py; `spk_half` too);
 - head: shipped; ridge toward the shipped head with leave-one-out strength (`ridge_loo`, the old default) or
   a fixed relative strength (`ridge_S`); bias only toward the shipped bias (`bias_L`); per-emotion scale and
   offset of the shipped outputs (`calib_L`); each optionally behind the leave-one-out guard (`+guard`).
