@@ -939,8 +939,16 @@ def personalize(
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+    unlabeled: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A feature log of the partner's speech (`listen --log-features DIR`, 60 s or more): adapt "
+            "the input normalisation to it, without labels."
+        ),
+    ] = None,
 ) -> None:
-    """Fit the emotion head to the wearer's labeled clips (closed-form, no torch); or --rollback."""
+    """Adapt the model to the wearer's partner: the head from labeled clips, the input normalisation from
+    unlabeled speech (closed-form, no torch); kept only if better on held-out clips. Or --rollback."""
     from edge_emo.personalize import wearer
 
     if model is not None and str(model) == "shipped":
@@ -952,39 +960,15 @@ def personalize(
             raise ValueError("--rollback takes no --labels")
         typer.echo(wearer.rollback(out).describe(out, default=out == wearer.personal_bundle_path()))
         return
-    if labels is None:
-        raise ValueError("--labels is required (the wearer's labels.csv, see `edge-emo record`)")
-    start = _model_bundle(model).path
-    result = wearer.personalize(start, labels, out)
-    if json_out:
-        typer.echo(
-            json.dumps(
-                {
-                    "bundle": str(result.bundle.path) if result.bundle else None,
-                    "version": result.bundle.version if result.bundle else None,
-                    "clips": result.n_clips,
-                    "strength": None if result.fit.shipped else result.fit.strength,
-                    "before": result.before,
-                    "after": result.after,
-                }
-            )
+    if labels is None and unlabeled is None:
+        raise ValueError(
+            "--labels (the wearer's labels.csv, see `edge-emo record`) or --unlabeled (a feature log) is required"
         )
+    result = wearer.personalize(_model_bundle(model).path, labels, out, unlabeled)
+    if json_out:
+        typer.echo(json.dumps(wearer.result_dict(result)))
         return
-    b, a, z = result.before["model"], result.after["model"], result.before["zeros"]
-    typer.echo(
-        f"{result.n_clips} clips; held out: each clip predicted by a head fitted without it\n\n"
-        "| metric | shipped head | personalized (held out) | all-zeros |\n|---|---|---|---|\n"
-        f"| macro-F1 | {b['macro_f1']:.3f} | {a['macro_f1']:.3f} | {z['macro_f1']:.3f} |\n"
-        f"| 4-class accuracy | {b['acc4']:.3f} | {a['acc4']:.3f} | {z['acc4']:.3f} |\n"
-        f"| MAE | {b['mae']:.3f} | {a['mae']:.3f} | {z['mae']:.3f} |\n"
-    )
-    if result.bundle is None:
-        typer.echo(wearer.describe_unchanged(result, start, out))
-        return
-    typer.echo(f"shrinkage strength {result.fit.strength:g} (chosen by leave-one-out)")
-    typer.echo(
-        f"wrote {result.bundle.path}, version {result.bundle.version}; undo: edge-emo personalize --rollback --out {out}"
-    )
+    typer.echo(wearer.describe(result, out))
 
 
 @app.command()

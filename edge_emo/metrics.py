@@ -158,6 +158,15 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, emotions: Sequence[str]) -> d
     }
 
 
+def false_cues(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
+    """Share of neutral clips (every emotion < 0.5) on which some emotion is predicted present: a cue the
+    wearer would see for nothing. None without neutral clips."""
+    neutral = (np.asarray(y_true) < PRESENT).all(1)
+    if not neutral.any():
+        return None
+    return float((np.asarray(y_pred)[neutral] >= PRESENT).any(1).mean())
+
+
 def report(
     y_true: np.ndarray, y_pred: np.ndarray, emotions: Sequence[str], corpora: Sequence[str] | None = None
 ) -> dict:

@@ -1,8 +1,11 @@
 """On-device personalization of the emotion head (numpy, onnxruntime and onnx only; never torch).
 
 record.py: the wearer's labeled clips (clips/NNNN.wav + labels.csv), written crash-safely.
-ridge.py: the closed-form head toward the shipped one, strength by exact leave-one-out.
-wearer.py: personalize a bundle from a labels.csv, validate, swap atomically; roll back.
+ridge.py: the closed-form head toward the shipped one (fixed strength, or by exact leave-one-out).
+adapt.py: the input normalisation from a partner's unlabeled logged speech (listen --log-features).
+method.py: the measured default (benchmarks/personalization.py): which normalisation, head fit, strength.
+guard.py: a new bundle ships only if its held-out predictions beat the current bundle's.
+wearer.py: personalize a bundle from a labels.csv and/or a feature log, validate, swap atomically; roll back.
 """
 
 from .ridge import HeadFit, fit_head, held_out_predictions

@@ -82,6 +82,34 @@ def fit_head(
     return HeadFit(theta[:-1].astype(np.float32), theta[-1].astype(np.float32), best, loo)
 
 
+def fit_head_fixed(
+    x: np.ndarray, y: np.ndarray, weight0: np.ndarray, bias0: np.ndarray, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ridge head toward (weight0, bias0) at one relative strength (chosen beforehand on held-out
+    speakers, not on these clips): (weight, bias)."""
+    a = _augment(x)
+    theta0 = np.vstack([np.asarray(weight0, np.float64), np.asarray(bias0, np.float64)[None]])
+    z = np.asarray(y, np.float64) - a @ theta0
+    k = a @ a.T
+    lam = strength * float(np.trace(k)) / len(a)
+    theta = theta0 + a.T @ np.linalg.solve(k + lam * np.eye(len(a)), z)
+    return theta[:-1].astype(np.float32), theta[-1].astype(np.float32)
+
+
+def held_out_fixed(
+    x: np.ndarray, y: np.ndarray, weight0: np.ndarray, bias0: np.ndarray, strength: float
+) -> np.ndarray:
+    """Exact leave-one-out predictions (n, E) of fit_head_fixed (hat-matrix formula, no refits; the
+    strength relative to all n clips' embeddings, as the fit on all of them uses)."""
+    a = _augment(x)
+    theta0 = np.vstack([np.asarray(weight0, np.float64), np.asarray(bias0, np.float64)[None]])
+    z = np.asarray(y, np.float64) - a @ theta0
+    k = a @ a.T
+    hat = k @ np.linalg.inv(k + strength * float(np.trace(k)) / len(a) * np.eye(len(a)))
+    residuals = (z - hat @ z) / (1.0 - np.diag(hat))[:, None]
+    return a @ theta0 + z - residuals
+
+
 def predict(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """The head on utterance embeddings: (n, H) -> (n, E)."""
     return np.asarray(x, np.float64) @ np.asarray(weight, np.float64) + np.asarray(bias, np.float64)

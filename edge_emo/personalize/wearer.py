@@ -1,7 +1,7 @@
 """Personalizing a bundle's emotion head to its wearer, on the device: no torch, nothing lost.
 
     result = personalize("default.bundle", "labels.csv", "personal.bundle")
-    rollback("personal.bundle")                    # back to the bundle it replaced, or to none
+    rollback("personal.bundle")                    # back to the bundle it replaced
 
 Steps: read the wearer's labels.csv (every clip must exist, hold speech and be labeled 0..3); extract the
 clips' features with the bundle's own feature spec; embed them with the bundle's graph (onnxruntime); fit the
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,11 @@ import numpy as np
 from edge_emo.data.labels import EMOTIONS, read_labels
 from edge_emo.features import extract, load_audio
 from edge_emo.features.speech import Vad, speech_seconds
-from edge_emo.metrics import report
-from edge_emo.personalize.ridge import HeadFit, fit_head, held_out_predictions, predict
+from edge_emo.metrics import false_cues, report
+from edge_emo.personalize.adapt import SpeakerNorm, load_unlabeled, speaker_norm, with_norm
+from edge_emo.personalize.guard import accept
+from edge_emo.personalize.method import DEFAULT, HeadFit, Method, fit
+from edge_emo.personalize.ridge import predict
 from edge_emo.runtime.bundle import HEAD_BIAS, HEAD_WEIGHT, Bundle, BundleError, load_bundle
 
 # Leave-one-out needs a few clips to tell a useful strength from noise: with 5 clips every fold still fits
@@ -53,12 +56,13 @@ class WearerClips:
 
 @dataclass(frozen=True)
 class PersonalizeResult:
-    # The new bundle, in place at its destination; None: the head would not change, nothing was written.
-    bundle: Bundle | None
-    fit: HeadFit
-    before: dict[str, Any]  # metrics.report of the shipped head on the wearer's clips
-    after: dict[str, Any]  # metrics.report of leave-one-out predictions of the personalized head
-    n_clips: int
+    bundle: Bundle  # the bundle in place at the destination (the current one when `kept`)
+    method: Method  # what was fitted (head shipped: only the normalisation, or nothing)
+    before: dict[str, Any] | None  # metrics.report of the current bundle on the wearer's labeled clips
+    after: dict[str, Any] | None  # metrics.report of the new bundle, held out (None without labels)
+    n_clips: int  # labeled clips
+    unlabeled_s: float  # seconds of unlabeled speech the normalisation came from (0: none)
+    kept: bool  # the held-out check found the new bundle not better: nothing was written
 
 
 def personal_bundle_path() -> Path:
@@ -141,69 +145,146 @@ def check_writable(out: Path) -> None:
         ) from None
 
 
+def current_bundle(model: Bundle, out: Path) -> Bundle:
+    """The bundle the wearer is using now: the one at `out` if it is valid and derives from the same trained
+    model, else `model` itself."""
+    try:
+        current = load_bundle(out) if out.exists() else model
+    except BundleError:
+        return model
+    return current if current.base_version == model.base_version else model
+
+
 def personalize(
-    model: str | os.PathLike, labels_csv: str | os.PathLike, out: str | os.PathLike
+    model: str | os.PathLike,
+    labels_csv: str | os.PathLike | None,
+    out: str | os.PathLike,
+    unlabeled: str | os.PathLike | None = None,
+    method: Method = DEFAULT,
 ) -> PersonalizeResult:
-    """Fit the head of the bundle at `model` to the clips of `labels_csv` and put the new bundle at `out`
-    (which may be `model` itself); a bundle already at `out` is kept as `out`.prev. When the shipped head
-    fits the clips best, nothing is written (result.bundle is None). Bad input raises
-    PersonalizeError, BundleError or another ValueError/OSError, and nothing is written."""
+    """Personalize the bundle at `model` for the wearer's partner and put it at `out` (which may be `model`
+    itself; a bundle already there is kept as `out`.prev): the input normalisation from the unlabeled
+    feature log `unlabeled`, the head from the clips of `labels_csv` (either may be None, not both). With
+    labels, the new bundle is written only if its held-out predictions on them beat the current bundle's
+    (else `kept`, nothing written). Bad input raises PersonalizeError, BundleError or another
+    ValueError/OSError, and nothing is written."""
     from edge_emo.runtime.bundle import write_bundle_with_head
 
+    if labels_csv is None and unlabeled is None:
+        raise PersonalizeError("give the wearer's labels.csv, an unlabeled feature log, or both")
     out = Path(out)
     bundle = load_bundle(model)
     weight0, bias0 = read_head(bundle)
     check_writable(out)
+    norm, seconds = bundle.norm, 0.0
+    if unlabeled is not None:
+        frames = load_unlabeled(unlabeled, bundle)
+        norm = speaker_norm(bundle.norm, frames, method.norm)
+        seconds = sum(len(f) for f in frames) * bundle.spec.hop_s
+    adapted = with_norm(bundle, norm)
+    if labels_csv is None:
+        fitted = replace(method, head=HeadFit.shipped)
+        new = write_bundle_with_head(adapted, weight0, bias0, out, provenance=_provenance(fitted, 0, seconds))
+        return PersonalizeResult(new, fitted, None, None, 0, seconds, kept=False)
+
     clips = load_wearer_clips(labels_csv, bundle)
-    x = bundle.embed_utterances(clips.features)
-    fit = fit_head(x, clips.labels, weight0, bias0)
-    held_out = held_out_predictions(x, clips.labels, weight0, bias0)
-    before = report(clips.labels, predict(x, weight0, bias0), bundle.emotions)
+    current = current_bundle(bundle, out)
+    now = current.predict_utterances(clips.features)
+    x = adapted.embed_utterances(clips.features)
+    fitted = method if unlabeled is not None else replace(method, norm=SpeakerNorm.global_)
+    weight, bias, held_out = fit(fitted, x, clips.labels, weight0, bias0)
+    if not accept(clips.labels, now, held_out, bundle.emotions) and unlabeled is not None:
+        # the labels did not help: does the unlabeled normalisation alone (not fitted on them)?
+        fitted = replace(method, head=HeadFit.shipped)
+        weight, bias, held_out = fit(fitted, x, clips.labels, weight0, bias0)
+    before = report(clips.labels, now, bundle.emotions)
     after = report(clips.labels, held_out, bundle.emotions)
-    expected = predict(x, fit.weight, fit.bias)
+    before["false_cues_on_neutral"] = false_cues(clips.labels, now)
+    after["false_cues_on_neutral"] = false_cues(clips.labels, held_out)
+    if not accept(clips.labels, now, held_out, bundle.emotions):
+        return PersonalizeResult(current, fitted, before, after, len(clips.paths), seconds, kept=True)
     provenance = {
+        **_provenance(fitted, len(clips.paths), seconds),
         "labels": str(Path(labels_csv).resolve()),
-        "clips": len(clips.paths),
-        "strength": fit.strength if not fit.shipped else "inf (shipped head kept)",
         "held_out_macro_f1": {"before": before["model"]["macro_f1"], "after": after["model"]["macro_f1"]},
         "held_out_mae": {"before": before["model"]["mae"], "after": after["model"]["mae"]},
     }
-    if fit.shipped or _holds_head(out, bundle, fit):  # a new bundle would change nothing: none is written
-        return PersonalizeResult(None, fit, before, after, len(clips.paths))
+    expected = predict(x, weight, bias)
     new = write_bundle_with_head(
-        bundle,
-        fit.weight,
-        fit.bias,
+        adapted,
+        weight,
+        bias,
         out,
         provenance=provenance,
         check=lambda b: check_outputs(b, clips.features, expected),
     )
-    return PersonalizeResult(new, fit, before, after, len(clips.paths))
+    return PersonalizeResult(new, fitted, before, after, len(clips.paths), seconds, kept=False)
 
 
-def describe_unchanged(result: PersonalizeResult, model: Path, out: Path) -> str:
-    """Why personalize wrote nothing, and what is in use at `out`."""
-    if not result.fit.shipped:
-        return f"{out} already holds this personalization: nothing written"
-    kept = (
-        f"; {out} (an earlier personalization) stays: `edge-emo personalize --rollback` removes it"
-        if out.exists() and out.resolve() != model.resolve()
-        else ""
+def _provenance(method: Method, clips: int, unlabeled_s: float) -> dict[str, Any]:
+    return {
+        "method": {"norm": method.norm.value, "head": method.head.value, "strength": method.strength},
+        "clips": clips,
+        "unlabeled_s": round(unlabeled_s, 1),
+    }
+
+
+def result_dict(result: PersonalizeResult) -> dict[str, Any]:
+    """The result as JSON-ready values (`personalize --json`)."""
+    m = result.method
+    return {
+        "bundle": str(result.bundle.path),
+        "version": result.bundle.version,
+        "kept": result.kept,
+        "clips": result.n_clips,
+        "unlabeled_s": round(result.unlabeled_s, 1),
+        "method": {"norm": m.norm.value, "head": m.head.value, "strength": m.strength},
+        "before": result.before,
+        "after": result.after,
+    }
+
+
+def _false_cues(rep: dict[str, Any]) -> str:
+    cues = rep.get("false_cues_on_neutral")
+    return "-" if cues is None else f"{cues:.0%}"
+
+
+def describe(result: PersonalizeResult, out: Path) -> str:
+    """What personalize did, for a person: the held-out table, what changed, where it went."""
+    lines = []
+    if result.unlabeled_s:
+        lines.append(f"input normalisation from {result.unlabeled_s:.0f} s of your partner's logged speech")
+    if result.before is not None and result.after is not None:
+        b, a, z = result.before["model"], result.after["model"], result.before["zeros"]
+        lines += [
+            f"{result.n_clips} labeled clips; held out: each clip predicted by a head fitted without it\n",
+            "| metric | current | personalized (held out) | all-zeros |",
+            "|---|---|---|---|",
+            f"| macro-F1 | {b['macro_f1']:.3f} | {a['macro_f1']:.3f} | {z['macro_f1']:.3f} |",
+            f"| 4-class accuracy | {b['acc4']:.3f} | {a['acc4']:.3f} | {z['acc4']:.3f} |",
+            f"| MAE | {b['mae']:.3f} | {a['mae']:.3f} | {z['mae']:.3f} |",
+            f"| false cues on neutral clips | {_false_cues(result.before)} | {_false_cues(result.after)} | 0% |",
+            "",
+        ]
+    else:
+        lines.append("no labeled clips: nothing to check the adaptation against (add --labels to check it)")
+    if result.kept:
+        lines.append(
+            f"not better on your held-out clips: kept the current bundle {result.bundle.path} "
+            f"(version {result.bundle.version}); nothing written"
+        )
+        return "\n".join(lines)
+    m = result.method
+    head = {
+        HeadFit.shipped: "head unchanged",
+        HeadFit.ridge: f"head refitted toward the current one (strength {m.strength:g})",
+        HeadFit.bias: f"head bias refitted (strength {m.strength:g} clips)",
+    }[m.head]
+    lines.append(f"{head}; normalisation {m.norm.value}")
+    lines.append(
+        f"wrote {result.bundle.path}, version {result.bundle.version}; undo: edge-emo personalize --rollback --out {out}"
     )
-    return f"the shipped head predicted your clips best: nothing written{kept}"
-
-
-def _holds_head(out: Path, model: Bundle, fit: HeadFit) -> bool:
-    """True if `out` is already `model` personalized with exactly this head (the same labels again)."""
-    try:
-        current = load_bundle(out) if out.exists() else None
-    except BundleError:
-        return False
-    made = current.provenance.get("personalization") if current else None
-    if not isinstance(made, dict) or made.get("from_version") != model.version:
-        return False
-    weight, bias = read_head(current)
-    return bool(np.array_equal(weight, fit.weight) and np.array_equal(bias, fit.bias))
+    return "\n".join(lines)
 
 
 def previous_path(path: Path) -> Path:

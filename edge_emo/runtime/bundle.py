@@ -435,5 +435,7 @@ def write_bundle_with_head(
     }
     new_provenance["stage"] = "personalized"
     manifest["provenance"] = new_provenance
-    manifest["version"] = model_version(new_provenance, bundle.precision, graph)
+    # The normalisation may be the wearer's own (edge_emo.personalize.adapt): it is part of the model too.
+    norm = json.dumps(manifest["normalization"], sort_keys=True).encode()
+    manifest["version"] = model_version(new_provenance, bundle.precision, graph + norm)
     return write_bundle(out_dir, graph, manifest, check=check)

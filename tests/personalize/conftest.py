@@ -11,7 +11,7 @@ import pytest
 from edge_emo.data.labels import EMOTIONS
 from tests.fixtures import synth_speech, write_wav
 
-N_CLIPS = 8
+N_CLIPS = 12
 
 
 def wearer_intensities(i: int) -> np.ndarray:
@@ -36,3 +36,14 @@ def write_wearer(folder: Path, n: int = N_CLIPS, seconds: float = 1.0) -> Path:
 @pytest.fixture(scope="session")
 def wearer_labels(tmp_path_factory) -> Path:
     return write_wearer(tmp_path_factory.mktemp("wearer"))
+
+
+def write_happy_wearer(folder: Path) -> Path:
+    """The wearer's clips all labeled happiness 3: any model learns that from a handful of clips (its bias
+    alone does), so the guard accepts the new head whatever the bundle."""
+    labels = write_wearer(folder)
+    rows = labels.read_text().splitlines()
+    values = ",".join(["3"] + ["0"] * (len(EMOTIONS) - 1))
+    rows[1:] = [",".join([*r.split(",")[:3], "happy", values]) for r in rows[1:]]
+    labels.write_text("\n".join(rows) + "\n")
+    return labels

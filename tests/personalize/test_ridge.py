@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_emo.personalize.ridge import _augment, _loo_mse, fit_head, held_out_predictions, predict
+from edge_emo.personalize.ridge import (
+    _augment,
+    _loo_mse,
+    fit_head,
+    held_out_fixed,
+    held_out_predictions,
+    predict,
+)
 
 
 def problem(n: int = 12, h: int = 16, seed: int = 0):
@@ -72,3 +79,19 @@ def test_a_held_out_prediction_never_sees_its_own_label():
     np.testing.assert_allclose(
         held_out_predictions(x, y, w0, b0)[3], held_out_predictions(x, changed, w0, b0)[3]
     )
+
+
+def test_exact_leave_one_out_of_the_fixed_strength_fit_equals_refits():
+    """held_out_fixed: the fit on all clips' strength scale, each clip left out in turn (brute force)."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(7, 5)), rng.uniform(0, 3, size=(7, 6))
+    w0, b0 = rng.normal(size=(5, 6)), rng.normal(size=6)
+    held = held_out_fixed(x, y, w0, b0, 0.5)
+    a = _augment(x)
+    lam = 0.5 * float(np.trace(a @ a.T)) / len(a)
+    theta0 = np.vstack([w0, b0[None]])
+    for i in range(len(x)):
+        rest = np.arange(len(x)) != i
+        z = y[rest] - a[rest] @ theta0
+        theta = theta0 + a[rest].T @ np.linalg.solve(a[rest] @ a[rest].T + lam * np.eye(len(x) - 1), z)
+        np.testing.assert_allclose(held[i], a[i] @ theta, atol=1e-8)

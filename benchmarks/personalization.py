@@ -1,0 +1,319 @@
+"""Which personalization helps? Speaker-held-out measurement of the candidates, one rerunnable command.
+
+    EDGE_EMO_CACHE=/work/cache python -m benchmarks.personalization edge_emo/models/default.bundle \
+        /work/shared/data/emo_speech_wild --raw wild_raw.json --out wild.json
+
+For every speaker of every DATA_DIR (pseudo-speakers whose name contains "unknown" pool many people and are
+left out; speakers with fewer than budget + --min-test clips are left out of that budget) and every draw:
+the speaker's clips are shuffled; the first clips up to --unlabeled-s seconds of audio (at least the
+labeled ones, at most all but --min-test) are the speaker's unlabeled speech (what `listen --log-features`
+would have logged); the first n of them are also labeled; the clips after the pool are the test clips.
+Every candidate is scored on the test clips against the shipped bundle on the same clips:
+
+- input normalisation (--norms): the bundle's (`global`), or the speaker's own mean (`spk_mean`) or mean
+  and std (`spk_full`) from the unlabeled pool (edge_emo/personalize/adapt.py; `spk_half` too);
+- head: shipped; ridge toward the shipped head with leave-one-out strength (`ridge_loo`, the old default) or
+  a fixed relative strength (`ridge_S`); bias only toward the shipped bias (`bias_L`); per-emotion scale and
+  offset of the shipped outputs (`calib_L`); each optionally behind the leave-one-out guard (`+guard`).
+
+Fixed strengths are not chosen on the test speaker: `*_heldout` rows pick, for each speaker, the strength
+whose mean macro-F1 change is best over all OTHER speakers (of every DATA_DIR) at that budget.
+
+Reported per budget (0 = unlabeled only): mean change of macro-F1, MAE and the false-cue rate on neutral
+clips (a cue >= 0.5 on a clip labeled all zeros), with 95% intervals by bootstrap over speakers and then
+draws; per DATA_DIR and pooled. With a DATA_DIR the bundle was trained on (its provenance says so), the
+speakers are not unseen: pass --split val with a bundle trained on --split train (same --split-seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge_emo.data.corpus import load_corpus
+from edge_emo.features.normalization import NormStats
+from edge_emo.metrics import false_cues, scores
+from edge_emo.personalize.adapt import speaker_norm
+from edge_emo.personalize.guard import accept
+from edge_emo.personalize.method import HeadFit, Method, fit
+from edge_emo.personalize.ridge import fit_head, predict
+from edge_emo.personalize.wearer import read_head
+from edge_emo.runtime.bundle import Bundle, BundleStream, load_bundle
+
+BUDGETS = (0, 5, 10, 20)
+NORMS = ("global", "spk_mean", "spk_full")
+RIDGE = (0.1, 0.3, 1.0, 3.0, 10.0)
+BIAS = (1.0, 3.0, 10.0, 30.0)
+CALIB = (1.0, 3.0, 10.0, 30.0)
+METRICS = ("macro_f1", "mae", "false_cues")
+
+
+def embed(bundle: Bundle, norm: NormStats, features: list[np.ndarray], session) -> np.ndarray:
+    """Utterance embeddings of the bundle's graph with other input normalisation statistics, chunk by chunk
+    as on the device (int8 graphs quantise each call's activations: whole-clip calls differ slightly)."""
+    stream = BundleStream(dataclasses.replace(bundle, norm=norm), session)
+    out = np.zeros((len(features), bundle.hidden), np.float32)
+    for i, frames in enumerate(features):
+        stream.reset()
+        for start in range(0, len(frames), bundle.chunk_frames):
+            stream.run_chunk(frames[start : start + bundle.chunk_frames])
+        out[i] = stream.utterance_embedding()
+    return out
+
+
+def fit_calib(p: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-emotion scale and offset of the shipped outputs, ridge toward (1, 0), lam in clips."""
+    scale, offset = np.ones(p.shape[1]), np.zeros(p.shape[1])
+    for e in range(p.shape[1]):
+        a = np.stack([p[:, e], np.ones(len(p))], 1)
+        z = y[:, e] - p[:, e]
+        delta = np.linalg.solve(a.T @ a + lam * np.eye(2), a.T @ z)
+        scale[e], offset[e] = 1 + delta[0], delta[1]
+    return scale, offset
+
+
+def metrics(y: np.ndarray, pred: np.ndarray, emotions) -> dict[str, float]:
+    s = scores(y, pred, emotions)
+    cues = false_cues(y, pred)
+    return {"macro_f1": s["macro_f1"], "mae": s["mae"], "false_cues": np.nan if cues is None else cues}
+
+
+def heads(x_lab, y_lab, x_test, w0, b0, n) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every labeled candidate: name -> (test predictions, leave-one-out predictions on the labeled clips)."""
+    out = {}
+    p_lab, p_test = predict(x_lab, w0, b0), predict(x_test, w0, b0)
+    old = fit_head(x_lab, y_lab, w0, b0)
+    out["ridge_loo"] = (predict(x_test, old.weight, old.bias), None)
+    for s in RIDGE:
+        weight, bias, held = fit(Method(head=HeadFit.ridge, strength=s), x_lab, y_lab, w0, b0)
+        out[f"ridge_{s:g}"] = (predict(x_test, weight, bias), held)
+    for lam in BIAS:
+        weight, bias, held = fit(Method(head=HeadFit.bias, strength=lam), x_lab, y_lab, w0, b0)
+        out[f"bias_{lam:g}"] = (predict(x_test, weight, bias), held)
+    for lam in CALIB:
+        scale, offset = fit_calib(p_lab, y_lab, lam)
+        out[f"calib_{lam:g}"] = (p_test * scale + offset, None)
+    return out
+
+
+def bootstrap(deltas: dict[str, np.ndarray], rng: np.random.Generator, n_boot: int = 2000) -> list[float]:
+    """95% interval of the mean over speakers of each speaker's mean delta; speakers resampled, then each
+    speaker's draws (one resample of a speaker's draws per replicate, shared if it is picked twice)."""
+    values = [v[np.isfinite(v)] for v in deltas.values()]
+    values = [v for v in values if len(v)]
+    per_speaker = np.stack([rng.choice(v, (n_boot, len(v))).mean(1) for v in values], 1)  # (B, S)
+    chosen = rng.integers(0, len(values), (n_boot, len(values)))
+    means = np.take_along_axis(per_speaker, chosen, 1).mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
+    """deltas[budget][method][metric] -> list over draws, and the unlabeled seconds the draws used. One pool
+    per draw (the same test clips for every budget): --unlabeled-s of audio, at least the largest budget
+    the speaker can afford, at most all clips but --min-test."""
+    out: dict = {n: {} for n in BUDGETS}
+    used_s = []
+    budgets = [n for n in BUDGETS if n + args.min_test <= len(feats)]
+    x_global = embed(bundle, bundle.norm, feats, session)
+    for _ in range(args.draws):
+        perm = rng.permutation(len(feats))
+        enough = int(np.searchsorted(np.cumsum(seconds[perm]), args.unlabeled_s)) + 1
+        pool = min(max(enough, budgets[-1]), len(feats) - args.min_test)
+        unlabeled, test = perm[:pool], perm[pool:]
+        used_s.append(float(seconds[unlabeled].sum()))
+        xs = {
+            name: x_global
+            if name == "global"
+            else embed(bundle, speaker_norm(bundle.norm, [feats[i] for i in unlabeled], name), feats, session)
+            for name in args.norms.split(",")
+        }
+        base = metrics(y[test], predict(x_global[test], w0, b0), bundle.emotions)
+        for n in budgets:
+            labeled = perm[:n]
+            rows = out[n].setdefault("shipped_absolute", {k: [] for k in METRICS})
+            for k in METRICS:
+                rows[k].append(base[k])
+            for norm_name, x in xs.items():
+                preds = {"shipped": predict(x[test], w0, b0)}
+                if n:
+                    p_lab = predict(x_global[labeled], w0, b0)  # the current head, as the device has it
+                    for name, (pred, held) in heads(x[labeled], y[labeled], x[test], w0, b0, n).items():
+                        preds[name] = pred
+                        if held is not None:
+                            ok = accept(y[labeled], p_lab, held, bundle.emotions)
+                            preds[name + "+guard"] = pred if ok else predict(x_global[test], w0, b0)
+                for name, pred in preds.items():
+                    m = metrics(y[test], pred, bundle.emotions)
+                    rows = out[n].setdefault(f"{norm_name}/{name}", {k: [] for k in METRICS})
+                    for k in METRICS:
+                        rows[k].append(m[k] - base[k])
+    return {"deltas": out, "unlabeled_s": float(np.mean(used_s)), "test_clips": len(feats) - pool}
+
+
+def family(method: str) -> str | None:
+    """'spk_mean/ridge_0.3+guard' -> 'spk_mean/ridge_S+guard'; None for methods without a strength."""
+    norm, head = method.split("/")
+    kind, _, rest = head.partition("_")
+    if kind not in ("ridge", "bias", "calib") or rest == "loo":
+        return None
+    return f"{norm}/{kind}_heldout" + ("+guard" if rest.endswith("+guard") else "")
+
+
+def add_heldout(budget: dict[str, dict[str, dict[str, np.ndarray]]]) -> None:
+    """For each family of fixed strengths, a row whose strength for each speaker is the one with the best
+    mean macro-F1 change over all other speakers."""
+    families: dict[str, list[str]] = {}
+    for method in budget:
+        if "/" in method and family(method):
+            families.setdefault(family(method), []).append(method)
+    for fam, methods in families.items():
+        speakers = list(budget[methods[0]])
+        rows: dict[str, dict[str, np.ndarray]] = {}
+        chosen = {}
+        for s in speakers:
+
+            def others(m: str, s: str = s, speakers: list[str] = speakers) -> float:
+                return float(np.mean([np.nanmean(budget[m][o]["macro_f1"]) for o in speakers if o != s]))
+
+            best = max(methods, key=others)
+            chosen[s] = best.split("_")[-1]
+            rows[s] = budget[best][s]
+        budget[fam] = rows
+        budget[fam]["_chosen"] = chosen  # type: ignore[assignment]
+
+
+def summarize(per_speaker: dict, groups: dict[str, list[str]], rng: np.random.Generator) -> dict:
+    """budget -> method -> group -> metric -> {delta, delta_95}."""
+    out: dict = {}
+    for n in BUDGETS:
+        budget: dict = {}
+        for s, r in per_speaker.items():
+            for method, rows in r["deltas"].get(n, r["deltas"].get(str(n), {})).items():
+                budget.setdefault(method, {})[s] = {k: np.asarray(v, float) for k, v in rows.items()}
+        add_heldout(budget)
+        out[n] = {}
+        for method, by_speaker in budget.items():
+            chosen = by_speaker.pop("_chosen", None)
+            out[n][method] = {"chosen_strength": chosen} if chosen else {}
+            for group, members in groups.items():
+                present = [s for s in members if s in by_speaker]
+                if not present:
+                    continue
+                out[n][method][group] = {
+                    "speakers": len(present),
+                    **{
+                        k: {
+                            "delta": float(np.mean([np.nanmean(by_speaker[s][k]) for s in present])),
+                            "delta_95": bootstrap({s: by_speaker[s][k] for s in present}, rng),
+                        }
+                        for k in METRICS
+                    },
+                }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("data", type=Path, nargs="+")
+    parser.add_argument("--split", default="all", help="Speakers the bundle did not see (e.g. val).")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--draws", type=int, default=30, help="Random draws per speaker.")
+    parser.add_argument("--unlabeled-s", type=float, default=60.0, help="Seconds of unlabeled speech.")
+    parser.add_argument("--min-test", type=int, default=5, help="Test clips a speaker keeps at least.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--norms", default=",".join(NORMS), help=f"Input normalisations to try (of {', '.join(NORMS)})."
+    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/personalization.json"))
+    parser.add_argument(
+        "--raw", type=Path, help="Also write every draw's deltas here (JSON), or with --summarize read them."
+    )
+    parser.add_argument("--summarize", action="store_true", help="Only summarize --raw (no measuring).")
+    args = parser.parse_args()
+    if args.summarize:
+        raw = json.loads(args.raw.read_text())
+        raw["budgets"] = summarize(raw.pop("per_speaker"), raw["groups"], np.random.default_rng(args.seed))
+        args.out.write_text(json.dumps(raw, indent=1) + "\n")
+        print_tables(raw)
+        return
+
+    bundle = load_bundle(args.bundle)
+    w0, b0 = read_head(bundle)
+    session = bundle.session()
+    rng = np.random.default_rng(args.seed)
+    per_speaker: dict = {}
+    groups: dict[str, list[str]] = {}
+    seen = [str(d) for d in bundle.provenance.get("data", [])]
+    for data in args.data:
+        clips = load_corpus(data, bundle.spec, args.split, args.split_seed)
+        order = [clips.emotions.index(e) for e in bundle.emotions]
+        speakers = sorted(s for s in set(clips.speakers) if "unknown" not in s)
+        groups[data.name] = []
+        for speaker in speakers:
+            idx = [i for i, s in enumerate(clips.speakers) if s == speaker]
+            if len(idx) < BUDGETS[1] + args.min_test:
+                continue
+            feats = [clips.features[i] for i in idx]
+            seconds = np.array([len(f) * bundle.spec.hop_s for f in feats])
+            y = clips.labels[idx][:, order]
+            per_speaker[speaker] = run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng)
+            per_speaker[speaker]["clips"] = len(idx)
+            groups[data.name].append(speaker)
+            print(f"{speaker}: {len(idx)} clips", flush=True)
+    groups["all"] = [s for g in groups.values() for s in g]
+    results = {
+        "bundle": str(args.bundle),
+        "bundle_version": bundle.version,
+        "bundle_training_data": seen,
+        "speakers_seen_in_training": [
+            str(d) for d in args.data if str(d.resolve()) in seen and args.split == "all"
+        ],
+        "split": {"split": args.split, "seed": args.split_seed},
+        "draws": args.draws,
+        "norms": args.norms.split(","),
+        "unlabeled_s": args.unlabeled_s,
+        "min_test": args.min_test,
+        "groups": groups,
+        "speakers": {
+            s: {k: r[k] for k in ("clips", "unlabeled_s", "test_clips")} for s, r in per_speaker.items()
+        },
+    }
+    if args.raw:
+        args.raw.write_text(json.dumps({**results, "per_speaker": per_speaker}) + "\n")
+    results["budgets"] = summarize(per_speaker, groups, rng)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print_tables(results)
+    print(f"wrote {args.out}")
+
+
+def print_tables(results: dict, top: int = 12) -> None:
+    """For each budget and group, the shipped bundle and the best candidates by macro-F1 change."""
+    for n, methods in results["budgets"].items():
+        for group in results["groups"]:
+            rows = [(m, r[group]) for m, r in methods.items() if group in r and m != "shipped_absolute"]
+            if not rows:
+                continue
+            base = methods["shipped_absolute"][group]
+            print(
+                f"\n### {n} labeled clips, {group} ({rows[0][1]['speakers']} speakers): shipped macro-F1 "
+                f"{base['macro_f1']['delta']:.3f}, false cues on neutral {base['false_cues']['delta']:.0%}"
+            )
+            print("| method | macro-F1 change [95% CI] | MAE change [95% CI] | false cues change [95% CI] |")
+            print("|---|---|---|---|")
+            rows.sort(key=lambda r: -r[1]["macro_f1"]["delta"])
+            keep = rows[:top] + [r for r in rows[top:] if r[0] in ("global/ridge_loo", "global/shipped")]
+            for m, r in keep:
+                cells = " | ".join(
+                    f"{r[k]['delta']:+.3f} [{r[k]['delta_95'][0]:+.3f}, {r[k]['delta_95'][1]:+.3f}]"
+                    for k in METRICS
+                )
+                print(f"| {m} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()

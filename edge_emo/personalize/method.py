@@ -1,0 +1,44 @@
+"""The personalization method `edge-emo personalize` runs, chosen by measurement
+(benchmarks/personalization.py, docs/PERSONALIZATION.md): which input normalisation, which head fit, which
+strength. The strength is fixed beforehand on held-out speakers, not chosen on the wearer's few clips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from edge_emo.personalize.adapt import SpeakerNorm
+from edge_emo.personalize.ridge import fit_head_fixed, held_out_fixed, predict
+
+
+class HeadFit(str, Enum):
+    shipped = "shipped"  # keep the head
+    ridge = "ridge"  # the whole head, ridge toward the current one (strength relative to the embeddings)
+    bias = "bias"  # only the bias, ridge toward the current one (strength in clips)
+
+
+@dataclass(frozen=True)
+class Method:
+    norm: SpeakerNorm = SpeakerNorm.mean
+    head: HeadFit = HeadFit.ridge
+    strength: float = 1.0
+
+
+DEFAULT = Method()
+
+
+def fit(method: Method, x: np.ndarray, y: np.ndarray, weight0: np.ndarray, bias0: np.ndarray):
+    """The new head (weight (H, E), bias (E,)) and its exact leave-one-out predictions (n, E) on (x, y)."""
+    if method.head is HeadFit.shipped:
+        return weight0, bias0, predict(x, weight0, bias0)
+    if method.head is HeadFit.ridge:
+        weight, bias = fit_head_fixed(x, y, weight0, bias0, method.strength)
+        return weight, bias, held_out_fixed(x, y, weight0, bias0, method.strength)
+    p = predict(x, weight0, bias0)
+    z = np.asarray(y, np.float64) - p
+    bias = np.asarray(bias0, np.float64) + z.sum(0) / (len(z) + method.strength)
+    held = p + (z.sum(0) - z) / (len(z) - 1 + method.strength)  # exact leave-one-out
+    return np.asarray(weight0, np.float32), bias.astype(np.float32), held
