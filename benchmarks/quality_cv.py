@@ -81,8 +81,10 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
     args = ap.parse_args()
 
-    from edge_emo.cli import _gains, _spec
+    from edge_emo.cli import _gains, _one_torch_thread_unless_told, _spec
     from edge_emo.train.checkpoint import load_checkpoint
+
+    _one_torch_thread_unless_told()  # two math threads on a shared 2-core machine ran 10x slower
 
     init = load_checkpoint(args.init) if args.init else None
     spec = init.spec if init else _spec(args.feature_set)
