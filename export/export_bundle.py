@@ -18,7 +18,15 @@ import numpy as np
 import onnx
 import torch
 
-from edge_emo.runtime.bundle import Bundle, graph_metadata, model_version, sha256_bytes, write_bundle
+from edge_emo.runtime.bundle import (
+    MAX_CHUNK_FRAMES,
+    Bundle,
+    check_replaceable,
+    graph_metadata,
+    model_version,
+    sha256_bytes,
+    write_bundle,
+)
 from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, provenance
 from export.graph import HEAD_NODES, IR_VERSION, OPSET, gru_graph
 
@@ -108,8 +116,9 @@ def export_bundle(
     """Write the bundle of a checkpoint (a path or a loaded Checkpoint) at `out_dir` and return it."""
     if precision not in ("int8", "fp32"):
         raise ValueError(f"precision must be 'int8' or 'fp32', not {precision!r}")
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    if not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:
+        raise ValueError(f"--chunk-frames {chunk_frames} is outside 1..{MAX_CHUNK_FRAMES}")
+    check_replaceable(Path(out_dir))  # before the work: a folder of the user's is never replaced
     ckpt_file = None if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(ckpt_file)
     config = ckpt.model.config

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import soxr
 
-from .audio import RESAMPLE_QUALITY, BadSamplesError, ChannelLayoutError, to_pcm16
+from .audio import RESAMPLE_QUALITY, BadSamplesError, ChannelLayoutError, check_rate, to_pcm16
 from .extract import FrameCollector
 from .smile import SINK, SOURCE, OpenSmileError, check_extractable, open_smile, smile_lib
 from .spec import FeatureSpec
@@ -141,7 +141,7 @@ class StreamingExtractor:
     def __init__(self, spec: FeatureSpec, input_rate: int | None = None) -> None:
         check_extractable(spec)
         self.spec = spec
-        self.input_rate = int(input_rate or spec.sample_rate)
+        self.input_rate = check_rate(input_rate or spec.sample_rate, "stream")
         self._engine: _Engine | None = None
         self._start()
 

@@ -24,10 +24,19 @@ from typing import Any
 import numpy as np
 
 from edge_emo.data.labels import EMOTIONS, read_labels
-from edge_emo.features import extract, load_audio
+from edge_emo.features import audio_seconds, extract, load_audio
 from edge_emo.metrics import report
+from edge_emo.personalize.record import check_clip_length, recover_labels
 from edge_emo.personalize.ridge import HeadFit, fit_head, held_out_predictions, predict
-from edge_emo.runtime.bundle import HEAD_BIAS, HEAD_WEIGHT, Bundle, BundleError, load_bundle
+from edge_emo.runtime.bundle import (
+    HEAD_BIAS,
+    HEAD_WEIGHT,
+    Bundle,
+    BundleError,
+    check_replaceable,
+    load_bundle,
+    recover_bundle,
+)
 from edge_emo.runtime.recognizer import Vad
 
 # Leave-one-out needs a few clips to tell a useful strength from noise: with 5 clips every fold still fits
@@ -112,6 +121,7 @@ def load_wearer_clips(labels_csv: str | os.PathLike, bundle: Bundle) -> WearerCl
     vad = Vad()
     features = []
     for record in records:
+        check_clip_length(audio_seconds(record.path), str(record.path))  # before decoding a 2-hour file
         signal, rate = load_audio(record.path)
         if speech_seconds(signal, rate, vad.threshold_db) < vad.min_speech_s:
             raise PersonalizeError(
@@ -167,6 +177,7 @@ def personalize(
     bundle = load_bundle(model)
     weight0, bias0 = read_head(bundle)
     check_writable(out)
+    check_replaceable(out)
     clips = load_wearer_clips(labels_csv, bundle)
     x = bundle.embed_utterances(clips.features)
     fit = fit_head(x, clips.labels, weight0, bias0)
@@ -190,6 +201,17 @@ def personalize(
         check=lambda b: check_outputs(b, clips.features, expected),
     )
     return PersonalizeResult(new, fit, before, after, len(clips.paths))
+
+
+def recover(bundles: list[Path], labels_csv: Path | None = None) -> list[str]:
+    """At the start of listen, record and personalize: finish or undo what a killed run left at these
+    bundle paths (see runtime.bundle.recover_bundle) and beside labels.csv; one line per thing done."""
+    said = []
+    for path in dict.fromkeys(Path(b) for b in bundles):
+        said += recover_bundle(path)
+    if labels_csv is not None:
+        said += recover_labels(Path(labels_csv))
+    return said
 
 
 def previous_path(path: Path) -> Path:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from edge_emo.features import AudioFileError, to_mono
+from edge_emo.features import AudioFileError, check_rate, to_mono
 
 
 class AudioSourceError(RuntimeError):
@@ -225,7 +225,9 @@ class AudioFileSource:
     """An audio file read in blocks (mono float32, stereo averaged), paced like a microphone unless `fast`;
     the first `max_s` seconds only if given.
 
-    Opening checks that the file is readable audio (`AudioFileError`, a ValueError, otherwise)."""
+    Opening checks that the file is readable audio at a usable rate (`AudioFileError` or `SampleRateError`,
+    ValueErrors, otherwise). A file that stops decoding part-way (e.g. a truncated FLAC) ends the stream
+    there: what decoded is used, and `damaged` says why the rest was not."""
 
     def __init__(
         self,
@@ -245,7 +247,12 @@ class AudioFileSource:
         if self._file.frames == 0:
             self._file.close()
             raise AudioFileError(f"{self.path}: audio has no samples")
-        self.rate = int(self._file.samplerate)
+        try:
+            self.rate = check_rate(self._file.samplerate, self.path)
+        except ValueError:
+            self._file.close()
+            raise
+        self.damaged: str | None = None  # why decoding stopped before the end of the file
         self.fast = fast
         self.block = max(1, round((1.0 if fast else block_s) * self.rate))
         self.dropped_blocks = 0
@@ -255,7 +262,7 @@ class AudioFileSource:
     def blocks(self, stop: threading.Event | None = None) -> Iterator[np.ndarray]:
         start = time.monotonic()
         frames = self._file.frames if self._max_samples is None else min(self._file.frames, self._max_samples)
-        for data in self._file.blocks(self.block, dtype="float32", always_2d=True, frames=frames):
+        for data in self._decoded(frames):
             if stop is not None and stop.is_set():
                 return
             block = to_mono(data.T, self.path)
@@ -265,6 +272,21 @@ class AudioFileSource:
                     time.sleep(delay)
             self.captured += len(block)
             yield block
+
+    def _decoded(self, frames: int) -> Iterator[np.ndarray]:
+        """The file's blocks until `frames` or the first block libsndfile cannot decode."""
+        blocks = self._file.blocks(self.block, dtype="float32", always_2d=True, frames=frames)
+        while True:
+            try:
+                data = next(blocks)
+            except StopIteration:
+                return
+            except (soundfile.LibsndfileError, RuntimeError) as e:
+                self.damaged = f"{self.path}: decoding stopped at {self.captured / self.rate:.2f} s ({e})"
+                return
+            if len(data) == 0:
+                return
+            yield data
 
     def close(self) -> None:
         self._file.close()
