@@ -105,6 +105,26 @@ def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
     return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
 
 
+TrustOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "--trust",
+        help="Ed25519 public key (PEM) of who signs bundles; repeatable. With a trusted key (also any "
+        "*.pub in ~/.config/edge-emo/trusted/), unsigned or mis-signed bundles are refused.",
+    ),
+]
+SignOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Sign the bundle with this Ed25519 private key (PEM; needs edge-emo[sign])."),
+]
+
+
+def _trust(keys: Optional[list[Path]]) -> None:
+    from edge_emo.signing import trust
+
+    trust(keys or [])
+
+
 def _one_torch_thread_unless_told() -> None:
     """Training runs one math thread per process unless OMP_NUM_THREADS says otherwise: on a shared 2-core
     machine a 2 x 256 GRU with two threads per process ran many times slower than with one. To use more
@@ -397,10 +417,12 @@ def evaluate(
     ] = False,
     mosei_covarep: MoseiCovarep = None,
     mosei_labels: MoseiLabels = None,
+    trust: TrustOpt = None,
 ) -> None:
     """Score a model on labeled clips, beside the all-zeros reference."""
     from edge_emo.metrics import format_report, report
 
+    _trust(trust)
     spec, emotions, predict = _predictor(model)
     clips = _one_corpus(
         _corpora([data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed)
@@ -437,11 +459,12 @@ def export_model(
     chunk_frames: Annotated[
         int, typer.Option(help="Frames per graph call on device and in evaluation (10 = one 100 ms update).")
     ] = 10,
+    sign: SignOpt = None,
 ) -> None:
     """Export a checkpoint as a streaming ONNX bundle (graph + manifest) for the device."""
     from export import export_bundle
 
-    bundle = export_bundle(checkpoint, out, precision.value, chunk_frames)
+    bundle = export_bundle(checkpoint, out, precision.value, chunk_frames, sign_key=sign)
     size = bundle.graph_path.stat().st_size
     typer.echo(
         f"wrote {bundle.path} ({bundle.precision}, {size / 1e6:.2f} MB graph), version {bundle.version}"
@@ -606,6 +629,7 @@ def listen(
             help="With --log-features: seconds of speech per shard (a crash loses at most one).", min=0.01
         ),
     ] = 60.0,
+    trust: TrustOpt = None,
 ) -> None:
     """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
     import os
@@ -618,6 +642,7 @@ def listen(
     from edge_emo.runtime.view import LiveView
 
     _check_listen_options(locals())
+    _trust(trust)
     _recover([])
     bundle = _listen_model(model)
     log = None
@@ -876,10 +901,14 @@ def personalize(
         bool, typer.Option("--rollback", help="Swap the bundle at --out (or --model) with its .prev.")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+    trust: TrustOpt = None,
+    sign: SignOpt = None,
 ) -> None:
     """Fit the emotion head to the wearer's labeled clips (closed-form, no torch); or --rollback."""
     from edge_emo.personalize import wearer
+    from edge_emo.signing import signer
 
+    _trust(trust)
     if model is not None and str(model) == "shipped":
         model = None
     if out is None:
@@ -895,7 +924,7 @@ def personalize(
         return
     if labels is None:
         raise ValueError("--labels is required (the wearer's labels.csv, see `edge-emo record`)")
-    result = wearer.personalize(_model_bundle(model).path, labels, out)
+    result = wearer.personalize(_model_bundle(model).path, labels, out, signer(sign) if sign else None)
     if json_out:
         typer.echo(
             json.dumps(

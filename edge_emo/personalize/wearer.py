@@ -19,7 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -166,10 +166,14 @@ def check_writable(out: Path) -> None:
 
 
 def personalize(
-    model: str | os.PathLike, labels_csv: str | os.PathLike, out: str | os.PathLike
+    model: str | os.PathLike,
+    labels_csv: str | os.PathLike,
+    out: str | os.PathLike,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> PersonalizeResult:
     """Fit the head of the bundle at `model` to the clips of `labels_csv` and put the new bundle at `out`
-    (which may be `model` itself); a bundle already at `out` is kept as `out`.prev. Bad input raises
+    (which may be `model` itself), signed by `sign` if given (edge_emo/signing.signer); a bundle already at
+    `out` is kept as `out`.prev. Bad input raises
     PersonalizeError, BundleError or another ValueError/OSError, and nothing is written."""
     from edge_emo.runtime.bundle import write_bundle_with_head
 
@@ -199,6 +203,7 @@ def personalize(
         out,
         provenance=provenance,
         check=lambda b: check_outputs(b, clips.features, expected),
+        sign=sign,
     )
     return PersonalizeResult(new, fit, before, after, len(clips.paths))
 

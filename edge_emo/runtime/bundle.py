@@ -37,12 +37,12 @@ import numpy as np
 
 from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.files import PRIVATE_FILE, PRIVATE_FOLDER, fsync_dir, leftover_pid, private_folder, write_synced
+from edge_emo.signing import SIGNATURE, SignatureError, verify
 
 FORMAT = "edge-emo-bundle"
 FORMAT_VERSION = 1  # bump on any change a reader of version 1 would misread
 MANIFEST = "manifest.json"
 GRAPH = "model.onnx"
-SIGNATURE = "manifest.sig"  # optional: Ed25519 signature of manifest.json (edge_emo/signing.py)
 PRECISIONS = ("fp32", "int8")
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
@@ -239,7 +239,8 @@ def load_bundle(path: str | Path) -> Bundle:
     if size > MAX_MANIFEST_BYTES:
         raise BundleError(f"{manifest_path}: {size} bytes, more than a manifest's {MAX_MANIFEST_BYTES}")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        raw = manifest_path.read_bytes()
+        manifest = json.loads(raw.decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{manifest_path}: unreadable manifest ({e})") from e
     except RecursionError:  # a document nested thousands deep
@@ -251,6 +252,10 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: bundle format version {manifest.get('format_version')!r} is not one this edge-emo "
             f"reads ({FORMAT_VERSION}); re-export the model or update edge-emo"
         )
+    try:
+        verify(path, raw)  # only when a key is trusted (edge_emo/signing.py)
+    except SignatureError as e:
+        raise BundleError(str(e)) from None
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise BundleError(f"{manifest_path}: manifest lacks {', '.join(missing)}")
@@ -403,12 +408,14 @@ def write_bundle(
     keep_previous: bool = True,
     check: Callable[[Bundle], None] | None = None,
     private: bool = False,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> Bundle:
     """Write `graph` and `manifest` (without digests: they are filled in here) as a bundle at `out_dir`,
     atomically and durably, and return the verified bundle. A bundle already at `out_dir` is kept as
     `out_dir` + ".prev" (replacing an older .prev); anything at either name that is not an edge-emo bundle
     is refused (check_replaceable). `check`, if given, runs on the loaded new bundle before anything is
     replaced (raise to abandon the write). private: files 0600 in a 0700 folder (a personalized bundle).
+    sign: manifest bytes -> the content of manifest.sig (edge_emo/signing.py), for a signed bundle.
 
     The protocol, crash-safe at every step (recover_bundle finishes or undoes what a kill interrupted):
     1. write NAME.tmp-PID: files fsynced, then the folder; load and `check` it (a .tmp is never trusted);
@@ -432,7 +439,10 @@ def write_bundle(
     mode = PRIVATE_FILE if private else 0o666
     try:
         write_synced(tmp / GRAPH, graph, mode)
-        write_synced(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode(), mode)
+        text = (json.dumps(manifest, indent=1) + "\n").encode()
+        write_synced(tmp / MANIFEST, text, mode)
+        if sign is not None:
+            write_synced(tmp / SIGNATURE, sign(text), mode)
         fsync_dir(tmp)
         written = load_bundle(tmp)  # never put an unreadable bundle in place
         if check is not None:
@@ -532,6 +542,7 @@ def write_bundle_with_head(
     provenance: dict[str, Any] | None = None,
     check: Callable[[Bundle], None] | None = None,
     private: bool = True,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> Bundle:
     """A copy of `bundle` with a new fp32 head (personalization): `weight` (H, E) and `bias` (E,) such that
     intensities = hidden @ weight + bias. Everything else is unchanged; the new bundle gets a new model
@@ -572,4 +583,4 @@ def write_bundle_with_head(
     new_provenance["stage"] = "personalized"
     manifest["provenance"] = new_provenance
     manifest["version"] = model_version(new_provenance, bundle.precision, graph)
-    return write_bundle(out_dir, graph, manifest, check=check, private=private)
+    return write_bundle(out_dir, graph, manifest, check=check, private=private, sign=sign)
