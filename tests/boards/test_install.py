@@ -1,10 +1,11 @@
 """The device side installed as a board installs it: `pip install edge-emo` (the built wheel, no extras) into
 fresh virtual environments on the oldest and the newest Python that pyproject.toml declares, and into one with
-the oldest supported onnxruntime (1.16.3: the last release with manylinux2014 wheels, for glibc before 2.27).
-Each environment runs tests/boards/device_check.py on the same inputs: openSMILE features of a WAV and both
-bundles' predictions on fixed feature clips must agree with this (newest onnxruntime) environment.
+the oldest supported onnxruntime (1.16.3: the last release with manylinux2014 wheels, for glibc before 2.27),
+on the oldest Python and on Python 3.11. Each environment runs tests/boards/device_check.py on the same inputs:
+openSMILE features of a WAV and both bundles' predictions on fixed feature clips must agree with this (newest
+onnxruntime) environment; then every device command (DEVICE_COMMANDS) must run.
 
-The three environments are installed in parallel (pip mostly waits on the registry); a missing interpreter
+The four environments are installed in parallel (pip mostly waits on the registry); a missing interpreter
 skips its tests with the reason, an install that fails fails them."""
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ TARGETS = {
     "newest-python": Target(PYTHONS[-1]),
     # onnxruntime 1.16.3 was built against numpy 1.x and does not import under numpy 2.
     "oldest-onnxruntime": Target(PYTHONS[0], (f"onnxruntime=={OLDEST_ONNXRUNTIME}", "numpy<2")),
+    # The same pins on the newest Python onnxruntime 1.16.3 has wheels for: there pip picks pandas 3 and a
+    # pyarrow that refuses numpy 1.x, so importing the opensmile package (which imports pandas) fails; the
+    # device commands must never import it (`evaluate` did, through the corpus cache key).
+    "oldest-onnxruntime-py3.11": Target("3.11", (f"onnxruntime=={OLDEST_ONNXRUNTIME}", "numpy<2")),
 }
 
 
@@ -252,8 +257,9 @@ def test_plain_install_runs_the_device_path(installs, reference, name):
         assert command in result.help_text
 
 
-def test_oldest_onnxruntime_gives_the_same_outputs(installs, reference):
-    result = result_of(installs, "oldest-onnxruntime")
+@pytest.mark.parametrize("name", ["oldest-onnxruntime", "oldest-onnxruntime-py3.11"])
+def test_oldest_onnxruntime_gives_the_same_outputs(installs, reference, name):
+    result = result_of(installs, name)
     assert result.report["onnxruntime"] == OLDEST_ONNXRUNTIME
     newest = tuple(int(p) for p in onnxruntime.__version__.split(".")[:2])
     assert newest > (1, 16), (
