@@ -274,3 +274,26 @@ def test_evaluate_on_a_device_install_needs_no_torch(wearer, tmp_path):
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith("error:") and "pip install 'edge-emo[train]'" in run.stderr
     assert os.path.getsize(ckpt) == 100
+
+
+def test_a_killed_listen_leaves_nothing_in_the_temporary_folder(tmp_path):
+    """openSMILE's configuration is an in-memory file (memfd): no edge_emo_*.conf is left in $TMPDIR by a
+    kill (the audit found 56 folders and config files of killed runs)."""
+    import signal
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = cli_env({"TMPDIR": str(tmp), **xdg(tmp_path)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_emo", "listen", "--input", "sample", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.stdout.readline()  # streaming: openSMILE is configured and running
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert list(tmp.iterdir()) == []
