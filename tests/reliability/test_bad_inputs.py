@@ -111,6 +111,31 @@ def listen(*extra) -> Callable[[Folder], list]:
     return lambda f: ["listen", "--fast", "--json", "--input", "sample", *extra]
 
 
+def record(
+    clip: Callable[[Folder], Path] | None = lambda f: f.wav("a.wav"),
+    *extra: str,
+    label: str = "happy=1",
+    labels: Callable[[Folder], Path] = lambda f: f.path("w/labels.csv"),
+) -> Callable[[Folder], list]:
+    """`edge-emo record` importing `clip` (None: from the microphone) into `labels`."""
+    source = [] if clip is None else ["--input"]
+    return lambda f: [
+        "record",
+        "--labels",
+        labels(f),
+        *source,
+        *([clip(f)] if clip else []),
+        "--label",
+        label,
+        *extra,
+    ]
+
+
+def refused_by_typer(name: str, option: str, value: str) -> Case:
+    """A value typer's own checks refuse (`min=` refuses NaN): its usage message, exit 2."""
+    return Case(name, listen(option, value), "Invalid value", usage=True)
+
+
 def _truncated(f: Folder, n: int) -> Path:
     return f.text(f"cut{n}.flac", SAMPLE.read_bytes()[:n])
 
@@ -161,28 +186,20 @@ CASES = [
     Case("nan-samples", lambda f: ["listen", "--fast", "--json", "--input", _nan_wav(f)], "NaN"),
     # listen: options
     Case("update-interval-inf", listen("--update-interval", "inf"), "--update-interval inf"),
-    Case(
-        "update-interval-nan", listen("--update-interval", "nan"), "Invalid value", usage=True
-    ),  # typer's min= refuses NaN itself
+    refused_by_typer("update-interval-nan", "--update-interval", "nan"),
     Case("update-interval-huge", listen("--update-interval", "1e9"), "within 0.01..60"),
     Case("smoothing-inf", listen("--smoothing", "inf"), "--smoothing inf"),
-    Case(
-        "smoothing-nan", listen("--smoothing", "nan"), "Invalid value", usage=True
-    ),  # typer's min= refuses NaN itself
+    refused_by_typer("smoothing-nan", "--smoothing", "nan"),
     Case("vad-threshold-nan", listen("--vad-threshold-db", "nan"), "--vad-threshold-db nan"),
     Case("vad-threshold-positive", listen("--vad-threshold-db", "10"), "within -120..0"),
     Case("vad-threshold-minus-inf", listen("--vad-threshold-db", "-inf"), "--vad-threshold-db -inf"),
     Case("threads-100000", listen("--threads", "100000"), "--threads 100000 is outside 1.."),
     Case("threads-1000-forced", listen("--threads", "1000", "--force-threads"), "outside 1..256"),
-    Case("threads-0", listen("--threads", "0"), "Invalid value", usage=True),
+    refused_by_typer("threads-0", "--threads", "0"),
     Case("duration-inf", listen("--duration", "inf"), "--duration inf"),
-    Case(
-        "buffer-nan", listen("--buffer", "nan"), "Invalid value", usage=True
-    ),  # typer's min= refuses NaN itself
+    refused_by_typer("buffer-nan", "--buffer", "nan"),
     Case("log-max-mb-inf", listen("--log-max-mb", "inf"), "--log-max-mb inf"),
-    Case(
-        "log-shard-nan", listen("--log-shard-s", "nan"), "Invalid value", usage=True
-    ),  # typer's min= refuses NaN itself
+    refused_by_typer("log-shard-nan", "--log-shard-s", "nan"),
     Case("json-with-stdout-bridge", listen("--bridge", "stdout://"), "--json writes its lines"),
     Case("bridge-unknown-scheme", listen("--bridge", "carrier-pigeon://x"), "carrier-pigeon"),
     Case(
@@ -273,148 +290,26 @@ CASES = [
     Case("graph-modified", lambda f: [*listen()(f), "--model", _graph_modified(f)], "sha256 mismatch"),
     # record
     Case(
-        "record-clip-0.05-s",
-        lambda f: [
-            "record",
-            "--labels",
-            f.path("w/labels.csv"),
-            "--input",
-            f.wav("s.wav", 0.05),
-            "--label",
-            "happy=1",
-        ],
-        "0.05 s of audio; a clip is 0.5 to 60 s",
+        "record-clip-0.05-s", record(lambda f: f.wav("s.wav", 0.05)), "0.05 s of audio; a clip is 0.5 to 60 s"
     ),
-    Case(
-        "record-clip-2-hours",
-        lambda f: [
-            "record",
-            "--labels",
-            f.path("w/labels.csv"),
-            "--input",
-            f.long_wav("l.wav", 7200),
-            "--label",
-            "happy=1",
-        ],
-        "7200.00 s of audio",
-    ),
-    Case(
-        "record-clip-1-hz",
-        lambda f: [
-            "record",
-            "--labels",
-            f.path("w/labels.csv"),
-            "--input",
-            f.wav("a.wav", 10, rate=1),
-            "--label",
-            "happy=1",
-        ],
-        "1 Hz is outside",
-    ),
-    Case(
-        "record-clip-100-hz",
-        lambda f: [
-            "record",
-            "--labels",
-            f.path("w/labels.csv"),
-            "--input",
-            f.wav("a.wav", 2, rate=100),
-            "--label",
-            "happy=1",
-        ],
-        "100 Hz is outside",
-    ),
-    Case(
-        "record-missing-clip",
-        lambda f: [
-            "record",
-            "--labels",
-            f.path("w/labels.csv"),
-            "--input",
-            f.path("no.wav"),
-            "--label",
-            "happy=1",
-        ],
-        "no such audio file",
-    ),
-    Case(
-        "record-silent-clip",
-        lambda f: ["record", "--labels", f.path("w/labels.csv"), "--input", _silent(f), "--label", "happy=1"],
-        "no speech",
-    ),
-    Case(
-        "record-label-5",
-        lambda f: [
-            "record",
-            "--labels",
-            f.path("w/labels.csv"),
-            "--input",
-            f.wav("a.wav"),
-            "--label",
-            "happy=5",
-        ],
-        "within 0..3",
-    ),
-    Case(
-        "record-label-unknown",
-        lambda f: [
-            "record",
-            "--labels",
-            f.path("w/labels.csv"),
-            "--input",
-            f.wav("a.wav"),
-            "--label",
-            "hungry=1",
-        ],
-        "unknown emotion",
-    ),
-    Case(
-        "record-label-nan",
-        lambda f: [
-            "record",
-            "--labels",
-            f.path("w/labels.csv"),
-            "--input",
-            f.wav("a.wav"),
-            "--label",
-            "happy=nan",
-        ],
-        "within 0..3",
-    ),
-    Case(
-        "record-seconds-inf",
-        lambda f: ["record", "--labels", f.path("w/labels.csv"), "--seconds", "inf", "--label", "happy=1"],
-        "--seconds inf",
-    ),
-    Case(
-        "record-seconds-3600",
-        lambda f: ["record", "--labels", f.path("w/labels.csv"), "--seconds", "3600", "--label", "happy=1"],
-        "within 0.5..60",
-    ),
+    Case("record-clip-2-hours", record(lambda f: f.long_wav("l.wav", 7200)), "7200.00 s of audio"),
+    Case("record-clip-1-hz", record(lambda f: f.wav("a.wav", 10, rate=1)), "1 Hz is outside"),
+    Case("record-clip-100-hz", record(lambda f: f.wav("a.wav", 2, rate=100)), "100 Hz is outside"),
+    Case("record-missing-clip", record(lambda f: f.path("no.wav")), "no such audio file"),
+    Case("record-silent-clip", record(lambda f: _silent(f)), "no speech"),
+    Case("record-label-5", record(label="happy=5"), "within 0..3"),
+    Case("record-label-unknown", record(label="hungry=1"), "unknown emotion"),
+    Case("record-label-nan", record(label="happy=nan"), "within 0..3"),
+    Case("record-seconds-inf", record(None, "--seconds", "inf"), "--seconds inf"),
+    Case("record-seconds-3600", record(None, "--seconds", "3600"), "within 0.5..60"),
     Case(
         "record-broken-labels",
-        lambda f: [
-            "record",
-            "--labels",
-            f.wearer(rows=lambda r: _row(r, 2, lambda c: [*c[:4], "x", *c[5:]])),
-            "--input",
-            f.wav("a.wav"),
-            "--label",
-            "happy=1",
-        ],
+        record(labels=lambda f: f.wearer(rows=lambda r: _row(r, 2, lambda c: [*c[:4], "x", *c[5:]]))),
         "is not a number",
     ),
     Case(
         "record-duplicate-labels",
-        lambda f: [
-            "record",
-            "--labels",
-            f.wearer(rows=lambda r: [*r, r[1]]),
-            "--input",
-            f.wav("a.wav"),
-            "--label",
-            "happy=1",
-        ],
+        record(labels=lambda f: f.wearer(rows=lambda r: [*r, r[1]])),
         "is already on line 2",
     ),
     # personalize

@@ -70,6 +70,11 @@ def xdg(tmp_path: Path) -> dict[str, str]:
     return {"XDG_DATA_HOME": str(tmp_path / "xdg")}
 
 
+def record_args(wearer: Path, clip: str = "0001") -> list:
+    """`edge-emo record` importing one of the wearer's own clips again."""
+    return ["record", "--labels", wearer, "--input", wearer.parent / f"clips/{clip}.wav", "--label", "sad=1"]
+
+
 @pytest.fixture
 def wearer(tmp_path) -> Path:
     return write_wearer(tmp_path / "me", n=5, seconds=0.6)
@@ -132,15 +137,7 @@ def test_a_kill_between_the_renames_is_recovered_at_the_next_start(wearer, tmp_p
     second = load_bundle(pending).version
     args = {
         "listen": ["listen", "--input", "sample", "--fast", "--json", "--duration", "1"],
-        "record": [
-            "record",
-            "--labels",
-            wearer,
-            "--input",
-            wearer.parent / "clips/0001.wav",
-            "--label",
-            "sad=1",
-        ],
+        "record": record_args(wearer),
         "personalize": ["personalize", "--labels", wearer, "--json"],
     }[command]
     again = edge_emo(*args, env=xdg(tmp_path))
@@ -163,33 +160,14 @@ def test_leftovers_of_a_kill_before_the_swap_are_removed_with_a_notice(wearer, t
     run, _ = traced(tmp_path, "personalize", "--labels", wearer, "--out", out, kill_at=".tmp-")
     assert run.returncode == -9
     [leftover] = tmp_path.glob("p.bundle.tmp-*")
-    label_run, _ = traced(
-        tmp_path,
-        "record",
-        "--labels",
-        wearer,
-        "--input",
-        wearer.parent / "clips/0001.wav",
-        "--label",
-        "sad=1",
-        kill_at=".labels.csv.tmp-",
-    )
+    label_run, _ = traced(tmp_path, *record_args(wearer), kill_at=".labels.csv.tmp-")
     assert label_run.returncode == -9
     assert (wearer.parent / "clips/0006.wav").exists()  # saved, its row never added
     [tmp_labels] = wearer.parent.glob(".labels.csv.tmp-*")
     again = edge_emo("personalize", "--labels", wearer, "--out", out, "--rollback", env=xdg(tmp_path))
     assert f"recovered: removed {leftover.name}" in again.stderr and not leftover.exists()
     assert load_bundle(f"{out}").version == first  # the rollback found no .prev: nothing else changed
-    record = edge_emo(
-        "record",
-        "--labels",
-        wearer,
-        "--input",
-        wearer.parent / "clips/0002.wav",
-        "--label",
-        "sad=1",
-        env=xdg(tmp_path),
-    )
+    record = edge_emo(*record_args(wearer, "0002"), env=xdg(tmp_path))
     assert record.returncode == 0, record.stderr
     said = [line for line in record.stderr.splitlines() if line.startswith("recovered:")]
     assert len(said) == 2 and not tmp_labels.exists(), record.stderr
