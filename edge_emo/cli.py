@@ -643,7 +643,7 @@ def listen(
 
     _check_listen_options(locals())
     _trust(trust)
-    _recover([])
+    _recover([model] if model is not None and str(model) != "shipped" else [])
     bundle = _listen_model(model)
     log = None
 

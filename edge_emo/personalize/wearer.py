@@ -25,6 +25,7 @@ import numpy as np
 
 from edge_emo.data.labels import EMOTIONS, read_labels
 from edge_emo.features import audio_seconds, extract, load_audio
+from edge_emo.files import fsync_dir
 from edge_emo.metrics import report
 from edge_emo.personalize.record import check_clip_length, recover_labels
 from edge_emo.personalize.ridge import HeadFit, fit_head, held_out_predictions, predict
@@ -239,7 +240,9 @@ def rollback(path: str | os.PathLike) -> Bundle:
     load_bundle(path)
     aside = path.with_name(f"{path.name}.rollback-{os.getpid()}")
     shutil.rmtree(aside, ignore_errors=True)
+    # A kill between these renames is finished by recover_bundle (runtime/bundle.py) at the next start.
     os.replace(path, aside)  # from here until the next line, path.prev is the valid bundle to roll back to
     os.replace(prev, path)
     os.replace(aside, prev)
+    fsync_dir(path.parent)
     return load_bundle(path)

@@ -275,3 +275,31 @@ def test_a_killed_listen_leaves_nothing_in_the_temporary_folder(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("kill_at", [".prev", ".rollback-"])
+def test_a_kill_inside_a_rollback_is_finished_at_the_next_start(wearer, tmp_path, kill_at):
+    """rollback renames NAME -> NAME.rollback-PID, NAME.prev -> NAME, NAME.rollback-PID -> NAME.prev; killed
+    before the second or the third, the next start completes it."""
+    out = tmp_path / "p.bundle"
+    for _ in range(2):
+        edge_emo("personalize", "--labels", wearer, "--out", out, env=xdg(tmp_path), check=True)
+    current, previous = load_bundle(out).version, load_bundle(f"{out}.prev").version
+    run, _ = traced(tmp_path, "personalize", "--rollback", "--out", out, kill_at=kill_at)
+    assert run.returncode == -9
+    listen = edge_emo(
+        "listen",
+        "--model",
+        out,
+        "--input",
+        "sample",
+        "--fast",
+        "--json",
+        "--duration",
+        "1",
+        env=xdg(tmp_path),
+    )
+    assert listen.returncode == 0, listen.stderr
+    assert f"recovered: finished an interrupted rollback of {out}" in listen.stderr
+    assert load_bundle(out).version == previous and load_bundle(f"{out}.prev").version == current
+    assert sorted(p.name for p in tmp_path.glob("p.bundle*")) == ["p.bundle", "p.bundle.prev"]
