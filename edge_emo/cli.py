@@ -518,6 +518,10 @@ def _listen_model(model: Optional[Path]):
 
     shipped = _model_bundle(model)
     personal = personal_bundle_path()
+    previous = personal.with_name(personal.name + ".prev")
+    if model is None and not personal.exists() and previous.exists():  # never a silent fallback
+        print(f"warning: your personalized model {personal} is missing but {previous.name} is there "
+              "(`edge-emo personalize --rollback` restores it); using the shipped model", file=sys.stderr)  # fmt: skip
     if model is not None or not personal.exists():
         return shipped
     try:

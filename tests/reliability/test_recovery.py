@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -303,3 +304,15 @@ def test_a_kill_inside_a_rollback_is_finished_at_the_next_start(wearer, tmp_path
     assert f"recovered: finished an interrupted rollback of {out}" in listen.stderr
     assert load_bundle(out).version == previous and load_bundle(f"{out}.prev").version == current
     assert sorted(p.name for p in tmp_path.glob("p.bundle*")) == ["p.bundle", "p.bundle.prev"]
+
+
+def test_listen_says_so_when_only_the_previous_personal_bundle_is_left(bundles, tmp_path):
+    personal = tmp_path / "xdg" / "edge-emo" / "personal.bundle"
+    personal.parent.mkdir(parents=True)
+    shutil.copytree(bundles["int8"].path, f"{personal}.prev")
+    run = edge_emo("listen", "--input", "sample", "--fast", "--json", "--duration", "1", env=xdg(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert (
+        f"warning: your personalized model {personal} is missing but personal.bundle.prev is there"
+        in run.stderr
+    )
