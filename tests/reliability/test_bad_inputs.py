@@ -550,7 +550,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case: Case, bundles, tmp_path
     folder = Folder(work, bundles["int8"].path)
     args = case.args(folder)
     before = snapshot(tmp_path)
-    run = edge_emo(*args, env={"XDG_DATA_HOME": str(tmp_path / "xdg")}, timeout=120)
+    run = edge_emo(*args, env={"XDG_DATA_HOME": str(tmp_path / "xdg")})
     assert run.returncode == case.code, (args, run.stderr)
     assert "Traceback" not in run.stderr + run.stdout
     if case.usage:  # the parser's own message box
