@@ -130,13 +130,19 @@ def _one_corpus(corpora):
 
 def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
     """(feature spec, emotion order, predict(list of raw feature arrays) -> (N, 6)) of a checkpoint or bundle."""
-    if path.is_dir():
-        from edge_emo.runtime.bundle import load_bundle
-
-        bundle = load_bundle(path)
+    if str(path) == "shipped" or path.is_dir():
+        bundle = _model_bundle(path)
         return bundle.spec, bundle.emotions, bundle.predict_utterances
-    from edge_emo.train.checkpoint import load_checkpoint
-    from edge_emo.train.finetune import predict
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint (.safetensors) or bundle folder")
+    try:
+        from edge_emo.train.checkpoint import load_checkpoint
+        from edge_emo.train.finetune import predict
+    except ImportError as e:  # a device install: bundles only
+        raise ValueError(
+            f"{path} is not a bundle folder, and reading a checkpoint needs the training extra "
+            f"(pip install 'edge-emo[train]'; {e})"
+        ) from None
 
     ckpt = load_checkpoint(path)
     return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
@@ -149,6 +155,26 @@ def _provenance(path: Path) -> dict:
     from edge_emo.train.checkpoint import load_checkpoint
 
     return load_checkpoint(path).provenance
+
+
+TrustOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "--trust",
+        help="Ed25519 public key (PEM) of who signs bundles; repeatable. With a trusted key (also any "
+        "*.pub in ~/.config/edge-emo/trusted/), unsigned or mis-signed bundles are refused.",
+    ),
+]
+SignOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Sign the bundle with this Ed25519 private key (PEM; needs edge-emo[sign])."),
+]
+
+
+def _trust(keys: Optional[list[Path]]) -> None:
+    from edge_emo.signing import trust
+
+    trust(keys or [])
 
 
 def _one_torch_thread_unless_told() -> None:
@@ -485,6 +511,7 @@ def evaluate(
         typer.Option(help="Write every clip's six clipped outputs and readout (and truth) to this CSV."),
     ] = None,
     cut: CutOpt = SpeechCutChoice.speech,
+    trust: TrustOpt = None,
 ) -> None:
     """Score a model beside the all-zeros reference, on the clipped 0..3 output the device emits: on labeled
     clips every metric and the categorical readout; on unlabeled speech (manifest.csv or a feature log) the
@@ -492,6 +519,7 @@ def evaluate(
     from edge_emo.data.splits import trained_on, trained_on_warning
     from edge_emo.evaluation import check_output_path, evaluate_folder
 
+    _trust(trust)
     if predictions is not None:
         check_output_path(predictions)
     spec, emotions, predict = _predictor(model)
@@ -530,11 +558,12 @@ def export_model(
     chunk_frames: Annotated[
         int, typer.Option(help="Frames per graph call on device and in evaluation (10 = one 100 ms update).")
     ] = 10,
+    sign: SignOpt = None,
 ) -> None:
     """Export a checkpoint as a streaming ONNX bundle (graph + manifest) for the device."""
     from export import export_bundle
 
-    bundle = export_bundle(checkpoint, out, precision.value, chunk_frames)
+    bundle = export_bundle(checkpoint, out, precision.value, chunk_frames, sign_key=sign)
     size = bundle.graph_path.stat().st_size
     typer.echo(
         f"wrote {bundle.path} ({bundle.precision}, {size / 1e6:.2f} MB graph), version {bundle.version}"
@@ -543,7 +572,8 @@ def export_model(
 
 # --- device runtime: listen, devices ----------------------------------------------------------------------
 # Exit codes of `listen` and `devices`: 0 done (end of input, --duration reached or Ctrl-C; dropped blocks
-# are reported, not fatal), 2 bad input (model bundle, audio file, options), 3 no usable input device,
+# are reported, not fatal; a file that stops decoding part-way is analysed up to there, with a warning),
+# 2 bad input (model bundle, audio file, options; nothing is written), 3 no usable input device,
 # 4 the input device failed while streaming.
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.bundle"
@@ -587,6 +617,10 @@ def _listen_model(model: Optional[Path]):
 
     shipped = _model_bundle(model)
     personal = personal_bundle_path()
+    previous = personal.with_name(personal.name + ".prev")
+    if model is None and not personal.exists() and previous.exists():  # never a silent fallback
+        print(f"warning: your personalized model {personal} is missing but {previous.name} is there "
+              "(`edge-emo personalize --rollback` restores it); using the shipped model", file=sys.stderr)  # fmt: skip
     if model is not None or not personal.exists():
         return shipped
     try:
@@ -603,6 +637,32 @@ def _listen_model(model: Optional[Path]):
         return shipped
     print(f"model: your personalized bundle {personal} (--model shipped: the shipped one)", file=sys.stderr)
     return bundle
+
+
+def _recover(bundles: list[Path], labels: Optional[Path] = None) -> None:
+    """Finish or undo what a killed personalize/record left (the wearer's bundle, `bundles`, beside
+    `labels`), saying each thing done in one line on stderr."""
+    from edge_emo.personalize.wearer import personal_bundle_path, recover
+
+    for line in recover([personal_bundle_path(), *bundles], labels):
+        typer.echo(f"recovered: {line}", err=True)
+
+
+def _check_listen_options(given: dict) -> None:
+    """The numbers of `listen` are finite and in range; --json and a stdout bridge do not share stdout."""
+    from edge_emo.options import check_range, check_threads
+
+    check_range("--update-interval", given["update_interval"], 0.01, 60)
+    check_range("--smoothing", given["smoothing"], 0, 3600)
+    check_range("--vad-threshold-db", given["vad_threshold_db"], -120, 0)
+    check_range("--duration", given["duration"], 0.01, 1e7)
+    check_range("--buffer", given["buffer"], 0.02, 600)
+    check_range("--log-max-mb", given["log_max_mb"], 0.01, 1e7)
+    check_range("--log-shard-s", given["log_shard_s"], 0.01, 86400)
+    check_threads(given["threads"], given["force_threads"])
+    bridge = given["bridge"] or ""
+    if given["json_out"] and bridge.lower().startswith("stdout:"):
+        raise ValueError(f"--bridge {bridge} writes binary frames to stdout, where --json writes its lines")
 
 
 @app.command()
@@ -649,7 +709,10 @@ def listen(
         bool,
         typer.Option(help="Cut the stream into utterances; --no-vad: the whole stream is one utterance."),
     ] = True,
-    threads: Annotated[int, typer.Option(help="onnxruntime threads.", min=1)] = 1,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads (at most the CPU count).", min=1)] = 1,
+    force_threads: Annotated[
+        bool, typer.Option(help="Allow --threads above the CPU count (slower; for measuring).")
+    ] = False,
     buffer: Annotated[
         float, typer.Option(help="Seconds of microphone audio queued before blocks are dropped.", min=0.02)
     ] = 2.0,
@@ -673,6 +736,7 @@ def listen(
             help="With --log-features: seconds of speech per shard (a crash loses at most one).", min=0.01
         ),
     ] = 60.0,
+    trust: TrustOpt = None,
 ) -> None:
     """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
     import os
@@ -685,6 +749,9 @@ def listen(
     from edge_emo.runtime.recognizer import EmotionRecognizer
     from edge_emo.runtime.view import LiveView
 
+    _check_listen_options(locals())
+    _trust(trust)
+    _recover([model] if model is not None and str(model) != "shipped" else [])
     bundle = _listen_model(model)
     log = None
 
@@ -782,6 +849,11 @@ def listen(
             finally:
                 recognizer.close()
             typer.echo(summary.describe(), err=True)
+            damaged = getattr(source, "damaged", None)
+            if damaged and not summary.audio_s:
+                raise fail(f"{damaged}: nothing decodes")
+            if damaged:
+                typer.secho(f"warning: {damaged}; analysed what decoded", err=True, fg=typer.colors.YELLOW)
             if summary.interrupted:
                 break
     finally:
@@ -873,15 +945,28 @@ def record(
 ) -> None:
     """Record a clip from the microphone (or import audio files), label it and add it to labels.csv."""
     from edge_emo.data.labels import EMOTIONS, read_labels
-    from edge_emo.features import load_audio
+    from edge_emo.features import audio_seconds, load_audio
     from edge_emo.features.speech import Vad, speech_seconds
-    from edge_emo.personalize.record import LABEL_HELP, append_label, capture, parse_labels, save_clip
+    from edge_emo.options import check_range
+    from edge_emo.personalize.record import (
+        LABEL_HELP,
+        MAX_CLIP_S,
+        append_label,
+        capture,
+        check_clip_length,
+        parse_labels,
+        save_clip,
+    )
     from edge_emo.runtime.audio_input import AudioSourceError
 
+    check_range("--seconds", seconds, 0.5, MAX_CLIP_S)
     given = parse_labels(" ".join(label)) if label else None
     if labels.exists():
         read_labels(labels)  # a broken labels.csv is reported before anything is recorded
+    _recover([], labels)
     if input_files:
+        for p in input_files:  # from the header, before decoding: a 2-hour file is refused at once
+            check_clip_length(audio_seconds(p), str(p))
         clips = [(str(p), *load_audio(p)) for p in input_files]
     else:
 
@@ -946,15 +1031,20 @@ def personalize(
             "the input normalisation to it, without labels."
         ),
     ] = None,
+    trust: TrustOpt = None,
+    sign: SignOpt = None,
 ) -> None:
     """Adapt the model to the wearer's partner: the head from labeled clips, the input normalisation from
     unlabeled speech (closed-form, no torch); kept only if better on held-out clips. Or --rollback."""
     from edge_emo.personalize import wearer
+    from edge_emo.signing import signer
 
+    _trust(trust)
     if model is not None and str(model) == "shipped":
         model = None
     if out is None:
         out = model if model is not None and not _is_installed_model(model) else wearer.personal_bundle_path()
+    _recover([out])
     if rollback:
         if labels is not None:
             raise ValueError("--rollback takes no --labels")
@@ -964,7 +1054,9 @@ def personalize(
         raise ValueError(
             "--labels (the wearer's labels.csv, see `edge-emo record`) or --unlabeled (a feature log) is required"
         )
-    result = wearer.personalize(_model_bundle(model).path, labels, out, unlabeled)
+    result = wearer.personalize(
+        _model_bundle(model).path, labels, out, unlabeled, sign=signer(sign) if sign else None
+    )
     if json_out:
         typer.echo(json.dumps(wearer.result_dict(result)))
         return

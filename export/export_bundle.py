@@ -18,7 +18,16 @@ import numpy as np
 import onnx
 import torch
 
-from edge_emo.runtime.bundle import Bundle, graph_metadata, model_version, sha256_bytes, write_bundle
+from edge_emo.runtime.bundle import (
+    MAX_CHUNK_FRAMES,
+    Bundle,
+    check_replaceable,
+    graph_metadata,
+    model_version,
+    sha256_bytes,
+    write_bundle,
+)
+from edge_emo.signing import signer
 from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, provenance
 from export.graph import HEAD_NODES, IR_VERSION, OPSET, gru_graph
 
@@ -105,12 +114,16 @@ def export_bundle(
     out_dir: str | Path,
     precision: str = "int8",
     chunk_frames: int = 10,
+    sign_key: str | Path | None = None,
 ) -> Bundle:
-    """Write the bundle of a checkpoint (a path or a loaded Checkpoint) at `out_dir` and return it."""
+    """Write the bundle of a checkpoint (a path or a loaded Checkpoint) at `out_dir` and return it; signed
+    with the Ed25519 private key file `sign_key` if given (edge_emo/signing.py)."""
     if precision not in ("int8", "fp32"):
         raise ValueError(f"precision must be 'int8' or 'fp32', not {precision!r}")
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    if not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:
+        raise ValueError(f"--chunk-frames {chunk_frames} is outside 1..{MAX_CHUNK_FRAMES}")
+    check_replaceable(Path(out_dir))  # before the work: a folder of the user's is never replaced
+    sign = None if sign_key is None else signer(Path(sign_key))  # a bad key fails before the work too
     ckpt_file = None if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(ckpt_file)
     if ckpt.provenance.get("stage") == "pretrained":
@@ -156,4 +169,4 @@ def export_bundle(
         },
         "provenance": prov,
     }
-    return write_bundle(out_dir, graph, manifest)
+    return write_bundle(out_dir, graph, manifest, sign=sign)

@@ -282,10 +282,10 @@ def _compute_checked(job: tuple[Path, ClipFunction]) -> np.ndarray:
 def _shard_key(records: Sequence[ClipRecord], key: object) -> str:
     """Changes whenever `key`, openSMILE or any audio file of the shard changes. Paths are resolved, so a
     corpus named by a relative path hits the same cache."""
-    import opensmile
+    from edge_emo.features.smile import opensmile_version
 
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_FORMAT, key, opensmile.__version__]).encode())
+    h.update(json.dumps([CACHE_FORMAT, key, opensmile_version()]).encode())
     for r in records:
         st = r.path.stat()
         h.update(f"{r.path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

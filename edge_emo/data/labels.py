@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,23 +48,39 @@ def _read(csv_path: Path, labeled: bool) -> list[ClipRecord]:
         handle = csv_path.open(newline="", encoding="utf-8")
     except OSError as e:
         raise CorpusError(f"{csv_path}: cannot read ({e.strerror})") from e
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CorpusError(f"{csv_path}:1: missing column(s) {', '.join(missing)}")
-        records = []
-        for line, row in enumerate(reader, start=2):
-            if None in row or any(row[c] is None for c in required):
-                raise CorpusError(f"{csv_path}:{line}: wrong number of fields")
-            if not row["path"].strip():
-                raise CorpusError(f"{csv_path}:{line}: empty path")
-            intensities = None
-            if labeled:
-                intensities = tuple(_intensity(csv_path, line, e, row[e]) for e in EMOTIONS)
-            records.append(ClipRecord(csv_path.parent / row["path"], row["speaker"].strip(), intensities))
+    try:
+        with handle:
+            records = _rows(csv_path, handle, labeled, required)
+    except (csv.Error, UnicodeDecodeError) as e:  # NUL bytes, a field over the csv limit, not UTF-8
+        raise CorpusError(f"{csv_path}: not a readable CSV file ({e})") from None
     if not records:
         raise CorpusError(f"{csv_path}: no rows")
+    return records
+
+
+def _rows(csv_path: Path, handle, labeled: bool, required: tuple[str, ...]) -> list[ClipRecord]:
+    """The rows of an open corpus file, each checked; a clip named twice is an error naming both lines."""
+    reader = csv.DictReader(handle)
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        raise CorpusError(f"{csv_path}:1: missing column(s) {', '.join(missing)}")
+    records = []
+    seen: dict[str, int] = {}  # clip -> the line naming it: one clip counted twice would score itself
+    for line, row in enumerate(reader, start=2):
+        if None in row or any(row[c] is None for c in required):
+            raise CorpusError(f"{csv_path}:{line}: wrong number of fields")
+        if not row["path"].strip():
+            raise CorpusError(f"{csv_path}:{line}: empty path")
+        clip = os.path.normpath(row["path"].strip())
+        if clip in seen:
+            raise CorpusError(
+                f"{csv_path}:{line}: clip {row['path']!r:.80} is already on line {seen[clip]} (each clip once)"
+            )
+        seen[clip] = line
+        intensities = None
+        if labeled:
+            intensities = tuple(_intensity(csv_path, line, e, row[e]) for e in EMOTIONS)
+        records.append(ClipRecord(csv_path.parent / row["path"], row["speaker"].strip(), intensities))
     return records
 
 
@@ -71,7 +88,7 @@ def _intensity(csv_path: Path, line: int, column: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise CorpusError(f"{csv_path}:{line}: {column}={text!r} is not a number") from None
+        raise CorpusError(f"{csv_path}:{line}: {column}={text!r:.40} is not a number") from None
     if not math.isfinite(value) or not 0.0 <= value <= MAX_INTENSITY:
-        raise CorpusError(f"{csv_path}:{line}: {column}={text!r} is outside 0..{MAX_INTENSITY:g}")
+        raise CorpusError(f"{csv_path}:{line}: {column}={text!r:.40} is outside 0..{MAX_INTENSITY:g}")
     return value

@@ -14,6 +14,9 @@ import soxr
 # libsoxr "high quality" (the default of audresample too). One-shot `resample` and the chunked
 # `soxr.ResampleStream` used by the streaming extractor give bit-identical output at this quality.
 RESAMPLE_QUALITY = "HQ"
+# Sample rates edge-emo reads: telephone (8 kHz) to studio (192 kHz). Below 8 kHz nothing of a voice's
+# formants survives (and a 1 Hz "file" broke the resampler); above 192 kHz is not a microphone.
+MIN_RATE, MAX_RATE = 8000, 192000
 
 
 class AudioInputError(ValueError):
@@ -36,6 +39,31 @@ class BadSamplesError(AudioInputError):
     """NaN or infinite sample values."""
 
 
+class SampleRateError(AudioInputError):
+    """A sample rate outside MIN_RATE..MAX_RATE."""
+
+
+def check_rate(rate: float, source: str = "signal") -> int:
+    """`rate` as an int if edge-emo reads audio at it, else SampleRateError naming the source and the limits."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise SampleRateError(
+            f"{source}: sample rate {rate:g} Hz is outside {MIN_RATE // 1000}..{MAX_RATE // 1000} kHz"
+        )
+    return int(rate)
+
+
+def audio_seconds(path: str | os.PathLike) -> float:
+    """Length of an audio file in seconds, from its header (nothing decoded); AudioFileError if unreadable."""
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise AudioFileError(f"{name}: no such audio file")
+    try:
+        info = soundfile.info(name)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioFileError(f"{name}: not a readable audio file ({e})") from None
+    return info.frames / check_rate(info.samplerate, name)
+
+
 def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read an audio file as a float32 mono signal in [-1, 1] and its sample rate (no resampling).
 
@@ -47,7 +75,7 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         data, rate = soundfile.read(name, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioFileError(f"{name}: not a readable audio file ({e})") from None
-    return to_mono(data.T, name), int(rate)
+    return to_mono(data.T, name), check_rate(rate, name)
 
 
 def to_mono(signal: np.ndarray, source: str = "signal") -> np.ndarray:

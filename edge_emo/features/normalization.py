@@ -69,6 +69,11 @@ class NormStats:
     def from_dict(cls, d: dict[str, list[float]]) -> NormStats:
         mean = np.asarray(d["mean"], dtype=np.float32)
         std = np.asarray(d["std"], dtype=np.float32)
-        if mean.shape != std.shape or mean.ndim != 1 or not np.all(np.isfinite(mean)) or np.any(std <= 0):
+        if (
+            mean.shape != std.shape
+            or mean.ndim != 1
+            or not np.all(np.isfinite(mean))
+            or not np.all(np.isfinite(std) & (std > 0))
+        ):
             raise ValueError("invalid normalisation statistics: mean/std must be finite 1-D vectors, std > 0")
         return cls(mean, std)

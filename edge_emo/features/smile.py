@@ -11,7 +11,6 @@ import functools
 import importlib.util
 import os
 import sys
-import tempfile
 from types import ModuleType
 
 from .spec import FeatureMismatchError, FeatureSet, FeatureSpec
@@ -135,20 +134,28 @@ def open_smile(feature_set: FeatureSet | str, streaming: bool) -> OpenSMILE:
         # a ring buffer as deep as the lag buffers keeps memory flat.
         "bufferModeConf": os.path.join(shared, "BufferModeRbLag.conf.inc"),
     }
-    # smile_initialize only reads a config file; write ours next to nothing else and remove it at once.
-    fd, path = tempfile.mkstemp(prefix=f"edge_emo_{fs.value}_", suffix=".conf")
+    # smile_initialize only reads a config file by name. An anonymous in-memory file (Linux memfd) has a
+    # name under /proc and nothing on disk, so a kill can leave no edge_emo_*.conf litter in $TMPDIR.
+    fd = os.memfd_create(f"edge_emo_{fs.value}.conf")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(_config_text(fs, streaming))
+        os.write(fd, _config_text(fs, streaming).encode())
         smile = OpenSMILE()
         try:
-            smile.initialize(path, options, loglevel=0)
+            smile.initialize(f"/proc/self/fd/{fd}", options, loglevel=0)
         except Exception as e:
             smile.free()
             raise OpenSmileError(f"openSMILE could not load the {fs.value} LLD configuration: {e}") from e
     finally:
-        os.unlink(path)
+        os.close(fd)
     return smile
+
+
+def opensmile_version() -> str:
+    """The installed opensmile package's version, read from its metadata: importing the package pulls in
+    pandas (and with it pyarrow, which refused to load beside numpy 1.x on the oldest supported install)."""
+    from importlib.metadata import version
+
+    return version("opensmile")
 
 
 @functools.cache

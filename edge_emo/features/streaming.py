@@ -18,7 +18,7 @@ import time
 import numpy as np
 import soxr
 
-from .audio import RESAMPLE_QUALITY, BadSamplesError, ChannelLayoutError, to_pcm16
+from .audio import RESAMPLE_QUALITY, BadSamplesError, ChannelLayoutError, check_rate, to_pcm16
 from .extract import FrameCollector
 from .smile import SINK, SOURCE, OpenSmileError, check_extractable, open_smile, smile_lib
 from .spec import FeatureSpec
@@ -160,7 +160,7 @@ class StreamingExtractor:
         if batch_s < 0:
             raise ValueError(f"batch_s must be >= 0, got {batch_s}")
         self.spec = spec
-        self.input_rate = int(input_rate or spec.sample_rate)
+        self.input_rate = check_rate(input_rate or spec.sample_rate, "stream")
         self._batch = round(batch_s * spec.sample_rate)  # samples at openSMILE's rate
         self._engine: _Engine | None = None
         self._start()

@@ -20,10 +20,15 @@ import soundfile
 
 from edge_emo.data.labels import EMOTIONS, LABEL_COLUMNS, MAX_INTENSITY, read_labels
 from edge_emo.features import resample, to_mono
-from edge_emo.files import replace_file
+from edge_emo.files import leftover_pid, private_folder, replace_file
 
 CLIP_RATE = 16000
 CLIPS_DIR = "clips"
+# Clips `record` takes: at least as long as the shortest microphone recording (--seconds 0.5), so that the
+# speech check and the feature extractor have frames to work on (a 0.05 s clip made every later
+# `personalize` fail); at most a minute: a clip is one utterance with one label, and a 2-hour file took
+# 2.3 GB to import and as much to personalize on.
+MIN_CLIP_S, MAX_CLIP_S = 0.5, 60.0
 CORPUS = "wearer"
 # Short names accepted in the quick form ("happy=2 sad=1"); a unique prefix of an emotion works too.
 ALIASES = {
@@ -73,6 +78,46 @@ def _by_prefix(name: str) -> str:
     return matches[0]
 
 
+def check_clip_length(seconds: float, source: str) -> None:
+    """ValueError unless a clip of `seconds` is within MIN_CLIP_S..MAX_CLIP_S."""
+    if not MIN_CLIP_S <= seconds <= MAX_CLIP_S:
+        raise ValueError(
+            f"{source}: {seconds:.2f} s of audio; a clip is {MIN_CLIP_S:g} to {MAX_CLIP_S:g} s (one utterance)"
+        )
+
+
+def recover_labels(labels_csv: Path) -> list[str]:
+    """Remove what a killed `record` left beside `labels_csv` (one line each): temporary files of processes
+    that no longer run, and clips/NNNN.wav saved after labels.csv was last written, numbered after every
+    clip it names and named by no row (saved, then killed before its row was added)."""
+    said = []
+    clips = labels_csv.parent / CLIPS_DIR
+    for folder, pattern in ((labels_csv.parent, f".{labels_csv.name}.tmp-*"), (clips, ".*.wav.tmp-*")):
+        for tmp in folder.glob(pattern) if folder.is_dir() else []:
+            if leftover_pid(tmp.name, ".tmp-") is not None and tmp.is_file():
+                tmp.unlink()
+                said.append(f"removed {tmp}, a file left unfinished by an interrupted `edge-emo record`")
+    if not labels_csv.is_file() or not clips.is_dir():
+        return said
+    named = {r.path.resolve() for r in read_labels(labels_csv)}
+    numbers = [int(p.stem) for p in named if p.parent == clips.resolve() and re.fullmatch(r"\d{4,}", p.stem)]
+    if not numbers:
+        return said
+    written = labels_csv.stat().st_mtime_ns
+    for clip in sorted(clips.glob("*.wav")):
+        # Saved after labels.csv was last written, numbered after its clips and named by no row: a clip
+        # record saved and was killed before adding. A clip whose row the wearer deleted is older: kept.
+        if (
+            re.fullmatch(r"\d{4,}", clip.stem)
+            and int(clip.stem) > max(numbers)
+            and clip.resolve() not in named
+            and clip.stat().st_mtime_ns > written
+        ):
+            clip.unlink()
+            said.append(f"removed {clip}, a clip an interrupted `edge-emo record` saved without its labels")
+    return said
+
+
 def next_clip_path(labels_csv: Path) -> Path:
     """clips/NNNN.wav after the highest number already in the clips folder."""
     folder = labels_csv.parent / CLIPS_DIR
@@ -83,7 +128,7 @@ def next_clip_path(labels_csv: Path) -> Path:
 def save_clip(labels_csv: Path, signal: np.ndarray, rate: int) -> Path:
     """The clip as 16 kHz 16-bit WAV at the next clips/NNNN.wav; returns its path."""
     path = next_clip_path(labels_csv)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     x = np.clip(resample(to_mono(signal), rate, CLIP_RATE), -1.0, 1.0)
     buffer = io.BytesIO()
     soundfile.write(buffer, x, CLIP_RATE, format="WAV", subtype="PCM_16")

@@ -19,19 +19,29 @@ import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from edge_emo.data.labels import EMOTIONS, read_labels
-from edge_emo.features import extract, load_audio
+from edge_emo.features import audio_seconds, extract, load_audio
 from edge_emo.features.speech import Vad, speech_seconds
+from edge_emo.files import fsync_dir
 from edge_emo.metrics import false_cues, report
 from edge_emo.personalize.adapt import SpeakerNorm, load_unlabeled, speaker_norm, with_norm
 from edge_emo.personalize.guard import accept
 from edge_emo.personalize.method import DEFAULT, HeadFit, Method, fit
+from edge_emo.personalize.record import check_clip_length, recover_labels
 from edge_emo.personalize.ridge import predict
-from edge_emo.runtime.bundle import HEAD_BIAS, HEAD_WEIGHT, Bundle, BundleError, load_bundle
+from edge_emo.runtime.bundle import (
+    HEAD_BIAS,
+    HEAD_WEIGHT,
+    Bundle,
+    BundleError,
+    check_replaceable,
+    load_bundle,
+    recover_bundle,
+)
 
 # Leave-one-out needs a few clips to tell a useful strength from noise: with 5 clips every fold still fits
 # on 4, one per emotion at best. Fewer than that and the shrinkage nearly always keeps the shipped head
@@ -104,6 +114,7 @@ def load_wearer_clips(labels_csv: str | os.PathLike, bundle: Bundle) -> WearerCl
     vad = Vad()
     features = []
     for record in records:
+        check_clip_length(audio_seconds(record.path), str(record.path))  # before decoding a 2-hour file
         signal, rate = load_audio(record.path)
         if speech_seconds(signal, rate, vad, bundle.spec.hop_s) < vad.min_speech_s:
             raise PersonalizeError(f"{record.path}: no speech (voice-activity detector: {vad.describe})")
@@ -161,13 +172,14 @@ def personalize(
     out: str | os.PathLike,
     unlabeled: str | os.PathLike | None = None,
     method: Method = DEFAULT,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> PersonalizeResult:
     """Personalize the bundle at `model` for the wearer's partner and put it at `out` (which may be `model`
-    itself; a bundle already there is kept as `out`.prev): the input normalisation from the unlabeled
-    feature log `unlabeled`, the head from the clips of `labels_csv` (either may be None, not both). With
-    labels, the new bundle is written only if its held-out predictions on them beat the current bundle's
-    (else `kept`, nothing written). Bad input raises PersonalizeError, BundleError or another
-    ValueError/OSError, and nothing is written."""
+    itself; a bundle already there is kept as `out`.prev), signed by `sign` if given (edge_emo/signing.signer):
+    the input normalisation from the unlabeled feature log `unlabeled`, the head from the clips of
+    `labels_csv` (either may be None, not both). With labels, the new bundle is written only if its held-out
+    predictions on them beat the current bundle's (else `kept`, nothing written). Bad input raises
+    PersonalizeError, BundleError or another ValueError/OSError, and nothing is written."""
     from edge_emo.runtime.bundle import write_bundle_with_head
 
     if labels_csv is None and unlabeled is None:
@@ -176,6 +188,7 @@ def personalize(
     bundle = load_bundle(model)
     weight0, bias0 = read_head(bundle)
     check_writable(out)
+    check_replaceable(out)
     norm, seconds = bundle.norm, 0.0
     if unlabeled is not None:
         frames = load_unlabeled(unlabeled, bundle)
@@ -184,7 +197,9 @@ def personalize(
     adapted = with_norm(bundle, norm)
     if labels_csv is None:
         fitted = replace(method, head=HeadFit.shipped)
-        new = write_bundle_with_head(adapted, weight0, bias0, out, provenance=_provenance(fitted, 0, seconds))
+        new = write_bundle_with_head(
+            adapted, weight0, bias0, out, provenance=_provenance(fitted, 0, seconds), sign=sign
+        )
         return PersonalizeResult(new, fitted, None, None, 0, seconds, kept=False)
 
     clips = load_wearer_clips(labels_csv, bundle)
@@ -217,6 +232,7 @@ def personalize(
         out,
         provenance=provenance,
         check=lambda b: check_outputs(b, clips.features, expected),
+        sign=sign,
     )
     return PersonalizeResult(new, fitted, before, after, len(clips.paths), seconds, kept=False)
 
@@ -287,6 +303,17 @@ def describe(result: PersonalizeResult, out: Path) -> str:
     return "\n".join(lines)
 
 
+def recover(bundles: list[Path], labels_csv: Path | None = None) -> list[str]:
+    """At the start of listen, record and personalize: finish or undo what a killed run left at these
+    bundle paths (see runtime.bundle.recover_bundle) and beside labels.csv; one line per thing done."""
+    said = []
+    for path in dict.fromkeys(Path(b) for b in bundles):
+        said += recover_bundle(path)
+    if labels_csv is not None:
+        said += recover_labels(Path(labels_csv))
+    return said
+
+
 def previous_path(path: Path) -> Path:
     return path.with_name(path.name + ".prev")
 
@@ -344,10 +371,12 @@ def rollback(path: str | os.PathLike) -> Rollback:
     check_writable(path)
     aside = path.with_name(f"{path.name}.rollback-{os.getpid()}")
     shutil.rmtree(aside, ignore_errors=True)
+    # A kill between these renames is finished by recover_bundle (runtime/bundle.py) at the next start.
     os.replace(path, aside)  # from here until the next line, path.prev is the valid bundle to roll back to
     if restored is not None:
         os.replace(prev, path)
         restored = load_bundle(path)
     shutil.rmtree(aside)
+    fsync_dir(path.parent)
     undone = current.version if current else "a damaged bundle"
     return Rollback(restored, undone, str(made.get("from_version", "unknown")))

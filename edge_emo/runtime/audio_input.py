@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from edge_emo.features import AudioFileError, to_mono
+from edge_emo.features import AudioFileError, check_rate, to_mono
 from edge_emo.features.streaming import name_os_thread
 
 
@@ -242,7 +242,9 @@ class AudioFileSource:
     wake-ups and per-block calls cost the listening process more CPU than the blocks' own work. The updates
     do not depend on the block size.
 
-    Opening checks that the file is readable audio (`AudioFileError`, a ValueError, otherwise)."""
+    Opening checks that the file is readable audio at a usable rate (`AudioFileError` or `SampleRateError`,
+    ValueErrors, otherwise). A file that stops decoding part-way (e.g. a truncated FLAC) ends the stream
+    there: what decoded is used, and `damaged` says why the rest was not."""
 
     def __init__(
         self,
@@ -262,7 +264,12 @@ class AudioFileSource:
         if self._file.frames == 0:
             self._file.close()
             raise AudioFileError(f"{self.path}: audio has no samples")
-        self.rate = int(self._file.samplerate)
+        try:
+            self.rate = check_rate(self._file.samplerate, self.path)
+        except ValueError:
+            self._file.close()
+            raise
+        self.damaged: str | None = None  # why decoding stopped before the end of the file
         self.fast = fast
         self.block = max(1, round((1.0 if fast else block_s) * self.rate))
         self.dropped_blocks = 0
@@ -275,7 +282,7 @@ class AudioFileSource:
         # Read about a second at a time and hand it out in blocks: each read costs libsndfile a seek, which
         # at 10 ms blocks was a sizeable part of listening's CPU.
         read = self.block * max(1, round(self.rate / self.block))
-        for data in self._file.blocks(read, dtype="float32", always_2d=True, frames=frames):
+        for data in self._decoded(frames, read):
             piece = to_mono(data.T, self.path)
             for at in range(0, len(piece), self.block):
                 if stop is not None and stop.is_set():
@@ -287,6 +294,21 @@ class AudioFileSource:
                         time.sleep(delay)
                 self.captured += len(block)
                 yield block
+
+    def _decoded(self, frames: int, read: int) -> Iterator[np.ndarray]:
+        """The file's blocks of `read` frames until `frames` or the first block libsndfile cannot decode."""
+        blocks = self._file.blocks(read, dtype="float32", always_2d=True, frames=frames)
+        while True:
+            try:
+                data = next(blocks)
+            except StopIteration:
+                return
+            except (soundfile.LibsndfileError, RuntimeError) as e:
+                self.damaged = f"{self.path}: decoding stopped at {self.captured / self.rate:.2f} s ({e})"
+                return
+            if len(data) == 0:
+                return
+            yield data
 
     def close(self) -> None:
         self._file.close()

@@ -26,16 +26,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_emo.features import FeatureSpec, NormStats
+from edge_emo.files import PRIVATE_FILE, PRIVATE_FOLDER, fsync_dir, leftover_pid, private_folder, write_synced
+from edge_emo.signing import SIGNATURE, SignatureError, verify
 
 FORMAT = "edge-emo-bundle"
 FORMAT_VERSION = 1  # bump on any change a reader of version 1 would misread
@@ -60,6 +62,13 @@ REQUIRED = (
     "provenance",
     "manifest_sha256",
 )
+# Limits of what a manifest may say, so that a corrupt or hostile one is refused before it costs memory:
+# the largest manifest exported (ComParE, 65 values of statistics and a long provenance) is about 20 kB;
+# chunks are 10 frames (100 ms) by default and a chunk of more than 10 s makes no streaming model; the
+# recurrent state of the largest model we train is 2 x 256.
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_CHUNK_FRAMES = 1000
+MAX_STATE = (16, 4096)  # layers, hidden units
 
 
 class BundleError(ValueError):
@@ -212,6 +221,13 @@ def _field(manifest: dict[str, Any], key: str, kind: type, where: Path):
     return value
 
 
+def _count(value: object, where: Path, key: str) -> int:
+    """A whole number of the manifest: 2.7 or "2" are refused, not silently turned into 2."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BundleError(f"{where}: manifest field '{key}' should be a whole number, got {value!r:.60}")
+    return value
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Read and verify a bundle: format version, required fields, sha256 of the manifest and of model.onnx,
     and that the graph's inputs and outputs fit the manifest. Raises BundleError with a one-line reason."""
@@ -226,10 +242,16 @@ def load_bundle(path: str | Path) -> Bundle:
         )
     if not manifest_path.is_file():
         raise BundleError(f"{path}: not an edge-emo bundle (no {MANIFEST})")
+    size = manifest_path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{manifest_path}: {size} bytes, more than a manifest's {MAX_MANIFEST_BYTES}")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        raw = manifest_path.read_bytes()
+        manifest = json.loads(raw.decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{manifest_path}: unreadable manifest ({e})") from e
+    except RecursionError:  # a document nested thousands deep
+        raise BundleError(f"{manifest_path}: unreadable manifest (nested too deeply)") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{manifest_path}: not an edge-emo bundle manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -237,6 +259,10 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: bundle format version {manifest.get('format_version')!r} is not one this edge-emo "
             f"reads ({FORMAT_VERSION}); re-export the model or update edge-emo"
         )
+    try:
+        verify(path, raw)  # only when a key is trusted (edge_emo/signing.py)
+    except SignatureError as e:
+        raise BundleError(str(e)) from None
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise BundleError(f"{manifest_path}: manifest lacks {', '.join(missing)}")
@@ -265,13 +291,26 @@ def load_bundle(path: str | Path) -> Bundle:
         spec = FeatureSpec.from_dict(_field(manifest, "feature_spec", dict, manifest_path))
         norm = NormStats.from_dict(_field(manifest, "normalization", dict, manifest_path))
         emotions = tuple(str(e) for e in _field(manifest, "emotions", list, manifest_path))
-        state_shape = tuple(int(d) for d in _field(manifest, "state_shape", list, manifest_path))
-        chunk_frames = int(manifest["chunk_frames"])
-    except (KeyError, TypeError, ValueError) as e:
+        state_shape = tuple(
+            _count(d, manifest_path, "state_shape")
+            for d in _field(manifest, "state_shape", list, manifest_path)
+        )
+        chunk_frames = _count(manifest["chunk_frames"], manifest_path, "chunk_frames")
+    except BundleError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise BundleError(f"{manifest_path}: invalid manifest ({e})") from e
-    if len(state_shape) != 3 or state_shape[1] != 1 or chunk_frames < 1:
+    if not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:
+        raise BundleError(f"{manifest_path}: chunk_frames {chunk_frames} is outside 1..{MAX_CHUNK_FRAMES}")
+    if (
+        len(state_shape) != 3
+        or state_shape[1] != 1
+        or not 1 <= state_shape[0] <= MAX_STATE[0]
+        or not 1 <= state_shape[2] <= MAX_STATE[1]
+    ):
         raise BundleError(
-            f"{manifest_path}: invalid state_shape {state_shape} or chunk_frames {chunk_frames}"
+            f"{manifest_path}: state_shape {list(state_shape)} is not [layers 1..{MAX_STATE[0]}, 1, "
+            f"hidden 1..{MAX_STATE[1]}]"
         )
     if norm.mean.shape != (spec.dim,):
         raise BundleError(
@@ -343,44 +382,157 @@ def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
         )
 
 
+BUNDLE_FILES = frozenset({MANIFEST, GRAPH, SIGNATURE})
+
+
+def is_bundle_folder(path: Path) -> bool:
+    """True if `path` is a folder holding a manifest and nothing but bundle files: the only kind of thing
+    edge-emo replaces or removes. A user's folder (or file) of the same name is never touched."""
+    return _only_bundle_files(path, complete=True)
+
+
+def _remove_bundle(path: Path) -> None:
+    """Delete a bundle folder file by file (never rmtree: only names a bundle has are removed)."""
+    for name in BUNDLE_FILES:
+        (path / name).unlink(missing_ok=True)
+    path.rmdir()
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """BundleError unless writing a bundle at `out_dir` replaces nothing but edge-emo bundles (out_dir and
+    its .prev); before any work, so a refused --out costs nothing."""
+    for path in (out_dir, out_dir.with_name(out_dir.name + ".prev")):
+        if (path.exists() or path.is_symlink()) and not is_bundle_folder(path):
+            raise BundleError(
+                f"{path} exists and is not an edge-emo bundle: refusing to replace it (choose another --out)"
+            )
+
+
 def write_bundle(
     out_dir: str | Path,
     graph: bytes,
     manifest: dict[str, Any],
     keep_previous: bool = True,
     check: Callable[[Bundle], None] | None = None,
+    private: bool = False,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> Bundle:
     """Write `graph` and `manifest` (without digests: they are filled in here) as a bundle at `out_dir`,
-    atomically: a complete temporary directory is renamed into place, and a bundle already at `out_dir` is
-    kept as `out_dir` + ".prev" (replacing an older .prev). `check`, if given, runs on the loaded temporary
-    bundle before anything is replaced (raise to abandon the write). Returns the verified bundle."""
+    atomically and durably, and return the verified bundle. A bundle already at `out_dir` is kept as
+    `out_dir` + ".prev" (replacing an older .prev); anything at either name that is not an edge-emo bundle
+    is refused (check_replaceable). `check`, if given, runs on the loaded new bundle before anything is
+    replaced (raise to abandon the write). private: files 0600 in a 0700 folder (a personalized bundle).
+    sign: manifest bytes -> the content of manifest.sig (edge_emo/signing.py), for a signed bundle.
+
+    The protocol, crash-safe at every step (recover_bundle finishes or undoes what a kill interrupted):
+    1. write NAME.tmp-PID: files fsynced, then the folder; load and `check` it (a .tmp is never trusted);
+    2. rename it to NAME.new-PID (complete and validated), fsync the parent folder;
+    3. remove the old NAME.prev, rename NAME to NAME.prev, fsync; 4. rename NAME.new-PID to NAME, fsync."""
     out_dir = Path(out_dir)
     digest = sha256_bytes(graph)
     manifest = {**manifest, "format": FORMAT, "format_version": FORMAT_VERSION}
     manifest["graph"] = {**manifest.get("graph", {}), "file": GRAPH, "sha256": digest}
     manifest["manifest_sha256"] = manifest_digest(manifest)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    check_replaceable(out_dir)
+    parent = out_dir.parent
+    if private:
+        private_folder(parent)
+    else:
+        parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f"{out_dir.name}{TMP}{os.getpid()}")
+    if tmp.exists():  # our own pid's: left by an earlier process that had this pid
+        _remove_bundle(tmp)
+    tmp.mkdir(mode=PRIVATE_FOLDER if private else 0o777)
+    mode = PRIVATE_FILE if private else 0o666
     try:
-        (tmp / GRAPH).write_bytes(graph)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        write_synced(tmp / GRAPH, graph, mode)
+        text = (json.dumps(manifest, indent=1) + "\n").encode()
+        write_synced(tmp / MANIFEST, text, mode)
+        if sign is not None:
+            write_synced(tmp / SIGNATURE, sign(text), mode)
+        fsync_dir(tmp)
         written = load_bundle(tmp)  # never put an unreadable bundle in place
         if check is not None:
             check(written)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_bundle(tmp)
         raise
-    previous = out_dir.with_name(out_dir.name + ".prev")
+    new = out_dir.with_name(f"{out_dir.name}{NEW}{os.getpid()}")
+    os.replace(tmp, new)
+    fsync_dir(parent)
+    _swap_in(new, out_dir, keep_previous)
+    return load_bundle(out_dir)
+
+
+TMP, NEW, ROLLBACK = ".tmp-", ".new-", ".rollback-"
+
+
+def _swap_in(new: Path, out_dir: Path, keep_previous: bool = True) -> None:
+    """Steps 3 and 4 of write_bundle: `new` (complete and validated) becomes `out_dir`."""
+    parent = out_dir.parent
     if out_dir.exists():
+        previous = out_dir.with_name(out_dir.name + ".prev")
         if keep_previous:
-            shutil.rmtree(previous, ignore_errors=True)
+            if previous.exists():
+                _remove_bundle(previous)
             os.replace(out_dir, previous)
         else:
-            shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return load_bundle(out_dir)
+            _remove_bundle(out_dir)
+        fsync_dir(parent)
+    os.replace(new, out_dir)
+    fsync_dir(parent)
+
+
+def recover_bundle(out_dir: str | Path) -> list[str]:
+    """Finish what a killed write_bundle (or rollback) left at `out_dir`, and say so (one line each): a
+    validated NAME.new-PID is swapped in as write_bundle would have; NAME.tmp-PID (never validated) is
+    removed; an interrupted rollback is completed. Only leftovers of processes that no longer run, and only
+    folders holding bundle files, are touched."""
+    out_dir = Path(out_dir)
+    previous = out_dir.with_name(out_dir.name + ".prev")
+    parent = out_dir.parent
+    said: list[str] = []
+    if not parent.is_dir():
+        return said
+
+    def leftovers(marker: str) -> list[Path]:
+        found = [
+            p
+            for p in parent.glob(f"{glob_escape(out_dir.name)}{marker}*")
+            if leftover_pid(p.name, marker) is not None and _only_bundle_files(p, marker != TMP)
+        ]
+        return sorted(found, key=lambda p: p.stat().st_mtime)
+
+    for tmp in leftovers(TMP):
+        _remove_bundle(tmp)
+        said.append(f"removed {tmp.name}, a bundle left unfinished by an interrupted run")
+    for aside in leftovers(ROLLBACK):  # rollback: path -> aside, prev -> path, aside -> prev
+        if not out_dir.exists() and previous.exists():
+            os.replace(previous, out_dir)
+        if not previous.exists():
+            os.replace(aside, previous)
+            said.append(f"finished an interrupted rollback of {out_dir}")
+    for new in leftovers(NEW):  # oldest first: the newest validated bundle ends up in place
+        try:
+            load_bundle(new)
+        except BundleError as e:
+            _remove_bundle(new)
+            said.append(f"removed {new.name}, an unusable bundle left by an interrupted run ({e})")
+            continue
+        _swap_in(new, out_dir)
+        said.append(
+            f"finished an interrupted update of {out_dir}: it now holds the bundle that run validated "
+            f"(the one it replaced is {previous.name})"
+        )
+    return said
+
+
+def _only_bundle_files(path: Path, complete: bool) -> bool:
+    """A folder of bundle files only (complete: with its manifest; else possibly half written)."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    return names <= BUNDLE_FILES and (MANIFEST in names or not complete)
 
 
 def model_version(provenance: dict[str, Any], precision: str, graph: bytes) -> str:
@@ -396,6 +548,8 @@ def write_bundle_with_head(
     out_dir: str | Path,
     provenance: dict[str, Any] | None = None,
     check: Callable[[Bundle], None] | None = None,
+    private: bool = True,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> Bundle:
     """A copy of `bundle` with a new fp32 head (personalization): `weight` (H, E) and `bias` (E,) such that
     intensities = hidden @ weight + bias. Everything else is unchanged; the new bundle gets a new model
@@ -438,4 +592,4 @@ def write_bundle_with_head(
     # The normalisation may be the wearer's own (edge_emo.personalize.adapt): it is part of the model too.
     norm = json.dumps(manifest["normalization"], sort_keys=True).encode()
     manifest["version"] = model_version(new_provenance, bundle.precision, graph + norm)
-    return write_bundle(out_dir, graph, manifest, check=check)
+    return write_bundle(out_dir, graph, manifest, check=check, private=private, sign=sign)

@@ -38,7 +38,7 @@ from edge_emo.features.feature_log import (
     shard_paths,
     temporary_paths,
 )
-from edge_emo.files import fsync_dir, replace_file
+from edge_emo.files import fsync_dir, private_folder, replace_file
 
 
 def _utc_now() -> str:
@@ -62,14 +62,14 @@ class FeatureLogger:
         shard_s: float = 60.0,
         say: Callable[[str], None] = print,
     ) -> None:
-        import opensmile
+        from edge_emo.features.smile import opensmile_version
 
         if max_bytes <= 0 or shard_s <= 0:
             raise ValueError("the feature log's size cap and shard length must be positive")
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise FeatureLogError(f"{self.folder}: not a folder")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)  # features of the wearer's speech: owner only, like the shards
         existing = shard_paths(self.folder)
         if existing:  # one folder, one feature set: pretraining reads the folder as one corpus
             newest = read_shard(existing[-1])
@@ -92,7 +92,7 @@ class FeatureLogger:
             say(f"feature log: removed {leftover.name}, a shard left incomplete by an earlier crash")
         self.spec = spec
         self.model_version = model_version
-        self.extractor = f"opensmile {opensmile.__version__}"
+        self.extractor = f"opensmile {opensmile_version()}"
         self.max_bytes = int(max_bytes)
         self.session = f"{_utc_now()}-{os.getpid()}"
         self._next = max((shard_number(p) for p in existing), default=0) + 1

@@ -1,10 +1,11 @@
 """The device side installed as a board installs it: `pip install edge-emo` (the built wheel, no extras) into
 fresh virtual environments on the oldest and the newest Python that pyproject.toml declares, and into one with
-the oldest supported onnxruntime (1.16.3: the last release with manylinux2014 wheels, for glibc before 2.27).
-Each environment runs tests/boards/device_check.py on the same inputs: openSMILE features of a WAV and both
-bundles' predictions on fixed feature clips must agree with this (newest onnxruntime) environment.
+the oldest supported onnxruntime (1.16.3: the last release with manylinux2014 wheels, for glibc before 2.27),
+on the oldest Python and on Python 3.11. Each environment runs tests/boards/device_check.py on the same inputs:
+openSMILE features of a WAV and both bundles' predictions on fixed feature clips must agree with this (newest
+onnxruntime) environment; then every device command (DEVICE_COMMANDS) must run.
 
-The three environments are installed in parallel (pip mostly waits on the registry); a missing interpreter
+The four environments are installed in parallel (pip mostly waits on the registry); a missing interpreter
 skips its tests with the reason, an install that fails fails them."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 import tomllib
 
 from tests.boards.shared import listen_differences, write_inputs
+from tests.personalize.conftest import write_wearer
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +70,10 @@ TARGETS = {
     "newest-python": Target(PYTHONS[-1]),
     # onnxruntime 1.16.3 was built against numpy 1.x and does not import under numpy 2.
     "oldest-onnxruntime": Target(PYTHONS[0], (f"onnxruntime=={OLDEST_ONNXRUNTIME}", "numpy<2")),
+    # The same pins on the newest Python onnxruntime 1.16.3 has wheels for: there pip picks pandas 3 and a
+    # pyarrow that refuses numpy 1.x, so importing the opensmile package (which imports pandas) fails; the
+    # device commands must never import it (`evaluate` did, through the corpus cache key).
+    "oldest-onnxruntime-py3.11": Target("3.11", (f"onnxruntime=={OLDEST_ONNXRUNTIME}", "numpy<2")),
 }
 
 
@@ -108,6 +114,41 @@ class Installed:
     help_text: str = ""
     listen: str = ""  # `edge-emo listen --input sample --fast --json` output
     venv: Path | None = None
+    commands: dict | None = None  # every device command (DEVICE_COMMANDS) -> its failure, or None
+
+
+# Every device command, as a wearer runs them (the wearer's clips from `reference`): import a clip, personalize
+# the shipped model, listen with the result, score the shipped model, and the quick bench.
+DEVICE_COMMANDS = {
+    "record": [
+        "record",
+        "--labels",
+        "{work}/recorded/labels.csv",
+        "--input",
+        "{inputs}/speech.wav",
+        "--label",
+        "happy=1",
+    ],
+    "personalize": ["personalize", "--labels", "{inputs}/wearer/labels.csv", "--json"],
+    "listen-personalized": ["listen", "--input", "sample", "--fast", "--json", "--duration", "2"],
+    "evaluate": ["evaluate", "shipped", "{inputs}/wearer", "--json"],
+    "bench": ["bench", "--quick"],
+}
+
+
+def run_device_commands(venv: Path, inputs: Path) -> dict:
+    """DEVICE_COMMANDS in the venv (own XDG_DATA_HOME), each command -> None or why it failed."""
+    work = venv.parent / f"{venv.name}-work"
+    work.mkdir()
+    env = {**clean_env(), "XDG_DATA_HOME": str(work / "xdg")}
+    failures = {}
+    for name, args in DEVICE_COMMANDS.items():
+        argv = [a.format(work=work, inputs=inputs) for a in args]
+        done = subprocess.run(
+            [venv / "bin/edge-emo", *argv], cwd=work, env=env, capture_output=True, text=True
+        )
+        failures[name] = None if done.returncode == 0 else f"exit {done.returncode}: {done.stderr[-1500:]}"
+    return failures
 
 
 def install_and_check(
@@ -130,7 +171,10 @@ def install_and_check(
     with np.load(output) as stored:
         outputs = dict(stored)
     report = json.loads(check.stdout)
-    return Installed(report=report, outputs=outputs, help_text=help_text, listen=listen, venv=venv)
+    commands = run_device_commands(venv, inputs)
+    return Installed(
+        report=report, outputs=outputs, help_text=help_text, listen=listen, venv=venv, commands=commands
+    )
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +196,7 @@ def reference(tmp_path_factory, bundles) -> dict:
     """Inputs for every environment, and this environment's results on them."""
     inputs = tmp_path_factory.mktemp("inputs")
     clips = write_inputs(inputs)
+    write_wearer(inputs / "wearer", n=5, seconds=0.6)
     outputs = {"features": clips[-1], **{p: b.predict_utterances(clips) for p, b in bundles.items()}}
     listen = subprocess.run(
         [sys.executable, "-m", "edge_emo", *LISTEN],
@@ -212,11 +257,22 @@ def test_plain_install_runs_the_device_path(installs, reference, name):
         assert command in result.help_text
 
 
-def test_oldest_onnxruntime_gives_the_same_outputs(installs, reference):
-    result = result_of(installs, "oldest-onnxruntime")
+@pytest.mark.parametrize("name", ["oldest-onnxruntime", "oldest-onnxruntime-py3.11"])
+def test_oldest_onnxruntime_gives_the_same_outputs(installs, reference, name):
+    result = result_of(installs, name)
     assert result.report["onnxruntime"] == OLDEST_ONNXRUNTIME
     newest = tuple(int(p) for p in onnxruntime.__version__.split(".")[:2])
     assert newest > (1, 16), (
         f"this environment should have a newer onnxruntime, has {onnxruntime.__version__}"
     )
     assert_same_predictions(result, reference)
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_every_device_command_runs(installs, name):
+    """record, personalize, listen, evaluate and bench --quick in each install; on the oldest onnxruntime
+    (numpy 1.x) too, where importing the opensmile package would load pyarrow, which needs numpy 2."""
+    result = result_of(installs, name)
+    assert set(result.commands) == set(DEVICE_COMMANDS)
+    failed = {command: why for command, why in result.commands.items() if why}
+    assert not failed, failed
