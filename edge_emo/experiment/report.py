@@ -119,10 +119,12 @@ def f1_table(summary: dict) -> str:
         cells = [_mean_std(summary["models"][m][top][k]) for m in models]
         lines.append(f"| **{TITLES[k]}** | " + " | ".join(cells) + f" | {summary['zeros'][k]:.3f} |")
     for k in CATEGORICAL:
-        cells = [_with_interval(summary["models"][m][top].get(k)) for m in models]
-        zero = summary["zeros"].get(k)
-        if any(c != "-" for c in cells):
-            lines.append(f"| **{TITLES[k]}** | " + " | ".join(cells) + f" | {_number(zero)} |")
+        if k == "false_cue_ordinary" and summary["zeros"].get(k) is None:
+            continue  # no --ordinary speech
+        cells = [_with_interval(summary["models"][m][top].get(k), k) for m in models]
+        lines.append(
+            f"| **{TITLES[k]}** | " + " | ".join(cells) + f" | {_number(summary['zeros'].get(k), k)} |"
+        )
     lines += ["", CATEGORICAL_NOTE]
     return "\n".join(lines) + "\n"
 
@@ -131,18 +133,22 @@ CATEGORICAL_NOTE = (
     f"Readout: the strongest emotion if >= {PRESENT}, else neutral (truth: the same rule on the labels). "
     "UAR: mean recall over the classes in the truth; false cues: share of neutral clips (or of ordinary "
     "speech clips) with any intensity >= 0.5. All on the clipped 0..3 output. UAR and false-cue rows: "
-    "mean ± std [95% interval] (n < 2: no interval); '-': nothing to measure."
+    "mean ± std [95% interval] (n < 2: no interval)."
 )
 
 
-def _number(x) -> str:
-    return "-" if x is None else f"{x:.3f}"
+# What stands for a value that could not be measured.
+MISSING = {"false_cue_neutral": "no neutral clips", "false_cue_ordinary": "no --ordinary speech"}
 
 
-def _with_interval(d: dict | None) -> str:
-    """'0.412 ± 0.051 [0.331, 0.493]' from a `describe` dict; '-' for None."""
+def _number(x, key: str = "") -> str:
+    return MISSING.get(key, "-") if x is None else f"{x:.3f}"
+
+
+def _with_interval(d: dict | None, key: str = "") -> str:
+    """'0.412 ± 0.051 [0.331, 0.493]' from a `describe` dict; for None, what was missing."""
     if d is None:
-        return "-"
+        return _number(None, key)
     ci = "" if d["ci95"] is None else f" [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
     return _mean_std(d) + ci
 
@@ -358,7 +364,7 @@ def fold_table(summary: dict) -> str:
     keys = ("macro_f1", *CATEGORICAL)
     lines = [
         f"Per fold, {top} labeled clips (each fold: mean over its draws; last row: mean ± std over folds "
-        "[95% Student-t interval]; '-': nothing to measure)",
+        "[95% Student-t interval])",
     ]
     for model, per_budget in summary["per_fold"].items():
         if top not in per_budget:
@@ -371,11 +377,11 @@ def fold_table(summary: dict) -> str:
             "|---" * (len(keys) + 1) + "|",
         ]
         for entry in per_budget[top]:
-            lines.append(f"| {entry['fold']} | " + " | ".join(_number(entry[k]) for k in keys) + " |")
+            lines.append(f"| {entry['fold']} | " + " | ".join(_number(entry[k], k) for k in keys) + " |")
         stats = summary["models"][model][top]
-        lines.append("| **mean** | " + " | ".join(_with_interval(stats.get(k)) for k in keys) + " |")
+        lines.append("| **mean** | " + " | ".join(_with_interval(stats.get(k), k) for k in keys) + " |")
     zeros = summary["zeros"]
-    lines += ["", "all-zeros: " + ", ".join(f"{TITLES[k]} {_number(zeros.get(k))}" for k in keys)]
+    lines += ["", "all-zeros: " + ", ".join(f"{TITLES[k]} {_number(zeros.get(k), k)}" for k in keys)]
     return "\n".join(lines) + "\n"
 
 
@@ -418,7 +424,7 @@ def macro_f1_lines(summary: dict, budgets: Sequence[int] | None = None) -> list[
             ci = "" if d["ci95"] is None else f" (95% interval {d['ci95'][0]:.3f} to {d['ci95'][1]:.3f})"
             line = f"{model}, {b} labels: macro-F1 {d['mean']:.3f}{ci} over {d['n']} {unit}(s)"
             for k in ("uar", "false_cue_neutral", "false_cue_ordinary"):
-                if entry.get(k) is not None:
-                    line += f"; {TITLES[k]} {_with_interval(entry[k])}"
+                if entry.get(k) is not None or k == "false_cue_neutral":
+                    line += f"; {TITLES[k]} {_with_interval(entry.get(k), k)}"
             lines.append(line)
     return [*lines, f"all-zeros: macro-F1 {summary['zeros']['macro_f1']:.3f}"]

@@ -52,7 +52,7 @@ def cv_run(tmp_path_factory) -> tuple[Path, str]:
     out = tmp / "run"
     stdout = edge_emo(
         "experiment", corpus, "--out", out, "--cv", "speakers", "--folds", "3", "--budgets", "100",
-        "--ordinary", ordinary_speech(tmp / "ordinary"), *SMALL,
+        "--ordinary", ordinary_speech(tmp / "ordinary"), *SMALL, timeout=900,
     ).stdout  # fmt: skip
     return out, stdout
 
@@ -97,7 +97,7 @@ def test_cross_corpus_run_reports_the_readout(tmp_path):
     other = with_neutral(tmp_path / "b", n_speakers=2, per_speaker=3, seconds=1.1)
     out = tmp_path / "run"
     edge_emo("experiment", train, "--eval", other, "--out", out, "--budgets", "100",
-             "--ordinary", ordinary_speech(tmp_path / "o"), *SMALL)  # fmt: skip
+             "--ordinary", ordinary_speech(tmp_path / "o"), *SMALL, timeout=900)  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_eval_clips"] == 6
     for model in ("ssl", "ridge", "baseline"):
@@ -117,3 +117,41 @@ def test_a_run_from_before_the_readout_columns_resumes(tmp_path):
         writer.writerow(row)
     results = Results(path, EMOTIONS)
     assert results.rows[0]["macro_f1"] == 1.0 and math.isnan(results.rows[0]["uar"])
+
+
+def test_folds_without_neutral_clips_say_so():
+    from edge_emo.experiment.report import fold_table, macro_f1_lines
+
+    def fold(name, f1):
+        return {"fold": name, "macro_f1": f1, "uar": 0.5, "wa": 0.5, "false_cue_neutral": None,
+                "false_cue_ordinary": None}  # fmt: skip
+
+    stats = {"n": 2, "mean": 0.5, "std": 0.0, "ci95": [0.5, 0.5]}
+    summary = {
+        "budgets": [8],
+        "unit": "fold",
+        "per_fold": {"ssl": {"8": [fold("cv1", 0.4), fold("cv2", 0.6)]}},
+        "models": {
+            "ssl": {
+                "8": {
+                    "macro_f1": stats,
+                    "uar": stats,
+                    "wa": stats,
+                    "false_cue_neutral": None,
+                    "false_cue_ordinary": None,
+                }
+            }
+        },
+        "zeros": {
+            "macro_f1": 0.0,
+            "uar": 0.25,
+            "wa": 0.0,
+            "false_cue_neutral": None,
+            "false_cue_ordinary": None,
+        },
+    }
+    table = fold_table(summary)
+    assert "| cv1 | 0.400 | 0.500 | 0.500 | no neutral clips | no --ordinary speech |" in table
+    assert "nan" not in table.lower()
+    (line,) = macro_f1_lines(summary)
+    assert "false cues on neutral clips no neutral clips" in line and "ordinary" not in line
