@@ -178,7 +178,7 @@ class EmotionRecognizer:
         # Written so that NaN fails too (every comparison with NaN is false).
         if not (0 < update_interval_s < math.inf and 0 <= smoothing_s < math.inf and threads >= 1):
             raise ValueError("update_interval_s must be > 0, smoothing_s >= 0 (both finite) and threads >= 1")
-        if vad is not None and not (-120 <= vad.threshold_db <= 0):
+        if vad is not None and vad.threshold_db is not None and not (-120 <= vad.threshold_db <= 0):
             raise ValueError(f"VAD threshold {vad.threshold_db} dBFS is outside -120..0")
         self.bundle = bundle
         self.emotions = bundle.emotions
