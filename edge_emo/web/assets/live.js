@@ -1,0 +1,166 @@
+// The live page of `edge-emo listen --serve`: one EventSource, redrawn at most once per animation frame.
+"use strict";
+const token = new URLSearchParams(location.search).get("token") || "";
+const $ = (id) => document.getElementById(id);
+let settings = null;  // from the "hello" event: model, source, emotions, colours, scale, timeline span
+let history = [];     // updates of the last settings.history_s seconds
+let latest = null;    // the newest "update" event: {update, utterances, dropped_blocks}
+let skipped = 0;      // updates the server dropped because this browser fell behind
+let drawPending = false;
+
+function setup(s) {
+  settings = s;
+  history = [];
+  latest = null;
+  $("span-s").textContent = Math.round(s.history_s);
+  $("bars").innerHTML = "";
+  $("legend").innerHTML = "";
+  for (const name of s.emotions) {
+    const row = [["name", name], ["track", ""], ["value", "0.00"]].map(([cls, text]) => {
+      const el = document.createElement("div");
+      el.className = cls;
+      el.textContent = text;
+      return el;
+    });
+    const fill = document.createElement("div");
+    fill.className = "fill";
+    fill.style.background = s.colors[name];
+    row[1].appendChild(fill);
+    row[0].id = "name-" + name;
+    fill.id = "fill-" + name;
+    row[2].id = "value-" + name;
+    $("bars").append(...row);
+    const item = document.createElement("span");
+    item.innerHTML = '<span class="swatch"></span>';
+    item.firstChild.style.background = s.colors[name];
+    item.append(name);
+    $("legend").appendChild(item);
+  }
+  schedule();
+}
+
+function onUpdate(msg) {
+  const u = msg.update;
+  if (history.length && u.time_s < history[history.length - 1].time_s) history = [];  // a new stream
+  history.push(u);
+  while (history[0].time_s < u.time_s - settings.history_s) history.shift();
+  latest = msg;
+  schedule();
+}
+
+function schedule() {
+  if (!drawPending) {
+    drawPending = true;
+    requestAnimationFrame(() => { drawPending = false; draw(); });
+  }
+}
+
+function draw() {
+  if (!settings) return;
+  const u = latest && latest.update;
+  for (const name of settings.emotions) {
+    const v = u ? u.intensities[name] : 0;
+    $("fill-" + name).style.width = (100 * Math.min(1, v / settings.max_intensity)).toFixed(1) + "%";
+    $("value-" + name).textContent = v.toFixed(2);
+    $("name-" + name).classList.toggle("top", !!u && u.dominant === name);
+  }
+  const dom = $("dominant");
+  dom.innerHTML = "";
+  if (u && u.dominant) {
+    const dot = document.createElement("span");
+    dot.className = "swatch";
+    dot.style.background = settings.colors[u.dominant];
+    dom.append(dot, u.dominant);
+  } else {
+    dom.textContent = u && u.speech ? "none yet" : "–";
+  }
+  $("speech").textContent = u && u.speech ? "● speech" : "○ silence";
+  $("speech").classList.toggle("on", !!u && u.speech);
+  const db = u ? Math.max(u.level_db, -99) : null;
+  $("level-fill").style.width = u ? Math.max(0, Math.min(100, (100 * (db + 60)) / 60)).toFixed(1) + "%" : "0";
+  $("level-db").textContent = u ? db.toFixed(1) + " dBFS" : "–";
+  const parts = [settings.source, "model " + settings.model];
+  if (u) parts.push("t = " + u.time_s.toFixed(1) + " s", "utterances: " + latest.utterances,
+                    "dropped audio blocks: " + latest.dropped_blocks);
+  if (skipped) parts.push("updates skipped (slow connection): " + skipped);
+  $("footer").textContent = parts.filter(Boolean).join(" · ");
+  drawTimeline();
+}
+
+function drawTimeline() {
+  const canvas = $("timeline");
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(h * ratio)) {
+    canvas.width = Math.round(w * ratio);
+    canvas.height = Math.round(h * ratio);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const css = getComputedStyle(document.body);
+  const muted = css.getPropertyValue("--muted"), line = css.getPropertyValue("--line");
+  const left = 22, bottom = 18, top = 16, plotW = w - left - 4, plotH = h - top - bottom;
+  const now = history.length ? history[history.length - 1].time_s : 0;
+  const span = settings.history_s, t0 = Math.max(0, now - span);
+  const x = (t) => left + ((t - t0) / span) * plotW;
+  const y = (v) => top + plotH * (1 - Math.min(1, v / settings.max_intensity));
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.fillStyle = muted;
+  ctx.strokeStyle = line;
+  ctx.lineWidth = 1;
+  for (let v = 0; v <= settings.max_intensity; v++) {
+    ctx.beginPath(); ctx.moveTo(left, y(v)); ctx.lineTo(left + plotW, y(v)); ctx.stroke();
+    ctx.fillText(String(v), 6, y(v) + 4);
+  }
+  // speech: shaded spans
+  ctx.fillStyle = css.getPropertyValue("--speech");
+  let start = null;
+  history.forEach((u, i) => {
+    if (u.speech && start === null) start = i ? history[i - 1].time_s : u.time_s;
+    if ((!u.speech || i === history.length - 1) && start !== null) {
+      ctx.fillRect(x(start), top, x(u.time_s) - x(start), plotH);
+      start = null;
+    }
+  });
+  // one line per emotion
+  ctx.lineWidth = 2;
+  ctx.lineJoin = "round";
+  for (const name of settings.emotions) {
+    ctx.strokeStyle = settings.colors[name];
+    ctx.beginPath();
+    history.forEach((u, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, x(u.time_s), y(u.intensities[name])));
+    ctx.stroke();
+  }
+  // each finished utterance: a dot of its dominant emotion's colour above its end
+  for (const u of history) {
+    if (!u.final || !u.dominant) continue;
+    ctx.fillStyle = settings.colors[u.dominant];
+    ctx.beginPath(); ctx.arc(x(u.time_s), top - 8, 5, 0, 2 * Math.PI); ctx.fill();
+  }
+  ctx.fillStyle = muted;
+  ctx.textAlign = "right";
+  ctx.fillText(now.toFixed(0) + " s", left + plotW, h - 4);
+  ctx.textAlign = "left";
+  ctx.fillText(t0.toFixed(0) + " s", left, h - 4);
+  ctx.textAlign = "start";
+}
+
+function status(text, live) {
+  $("status").textContent = text;
+  $("status").classList.toggle("live", live);
+}
+
+function connect() {
+  const events = new EventSource("events?token=" + encodeURIComponent(token));
+  events.onopen = () => status("live", true);
+  events.onerror = () => status(events.readyState === EventSource.CLOSED ? "not allowed or gone" : "reconnecting…", false);
+  events.addEventListener("hello", (e) => setup(JSON.parse(e.data)));
+  events.addEventListener("stream", (e) => { settings.source = JSON.parse(e.data).source; history = []; latest = null; schedule(); });
+  events.addEventListener("update", (e) => onUpdate(JSON.parse(e.data)));
+  events.addEventListener("dropped", (e) => { skipped = Number(e.data); schedule(); });
+  events.addEventListener("end", () => { events.close(); status("listen has ended", false); });
+}
+
+window.addEventListener("resize", schedule);
+connect();
