@@ -102,7 +102,7 @@ function drawTimeline() {
   const muted = css.getPropertyValue("--muted"), line = css.getPropertyValue("--line");
   const left = 22, bottom = 18, top = 16, plotW = w - left - 4, plotH = h - top - bottom;
   const now = history.length ? history[history.length - 1].time_s : 0;
-  const span = settings.history_s, t0 = Math.max(0, now - span);
+  const span = settings.history_s, t0 = now - span;  // now at the right edge, older to the left
   const x = (t) => left + ((t - t0) / span) * plotW;
   const y = (v) => top + plotH * (1 - Math.min(1, v / settings.max_intensity));
   ctx.font = "11px system-ui, sans-serif";
@@ -139,10 +139,10 @@ function drawTimeline() {
     ctx.beginPath(); ctx.arc(x(u.time_s), top - 8, 5, 0, 2 * Math.PI); ctx.fill();
   }
   ctx.fillStyle = muted;
-  ctx.textAlign = "right";
-  ctx.fillText(now.toFixed(0) + " s", left + plotW, h - 4);
-  ctx.textAlign = "left";
-  ctx.fillText(t0.toFixed(0) + " s", left, h - 4);
+  for (const [ago, align] of [[span, "left"], [span / 2, "center"], [0, "right"]]) {
+    ctx.textAlign = align;
+    ctx.fillText(ago ? "−" + ago.toFixed(0) + " s" : "now", x(now - ago), h - 4);
+  }
   ctx.textAlign = "start";
 }
 
