@@ -1,5 +1,6 @@
 # System packages edge-emo needs beside Python: PortAudio (sounddevice's audio I/O), gcc (the firmware
-# bridge's C decoder tests), Chromium and its WebDriver (the web view's browser tests, `timeline --png`). Sourced by the set-up scripts; installs only what is missing.
+# bridge's C decoder tests), Chromium and its WebDriver (the web view's browser tests, `timeline --png`).
+# Sourced by the set-up scripts; installs only what is missing.
 missing=()
 ldconfig -p | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
 command -v gcc >/dev/null || missing+=(gcc)

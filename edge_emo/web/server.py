@@ -37,6 +37,7 @@ HISTORY_S = 60.0  # what a browser that connects late is sent first: the page's 
 OUTBOX = 100  # updates a browser may lag behind before the oldest are dropped (10 s at the default rate)
 KEEPALIVE_S = 5.0  # a comment line this often: proxies keep the stream open, dead clients are noticed
 SEND_TIMEOUT_S = 20.0  # a browser that takes no data for this long is disconnected
+SEND_BUFFER = 16384  # bytes of socket buffer per event stream (Linux doubles it)
 MAX_CLIENTS = 8  # event streams at once; each is a thread on a small board
 CLOSE_WAIT_S = 1.0  # at the end, how long browsers get to receive the last updates
 
@@ -254,6 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = SEND_TIMEOUT_S  # the socket's: a write to a browser that stopped reading fails after this
     protocol_version = "HTTP/1.1"
+    server_version = "edge-emo"
+    sys_version = ""
 
     def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
         pass  # stderr belongs to listen (and its terminal view)
@@ -285,6 +288,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, view: WebView) -> None:
         self.close_connection = True
+        # A small kernel buffer: a browser that stops reading holds little there; the rest is the
+        # outbox's to drop and count.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
