@@ -571,7 +571,8 @@ def listen(
         ),
     ] = 60.0,
     serve: Annotated[
-        bool, typer.Option(help="Also show the updates on a web page; prints its address with an access token.")
+        bool,
+        typer.Option(help="Also show the updates on a web page; prints its address with an access token."),
     ] = False,
     serve_address: Annotated[
         Optional[str],

@@ -236,7 +236,9 @@ class WebView:
 def _page() -> bytes:
     """live.html with its style sheet and script inlined: one request, nothing else to fetch."""
     html = (ASSETS / "live.html").read_text(encoding="utf-8")
-    css = (ASSETS / "common.css").read_text(encoding="utf-8") + (ASSETS / "live.css").read_text(encoding="utf-8")
+    css = (ASSETS / "common.css").read_text(encoding="utf-8") + (ASSETS / "live.css").read_text(
+        encoding="utf-8"
+    )
     js = (ASSETS / "live.js").read_text(encoding="utf-8")
     return html.replace("/*STYLE*/", css).replace("/*SCRIPT*/", js).encode()
 
@@ -258,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "edge-emo"
     sys_version = ""
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format, *args) -> None:
         pass  # stderr belongs to listen (and its terminal view)
 
     def do_GET(self) -> None:
@@ -267,7 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path not in ("/", "/events"):
             return self._reply(404, "text/plain", b"not found\n")
         if not view.authorized(url.query, self.headers.get("Authorization")):
-            return self._reply(401, "text/plain", b"token required: open the address edge-emo listen printed\n")
+            return self._reply(
+                401, "text/plain", b"token required: open the address edge-emo listen printed\n"
+            )
         if url.path == "/":
             return self._reply(200, "text/html; charset=utf-8", view.page)
         if len(view.clients) >= MAX_CLIENTS:

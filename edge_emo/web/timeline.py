@@ -92,9 +92,13 @@ def read_log(path: Path, say: Callable[[str], None]) -> Session:
         if u["final"] and u["utterance_start_s"] is not None:
             start = offset + float(u["utterance_start_s"])
             intensities = dict(zip(session.emotions, values))
-            session.utterances.append(Utterance(start, start + float(u["utterance_s"]), u["dominant"], intensities))
+            session.utterances.append(
+                Utterance(start, start + float(u["utterance_s"]), u["dominant"], intensities)
+            )
     if session is None:
-        raise ValueError(f"{path}: no updates in the log (make one with `edge-emo listen --json > LOG.jsonl`)")
+        raise ValueError(
+            f"{path}: no updates in the log (make one with `edge-emo listen --json > LOG.jsonl`)"
+        )
     return session
 
 
@@ -157,7 +161,7 @@ def svg(session: Session, max_intensity: float, width: int = 1000) -> str:
         fill = palette.get(u.dominant, "#9a9aa0")
         detail = ", ".join(f"{e} {v:.2f}" for e, v in u.intensities.items())
         out.append(
-            f'<g><title>{clock(u.start_s)}–{clock(u.end_s)}: {html.escape(u.dominant or "no dominant")} '
+            f"<g><title>{clock(u.start_s)}–{clock(u.end_s)}: {html.escape(u.dominant or 'no dominant')} "
             f"({detail})</title>"
             f'<rect x="{x0:.1f}" y="2" width="{w:.1f}" height="{strip - 4}" rx="4" fill="{fill}"/>'
         )
@@ -183,7 +187,9 @@ def svg(session: Session, max_intensity: float, width: int = 1000) -> str:
     t = 0.0
     while t <= span + 1e-9:
         out.append(f'<line class="tick" x1="{x(t):.1f}" y1="{bottom}" x2="{x(t):.1f}" y2="{bottom + 5}"/>')
-        out.append(f'<text class="axis" x="{x(t):.1f}" y="{bottom + 19}" text-anchor="middle">{clock(t)}</text>')
+        out.append(
+            f'<text class="axis" x="{x(t):.1f}" y="{bottom + 19}" text-anchor="middle">{clock(t)}</text>'
+        )
         t += step
     out.append("</svg>")
     return "\n".join(out)
@@ -206,24 +212,15 @@ def render(session: Session, title: str, max_intensity: float, table: bool = Tru
     )
     rows = ""
     if table and session.utterances:
-        body = "".join(
-            f"<tr><td>{i}</td><td>{clock(u.start_s)}</td><td>{u.end_s - u.start_s:.1f} s</td><td>"
-            + (f'<span class="swatch" style="background:{palette[u.dominant]}"></span>{html.escape(u.dominant)}'
-               if u.dominant else '<span class="muted">none</span>')  # fmt: skip
-            + "</td><td class='muted'>"
-            + ", ".join(
-                f"{html.escape(e)} {v:.1f}"
-                for e, v in sorted(u.intensities.items(), key=lambda kv: -kv[1])[:3]
-            )
-            + "</td></tr>"
-            for i, u in enumerate(session.utterances, 1)
-        )
+        body = "".join(_row(i, u, palette) for i, u in enumerate(session.utterances, 1))
         rows = (
             '<section class="card"><h2>Utterances</h2><div class="scroll"><table><thead><tr><th>#</th>'
             "<th>start</th><th>length</th><th>dominant</th><th>strongest</th></tr></thead>"
             f"<tbody>{body}</tbody></table></div></section>"
         )
-    css = (ASSETS / "common.css").read_text(encoding="utf-8") + (ASSETS / "timeline.css").read_text(encoding="utf-8")
+    css = (ASSETS / "common.css").read_text(encoding="utf-8") + (ASSETS / "timeline.css").read_text(
+        encoding="utf-8"
+    )
     return (
         f"{MARKER}\n<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -238,12 +235,30 @@ def render(session: Session, title: str, max_intensity: float, table: bool = Tru
     )
 
 
+def _row(i: int, u: Utterance, palette: dict[str, str]) -> str:
+    """One utterance in the table: start, length, dominant emotion, its three strongest intensities."""
+    if u.dominant:
+        dominant = (
+            f'<span class="swatch" style="background:{palette[u.dominant]}"></span>{html.escape(u.dominant)}'
+        )
+    else:
+        dominant = '<span class="muted">none</span>'
+    strongest = sorted(u.intensities.items(), key=lambda kv: -kv[1])[:3]
+    detail = ", ".join(f"{html.escape(e)} {v:.1f}" for e, v in strongest)
+    return (
+        f"<tr><td>{i}</td><td>{clock(u.start_s)}</td><td>{u.end_s - u.start_s:.1f} s</td><td>{dominant}</td>"
+        f"<td class='muted'>{detail}</td></tr>"
+    )
+
+
 def find_browser() -> str:
     for name in BROWSERS:
         found = shutil.which(name)
         if found:
             return found
-    raise ValueError("--png needs Chromium to draw the page (e.g. `apt install chromium`); the HTML is written")
+    raise ValueError(
+        "--png needs Chromium to draw the page (e.g. `apt install chromium`), or leave out --png"
+    )
 
 
 def screenshot(page: Path, png: Path, size: tuple[int, int], browser: str | None = None) -> None:
@@ -269,7 +284,9 @@ def _writable(path: Path, marker_file: Path) -> None:
     """Refuse to overwrite a file this command did not write (an HTML without MARKER, or its PNG)."""
     if not path.exists():
         return
-    ours = marker_file.is_file() and marker_file.read_text(encoding="utf-8", errors="replace").startswith(MARKER)
+    ours = marker_file.is_file() and marker_file.read_text(encoding="utf-8", errors="replace").startswith(
+        MARKER
+    )
     if not ours:
         raise ValueError(f"{path} exists and was not written by edge-emo timeline; choose another --out")
 

@@ -68,7 +68,9 @@ class Listening:
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
             if not line:
-                raise AssertionError(f"listen ended before serving: {''.join(self.err)}{self.proc.stderr.read()}")
+                raise AssertionError(
+                    f"listen ended before serving: {''.join(self.err)}{self.proc.stderr.read()}"
+                )
             self.err.append(line)
             if line.startswith("web view: http"):
                 self.url = line.split()[-1]

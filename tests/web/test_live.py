@@ -25,7 +25,9 @@ def bars(driver, emotions) -> dict[str, str]:
 def test_the_page_loads_offline_and_follows_a_file_streamed_in_real_time(bundle, browser, tmp_path):
     from selenium.webdriver.support.wait import WebDriverWait
 
-    listen = Listening("--model", bundle.path, "--input", "sample", "--json", "--serve-address", "127.0.0.1:0")
+    listen = Listening(
+        "--model", bundle.path, "--input", "sample", "--json", "--serve-address", "127.0.0.1:0"
+    )
     browser.get(listen.url)
     WebDriverWait(browser, 30).until(lambda d: d.find_elements("id", f"value-{bundle.emotions[0]}"))
     seen = []
@@ -108,8 +110,13 @@ def test_serving_beyond_loopback_warns_and_bad_addresses_fail_clearly(bundle, cl
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        for address, message in [("127.0.0.1:port", "not HOST:PORT"), (f"127.0.0.1:{port}", "cannot serve there")]:
-            run = edge_emo("listen", "--model", bundle.path, "--input", clip_path, "--fast", "--serve-address", address)
+        for address, message in [
+            ("127.0.0.1:port", "not HOST:PORT"),
+            (f"127.0.0.1:{port}", "cannot serve there"),
+        ]:
+            run = edge_emo(
+                "listen", "--model", bundle.path, "--input", clip_path, "--fast", "--serve-address", address
+            )
             assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
@@ -130,7 +137,17 @@ def test_addresses(text, expected):
 
 def test_serving_runs_without_torch(bundle, clip_path):
     run = edge_emo_without_torch(
-        ["listen", "--model", bundle.path, "--input", clip_path, "--fast", "--json", "--serve-address", "127.0.0.1:0"]
+        [
+            "listen",
+            "--model",
+            bundle.path,
+            "--input",
+            clip_path,
+            "--fast",
+            "--json",
+            "--serve-address",
+            "127.0.0.1:0",
+        ]
     )
     assert run.returncode == 0, run.stderr
     assert "web view: http://127.0.0.1:" in run.stderr and "0 updates dropped" in run.stderr
