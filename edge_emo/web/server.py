@@ -132,7 +132,8 @@ class WebView:
         self.clients: set[_Outbox] = set()
         self.connections = 0  # event streams opened in all
         self.dropped = 0  # updates dropped for browsers that disconnected
-        self._history: deque[tuple[float, bytes]] = deque()
+        self._history: deque[tuple[float, bytes]] = deque()  # (t, event) of the last HISTORY_S
+        self._offset = self._last = 0.0  # start of the current stream, newest update (s since the first)
         self._lock = threading.Lock()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server_class = type("Server", (_Server,), {"address_family": family})
@@ -164,25 +165,26 @@ class WebView:
     # --- the listen loop's side: never blocks on a browser ---------------------------------------------
 
     def start_stream(self, source: str) -> None:
-        """A new stream (a file of several, or the microphone): the timeline starts again."""
-        message = _event("stream", json.dumps({"source": source}))
-        with self._lock:
-            self.source = source
-            self._history.clear()
-            clients = list(self.clients)
-        for client in clients:
-            client.put(message)
+        """A new stream (the next of several files): its time starts again at 0, the page's timeline goes
+        on (`t`: seconds since the first stream began, as `edge-emo timeline` draws several streams)."""
+        self._send("stream", json.dumps({"source": source, "t": round(self._last, 3)}), self._last)
+        self._offset = self._last
+        self.source = source
 
     def publish(self, update, summary) -> None:
         """Send an EmotionUpdate and listen's counters to every browser."""
-        message = _event(
-            "update",
-            f'{{"update": {update.to_json()}, "utterances": {summary.utterances}, '
-            f'"dropped_blocks": {summary.dropped_blocks}}}',
+        self._last = self._offset + update.time_s
+        data = (
+            f'{{"t": {self._last:.3f}, "update": {update.to_json()}, "utterances": {summary.utterances}, '
+            f'"dropped_blocks": {summary.dropped_blocks}}}'
         )
+        self._send("update", data, self._last)
+
+    def _send(self, kind: str, data: str, t: float) -> None:
+        message = _event(kind, data)
         with self._lock:
-            self._history.append((update.time_s, message))
-            while self._history[0][0] < update.time_s - HISTORY_S:
+            self._history.append((t, message))
+            while self._history[0][0] < t - HISTORY_S:
                 self._history.popleft()
             clients = list(self.clients)
         for client in clients:

@@ -130,6 +130,14 @@ def _thin(session: Session) -> list[tuple[float, list[float], bool]]:
     return thinned
 
 
+def _fit(label: str, width: float, char_px: float = 7.2) -> str:
+    """The label, or its start and an ellipsis, that fits in `width` (12 px bold); empty if under 3 letters do."""
+    fits = int((width - 8) / char_px)
+    if fits >= len(label):
+        return label
+    return label[: fits - 1] + "…" if fits >= 4 else ""
+
+
 def svg(session: Session, max_intensity: float, width: int = 1000) -> str:
     """The chart: a strip of utterances coloured by dominant emotion, one lane per emotion, a time axis."""
     palette = colors(session.emotions)
@@ -165,8 +173,8 @@ def svg(session: Session, max_intensity: float, width: int = 1000) -> str:
             f"({detail})</title>"
             f'<rect x="{x0:.1f}" y="2" width="{w:.1f}" height="{strip - 4}" rx="4" fill="{fill}"/>'
         )
-        label = u.dominant or "–"
-        if w > 8 * len(label) + 8:
+        label = _fit(u.dominant or "–", w)
+        if label:
             out.append(f'<text class="on-color" x="{x0 + w / 2:.1f}" y="{strip / 2 + 5}" text-anchor="middle">'
                        f"{html.escape(label)}</text>")  # fmt: skip
         out.append("</g>")
@@ -215,7 +223,7 @@ def render(session: Session, title: str, max_intensity: float, table: bool = Tru
         body = "".join(_row(i, u, palette) for i, u in enumerate(session.utterances, 1))
         rows = (
             '<section class="card"><h2>Utterances</h2><div class="scroll"><table><thead><tr><th>#</th>'
-            "<th>start</th><th>length</th><th>dominant</th><th>strongest</th></tr></thead>"
+            "<th>start</th><th>length</th><th>dominant</th><th class='strongest'>strongest</th></tr></thead>"
             f"<tbody>{body}</tbody></table></div></section>"
         )
     css = (ASSETS / "common.css").read_text(encoding="utf-8") + (ASSETS / "timeline.css").read_text(
@@ -229,8 +237,10 @@ def render(session: Session, title: str, max_intensity: float, table: bool = Tru
         f"<header><h1>edge-emo timeline <span>{html.escape(title)}</span></h1></header>"
         f"<p class='summary'>{summary}</p>"
         f"<section class='card'><h2>Dominant emotion per utterance <span>· intensity 0–{max_intensity:g} "
-        f"per emotion · shaded: speech</span></h2>"
-        f"<div class='scroll'>{svg(session, max_intensity)}</div><div class='legend'>{chips}</div></section>"
+        f"per emotion · shaded: speech{' · dashed: next stream' if session.stream_starts else ''}</span></h2>"
+        f"<div class='scroll'>{svg(session, max_intensity)}</div>"
+        "<p class='hint'>swipe the chart sideways to see all of it</p>"
+        f"<div class='legend'><span class='muted'>utterances per dominant emotion:</span>{chips}</div></section>"
         f"{rows}</main></body></html>\n"
     )
 
@@ -247,7 +257,7 @@ def _row(i: int, u: Utterance, palette: dict[str, str]) -> str:
     detail = ", ".join(f"{html.escape(e)} {v:.1f}" for e, v in strongest)
     return (
         f"<tr><td>{i}</td><td>{clock(u.start_s)}</td><td>{u.end_s - u.start_s:.1f} s</td><td>{dominant}</td>"
-        f"<td class='muted'>{detail}</td></tr>"
+        f"<td class='muted strongest'>{detail}</td></tr>"
     )
 
 

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from tests.cli import edge_emo, edge_emo_without_torch
-from tests.web.conftest import need_chromium
+from tests.web.conftest import need_chromium, resize
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_the_page_and_png_show_every_utterance_and_its_dominant_emotion(two_stre
     assert len(finals) >= 2
     page = (tmp_path / "day.html").read_text()
     assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)|(src|href)=|<script", page)  # self-contained
-    browser.set_window_size(1100, 900)
+    resize(browser, (1100, 900))
     browser.get((tmp_path / "day.html").as_uri())
     rows = browser.find_elements("css selector", "tbody tr")
     assert [r.find_elements("tag name", "td")[3].text for r in rows] == [

@@ -3,14 +3,16 @@
 const token = new URLSearchParams(location.search).get("token") || "";
 const $ = (id) => document.getElementById(id);
 let settings = null;  // from the "hello" event: model, source, emotions, colours, scale, timeline span
-let history = [];     // updates of the last settings.history_s seconds
+let recent = [];     // {t, u}: the updates of the last settings.history_s seconds (t: since the first stream)
+let streams = [];     // t where a stream after the first began
 let latest = null;    // the newest "update" event: {update, utterances, dropped_blocks}
 let skipped = 0;      // updates the server dropped because this browser fell behind
 let drawPending = false;
 
 function setup(s) {
   settings = s;
-  history = [];
+  recent = [];
+  streams = [];
   latest = null;
   $("span-s").textContent = Math.round(s.history_s);
   $("bars").innerHTML = "";
@@ -40,11 +42,15 @@ function setup(s) {
 }
 
 function onUpdate(msg) {
-  const u = msg.update;
-  if (history.length && u.time_s < history[history.length - 1].time_s) history = [];  // a new stream
-  history.push(u);
-  while (history[0].time_s < u.time_s - settings.history_s) history.shift();
+  recent.push({ t: msg.t, u: msg.update });
+  while (recent[0].t < msg.t - settings.history_s) recent.shift();
   latest = msg;
+  schedule();
+}
+
+function onStream(msg) {
+  settings.source = msg.source;
+  if (msg.t > 0) streams.push(msg.t);
   schedule();
 }
 
@@ -101,7 +107,7 @@ function drawTimeline() {
   const css = getComputedStyle(document.body);
   const muted = css.getPropertyValue("--muted"), line = css.getPropertyValue("--line");
   const left = 22, bottom = 18, top = 16, plotW = w - left - 4, plotH = h - top - bottom;
-  const now = history.length ? history[history.length - 1].time_s : 0;
+  const now = recent.length ? recent[recent.length - 1].t : 0;
   const span = settings.history_s, t0 = now - span;  // now at the right edge, older to the left
   const x = (t) => left + ((t - t0) / span) * plotW;
   const y = (v) => top + plotH * (1 - Math.min(1, v / settings.max_intensity));
@@ -114,29 +120,37 @@ function drawTimeline() {
     ctx.fillText(String(v), 6, y(v) + 4);
   }
   // speech: shaded spans
-  ctx.fillStyle = css.getPropertyValue("--speech");
+  ctx.fillStyle = css.getPropertyValue("--speech-band");
   let start = null;
-  history.forEach((u, i) => {
-    if (u.speech && start === null) start = i ? history[i - 1].time_s : u.time_s;
-    if ((!u.speech || i === history.length - 1) && start !== null) {
-      ctx.fillRect(x(start), top, x(u.time_s) - x(start), plotH);
+  recent.forEach((p, i) => {
+    if (p.u.speech && start === null) start = i ? recent[i - 1].t : p.t;
+    if ((!p.u.speech || i === recent.length - 1) && start !== null) {
+      ctx.fillRect(x(start), top, x(p.t) - x(start), plotH);
       start = null;
     }
   });
+  // a new stream (the next file): a dashed line
+  ctx.strokeStyle = muted;
+  ctx.setLineDash([4, 4]);
+  for (const t of streams) {
+    if (t < t0) continue;
+    ctx.beginPath(); ctx.moveTo(x(t), top); ctx.lineTo(x(t), top + plotH); ctx.stroke();
+  }
+  ctx.setLineDash([]);
   // one line per emotion
   ctx.lineWidth = 2;
   ctx.lineJoin = "round";
   for (const name of settings.emotions) {
     ctx.strokeStyle = settings.colors[name];
     ctx.beginPath();
-    history.forEach((u, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, x(u.time_s), y(u.intensities[name])));
+    recent.forEach((p, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, x(p.t), y(p.u.intensities[name])));
     ctx.stroke();
   }
   // each finished utterance: a dot of its dominant emotion's colour above its end
-  for (const u of history) {
-    if (!u.final || !u.dominant) continue;
-    ctx.fillStyle = settings.colors[u.dominant];
-    ctx.beginPath(); ctx.arc(x(u.time_s), top - 8, 5, 0, 2 * Math.PI); ctx.fill();
+  for (const p of recent) {
+    if (!p.u.final || !p.u.dominant) continue;
+    ctx.fillStyle = settings.colors[p.u.dominant];
+    ctx.beginPath(); ctx.arc(x(p.t), top - 8, 5, 0, 2 * Math.PI); ctx.fill();
   }
   ctx.fillStyle = muted;
   for (const [ago, align] of [[span, "left"], [span / 2, "center"], [0, "right"]]) {
@@ -156,7 +170,7 @@ function connect() {
   events.onopen = () => status("live", true);
   events.onerror = () => status(events.readyState === EventSource.CLOSED ? "not allowed or gone" : "reconnecting…", false);
   events.addEventListener("hello", (e) => setup(JSON.parse(e.data)));
-  events.addEventListener("stream", (e) => { settings.source = JSON.parse(e.data).source; history = []; latest = null; schedule(); });
+  events.addEventListener("stream", (e) => onStream(JSON.parse(e.data)));
   events.addEventListener("update", (e) => onUpdate(JSON.parse(e.data)));
   events.addEventListener("dropped", (e) => { skipped = Number(e.data); schedule(); });
   events.addEventListener("end", () => { events.close(); status("listen has ended", false); });
