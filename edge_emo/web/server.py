@@ -26,7 +26,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from edge_emo.runtime.recognizer import MAX_INTENSITY
 from edge_emo.web import colors
@@ -154,7 +154,7 @@ class WebView:
                 "the address and its token can watch")  # fmt: skip
 
     def url(self, host: str) -> str:
-        return f"http://{host}:{self.port}/?token={self.token}"
+        return f"http://{host}:{self.port}/?token={quote(self.token, safe='')}"
 
     def authorized(self, query: str, authorization: str | None) -> bool:
         given = parse_qs(query).get("token", [""])[0]

@@ -99,3 +99,27 @@ def test_timeline_runs_without_torch(two_stream_log, tmp_path):
     run = edge_emo_without_torch(["timeline", two_stream_log, "--out", tmp_path / "t.html", "--png"])
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "t.png").is_file()
+
+
+def test_an_hour_long_log_is_thinned_and_keeps_its_peaks(two_stream_log, tmp_path):
+    """36 000 updates (an hour at the default rate), one spike: a page of bounded size, the spike drawn."""
+    from edge_emo.web.timeline import MAX_POINTS
+
+    template = json.loads(two_stream_log.read_text().splitlines()[0])
+    first = next(iter(template["intensities"]))
+    lines = []
+    for i in range(36_000):
+        update = {**template, "time_s": round(0.1 * (i + 1), 3), "speech": False, "final": False}
+        update["intensities"] = {
+            e: (3.0 if i == 20_000 and e == first else 0.0) for e in template["intensities"]
+        }
+        lines.append(json.dumps(update))
+    log = tmp_path / "hour.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    edge_emo("timeline", log, "--out", tmp_path / "hour.html", check=True)
+    page = (tmp_path / "hour.html").read_text()
+    assert len(page) < 1_000_000 and "1:00:00" in page  # the axis reaches an hour
+    lanes = re.findall(r'<polyline points="([^"]+)"', page)
+    assert len(lanes) == len(template["intensities"])
+    ys = [float(p.split(",")[1]) for p in lanes[0].split()]
+    assert len(ys) <= MAX_POINTS and min(ys) < max(ys)  # thinned, and the spike survived
