@@ -54,7 +54,7 @@ def parse_address(text: str) -> tuple[str, int]:
     else:  # a host alone, or a bare IPv6 address
         host, port = text, ""
     if (port and not port.isdigit()) or int(port or 0) > 65535:
-        raise ValueError(f"--serve {text!r}: not HOST:PORT (e.g. {DEFAULT_ADDRESS} or 0.0.0.0:8765)")
+        raise ValueError(f"--serve-address {text!r}: not HOST:PORT (e.g. {DEFAULT_ADDRESS} or 0.0.0.0:8765)")
     return host or default_host, int(port or default_port)
 
 
@@ -140,7 +140,9 @@ class WebView:
         try:
             self.httpd = server_class((host, port), _Handler)
         except OSError as e:
-            raise ValueError(f"--serve {host}:{port}: cannot serve there: {e.strerror or e}") from None
+            raise ValueError(
+                f"--serve-address {host}:{port}: cannot serve there: {e.strerror or e}"
+            ) from None
         self.httpd.view = self
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="edge-emo web", daemon=True)

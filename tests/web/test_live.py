@@ -80,8 +80,8 @@ def test_the_token_is_enforced(bundle, browser):
 def test_a_browser_that_stops_reading_does_not_stall_listen(bundle, long_clip):
     """A client connects to the event stream and never reads; another reads the start and vanishes.
     listen --fast still runs to the end, and counts the updates the stalled client missed."""
-    listen = Listening("--model", bundle.path, "--input", long_clip, "--fast", "--json", "--serve-address",
-                       "127.0.0.1:0")  # fmt: skip
+    listen = Listening("--model", bundle.path, "--input", long_clip, "--fast", "--json", "--update-interval",
+                       "0.02", "--serve-address", "127.0.0.1:0")  # fmt: skip
     url = urlsplit(listen.url)
     request = f"GET /events?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
     stalled = socket.socket()
@@ -96,7 +96,7 @@ def test_a_browser_that_stops_reading_does_not_stall_listen(bundle, long_clip):
     out, err = listen.finish()
     stalled.close()
     assert listen.proc.returncode == 0, err
-    assert len(out.splitlines()) > 800  # every update of the 90 s went to stdout
+    assert len(out.splitlines()) > 1400  # every update (50 a second of audio) went to stdout
     dropped = int(re.search(r"web view: 2 browser connections, (\d+) updates dropped", err).group(1))
     assert dropped > 100, err
 
