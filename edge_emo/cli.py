@@ -737,6 +737,20 @@ def listen(
         ),
     ] = 60.0,
     trust: TrustOpt = None,
+    serve: Annotated[
+        bool,
+        typer.Option(help="Also show the updates on a web page; prints its address with an access token."),
+    ] = False,
+    serve_address: Annotated[
+        Optional[str],
+        typer.Option(
+            help="HOST:PORT of the web page (implies --serve) [default: 127.0.0.1:8765]; anything but loopback "
+            "(e.g. 0.0.0.0:8765, for a phone on the same network) is warned about."
+        ),
+    ] = None,
+    serve_token: Annotated[
+        Optional[str], typer.Option(help="Access token of the web page; default: a new random one.")
+    ] = None,
 ) -> None:
     """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
     import os
@@ -806,6 +820,17 @@ def listen(
             ) from None
     warned = False
     view = None
+    web = None
+    if serve or serve_address is not None:
+        from edge_emo.web.server import DEFAULT_ADDRESS, WebView
+
+        web = WebView(
+            serve_address or DEFAULT_ADDRESS,
+            serve_token,
+            bundle.version,
+            bundle.emotions,
+            say=lambda m: typer.echo(m, err=True),
+        )
 
     def on_update(update, summary) -> None:
         nonlocal warned
@@ -813,6 +838,8 @@ def listen(
             link.send_update(
                 _BridgeUpdate(update.time_s, update.intensities, update.dominant_index, update.speech)
             )
+        if web is not None:
+            web.publish(update, summary)
         if json_out:
             sys.stdout.write(update.to_json() + "\n")
             sys.stdout.flush()
@@ -832,6 +859,8 @@ def listen(
                 recognizer = new_recognizer()  # a new stream: time 0, and the file's own sample rate
             if log is not None:
                 log.start_stream(source.describe())
+            if web is not None:
+                web.start_stream(source.describe())
             view = None if json_out else LiveView(source.describe(), bundle.version)
             if json_out:
                 typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
@@ -859,9 +888,28 @@ def listen(
     finally:
         if link is not None:
             link.close()
+        if web is not None:
+            web.close()  # browsers are told that listen has ended
+            typer.echo(web.describe(), err=True)
         if log is not None:
             log.close()  # what was collected is kept, however listening ended
             typer.echo(log.describe(), err=True)
+
+
+@app.command()
+@_guard
+def timeline(
+    log: Annotated[Path, typer.Argument(help="A listen JSON log (`edge-emo listen --json > LOG.jsonl`).")],
+    out: Annotated[Path, typer.Option(help="The HTML page to write (self-contained).")],
+    png: Annotated[
+        bool, typer.Option(help="Also OUT as .png: the page drawn by a headless Chromium.")
+    ] = False,
+) -> None:
+    """A listen JSON log as a timeline page: intensities over time, utterances and their dominant emotion."""
+    from edge_emo.web.timeline import write_timeline
+
+    for path in write_timeline(log, out, png, say=lambda m: typer.echo(m, err=True)):
+        typer.echo(f"wrote {path}")
 
 
 @app.command()
