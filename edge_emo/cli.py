@@ -150,8 +150,8 @@ def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
 
 def _provenance(path: Path) -> dict:
     """How the checkpoint or bundle at `path` (already loaded once, so valid) was made."""
-    if path.is_dir():
-        return json.loads((path / "manifest.json").read_text()).get("provenance") or {}
+    if str(path) == "shipped" or path.is_dir():
+        return _model_bundle(path).provenance or {}
     from edge_emo.train.checkpoint import load_checkpoint
 
     return load_checkpoint(path).provenance
