@@ -134,7 +134,7 @@ def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
         bundle = _model_bundle(path)
         return bundle.spec, bundle.emotions, bundle.predict_utterances
     if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint (.safetensors) or bundle folder")
+        raise ValueError(f"{path} does not exist: no such checkpoint (.safetensors) or bundle folder")
     try:
         from edge_emo.train.checkpoint import load_checkpoint
         from edge_emo.train.finetune import predict
