@@ -25,6 +25,7 @@ def test_readme_examples_match_the_shipped_model():
 
 def test_the_examples_sit_between_markers_in_the_readme():
     readme = (ROOT / "README.md").read_text()
-    for name in ("listen-view", "listen-json", "evaluate"):
+    names = ("listen-view", "listen-json", "evaluate", "evaluate-ordinary")
+    for name in names:
         assert readme.count(f"<!-- example: {name} -->") == 1, name
-    assert readme.count("<!-- /example -->") == 3
+    assert readme.count("<!-- /example -->") == len(names)
