@@ -506,12 +506,11 @@ def recover_bundle(out_dir: str | Path) -> list[str]:
     for tmp in leftovers(TMP):
         _remove_bundle(tmp)
         said.append(f"removed {tmp.name}, a bundle left unfinished by an interrupted run")
-    for aside in leftovers(ROLLBACK):  # rollback: path -> aside, prev -> path, aside -> prev
+    for aside in leftovers(ROLLBACK):  # rollback: path -> aside, prev -> path, aside deleted (no toggling)
         if not out_dir.exists() and previous.exists():
             os.replace(previous, out_dir)
-        if not previous.exists():
-            os.replace(aside, previous)
-            said.append(f"finished an interrupted rollback of {out_dir}")
+        _remove_bundle(aside)
+        said.append(f"finished an interrupted rollback of {out_dir}")
     for new in leftovers(NEW):  # oldest first: the newest validated bundle ends up in place
         try:
             load_bundle(new)

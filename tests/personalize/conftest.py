@@ -38,12 +38,12 @@ def wearer_labels(tmp_path_factory) -> Path:
     return write_wearer(tmp_path_factory.mktemp("wearer"))
 
 
-def write_happy_wearer(folder: Path) -> Path:
-    """The wearer's clips all labeled happiness 3: any model learns that from a handful of clips (its bias
-    alone does), so the guard accepts the new head whatever the bundle."""
-    labels = write_wearer(folder)
+def write_happy_wearer(folder: Path, n: int = N_CLIPS, seconds: float = 1.0, emotion: int = 0) -> Path:
+    """The wearer's clips all labeled happiness 3 (or EMOTIONS[emotion]): any model learns that from a
+    handful of clips (its bias alone does), so the guard accepts the new head whatever the bundle."""
+    labels = write_wearer(folder, n, seconds)
     rows = labels.read_text().splitlines()
-    values = ",".join(["3"] + ["0"] * (len(EMOTIONS) - 1))
+    values = ",".join("3" if i == emotion else "0" for i in range(len(EMOTIONS)))
     rows[1:] = [",".join([*r.split(",")[:3], "happy", values]) for r in rows[1:]]
     labels.write_text("\n".join(rows) + "\n")
     return labels

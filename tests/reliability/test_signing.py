@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from edge_emo.runtime.bundle import GRAPH, MANIFEST, load_bundle, manifest_digest, sha256_bytes
 from edge_emo.signing import SIGNATURE
 from tests.cli import edge_emo, python
-from tests.personalize.conftest import write_wearer
+from tests.personalize.conftest import write_happy_wearer
 
 LISTEN = ["listen", "--input", "sample", "--fast", "--json", "--duration", "1"]
 
@@ -100,7 +100,7 @@ def test_a_configured_key_applies_to_every_device_command(signed, tmp_path):
     assert edge_emo(*LISTEN, "--model", signed["signed"], env=env).returncode == 0
     run = edge_emo(*LISTEN, "--model", signed["unsigned"], env=env)
     assert run.returncode == 2 and "unsigned bundle, refused" in run.stderr
-    wearer = write_wearer(tmp_path / "me", n=5, seconds=0.6)
+    wearer = write_happy_wearer(tmp_path / "me", n=5, seconds=0.6)
     run = edge_emo("evaluate", signed["unsigned"], wearer.parent, env=env)
     assert run.returncode == 2 and "unsigned bundle, refused" in run.stderr
     # Personalizing on the device: its own key signs the new bundle, which the device then trusts.
