@@ -153,5 +153,6 @@ def test_folds_without_neutral_clips_say_so():
     table = fold_table(summary)
     assert "| cv1 | 0.400 | 0.500 | 0.500 | no neutral clips | no --ordinary speech |" in table
     assert "nan" not in table.lower()
-    (line,) = macro_f1_lines(summary)
+    line, zeros = macro_f1_lines(summary)  # the model's line, then the all-zeros predictor's
+    assert zeros.startswith("all-zeros: macro-F1 0.000")
     assert "false cues on neutral clips no neutral clips" in line and "ordinary" not in line

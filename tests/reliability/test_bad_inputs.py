@@ -208,14 +208,14 @@ CASES = [
         "not a folder",
     ),
     # listen: model bundles
-    Case("model-missing", lambda f: [*listen()(f), "--model", f.path("no.bundle")], "not an edge-emo bundle"),
+    Case("model-missing", lambda f: [*listen()(f), "--model", f.path("no.bundle")], "does not exist"),
     Case(
         "model-foreign-folder", lambda f: [*listen()(f), "--model", f.folder("d")], "not an edge-emo bundle"
     ),
     Case(
         "model-is-a-file",
         lambda f: [*listen()(f), "--model", f.text("m.bundle", "x")],
-        "not an edge-emo bundle",
+        "is a file, not a model bundle",
     ),
     Case(
         "manifest-nested-100000",
@@ -431,7 +431,7 @@ CASES = [
     Case(
         "rollback-without-prev",
         lambda f: ["personalize", "--rollback", "--out", f.bundle("p.bundle")],
-        "no previous bundle",
+        "nothing to roll back",
     ),
     # evaluate
     Case("evaluate-shipped-missing-dir", lambda f: ["evaluate", "shipped", f.path("nodata")], "nodata"),
