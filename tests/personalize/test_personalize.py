@@ -86,7 +86,7 @@ def test_rollback_steps_back_to_the_shipped_model_and_says_so(bundles, wearer_la
     first to the earlier personalization, then to the shipped model; a third has nothing to undo."""
     env = {"XDG_DATA_HOME": str(tmp_path / "data")}
     personal = tmp_path / "data/edge-emo/personal.bundle"
-    more = write_wearer(tmp_path / "more", n=10, seconds=1.2)
+    more = write_happy_wearer(tmp_path / "more", n=10, seconds=1.2)  # labels the guard sees improve on
     assert edge_emo("personalize", "--labels", wearer_labels, env=env).returncode == 0
     first = load_bundle(personal).version
     assert edge_emo("personalize", "--labels", more, env=env).returncode == 0
@@ -108,7 +108,7 @@ def test_a_personalization_that_changes_nothing_writes_nothing(bundles, wearer_l
     assert edge_emo(*args).returncode == 0
     written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     run = edge_emo(*args)  # the same clips again: the same head
-    assert run.returncode == 0 and "already holds this personalization: nothing written" in run.stdout
+    assert run.returncode == 0 and "kept the current bundle" in run.stdout and "nothing written" in run.stdout
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == written
     assert not (tmp_path / "personal.bundle.prev").exists()
 
@@ -267,6 +267,6 @@ def test_when_the_shipped_head_fits_best_nothing_is_written(bundles, tmp_path):
     out = tmp_path / "personal.bundle"
     run = edge_emo("personalize", "--model", shipped.path, "--labels", labels, "--out", out, "--json")
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["bundle"] is None and not out.exists()
+    assert json.loads(run.stdout)["kept"] is True and not out.exists()
     run = edge_emo("personalize", "--model", shipped.path, "--labels", labels, "--out", out)
-    assert "the shipped head predicted your clips best: nothing written" in run.stdout and not out.exists()
+    assert "kept the current bundle" in run.stdout and "nothing written" in run.stdout and not out.exists()
