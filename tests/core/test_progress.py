@@ -80,7 +80,7 @@ def test_pretraining_shows_its_steps_within_the_epoch(corpus, tmp_path):
     assert status == 0, screen
     lines = screen.splitlines()
     # 20 clips in batches of 4: 5 steps per epoch, 10 in all; the bar counts steps, not epochs.
-    assert any(re.match(r"pretraining, epoch 2/2 .* \d+/10 .* steps/s .* eta", line) for line in lines), (
+    assert any(re.match(r"pretraining, epoch [12]/2 .* \d+/10 .* steps/s .* eta", line) for line in lines), (
         screen
     )
     # The epoch's log line is a line of its own (above the bar, not written onto it), and stays.
@@ -96,5 +96,6 @@ def test_fine_tuning_shows_its_steps(corpus, tmp_path):
     assert status == 0, screen
     lines = screen.splitlines()
     # 20 clips in batches of 8: 3 steps per epoch, 9 in all.
-    assert any(re.match(r"baseline training, epoch 3/3 .* \d/9 .* eta", line) for line in lines), screen
+    # the bar redraws a few times a second: it shows some epoch's steps (the last one may finish unseen)
+    assert any(re.match(r"baseline training, epoch [1-3]/3 .* \d/9 .* eta", line) for line in lines), screen
     assert any(line.startswith("baseline training: 9 steps in") for line in lines), screen
