@@ -149,15 +149,6 @@ def speech_segments(
     return [(s, min(s + max_frames, end)) for begin, end in spans for s in range(begin, end, max_frames)]
 
 
-def speech_span(
-    signal: np.ndarray, rate: int, vad: Vad = DEFAULT_VAD, hop_s: float = 0.01
-) -> tuple[int, int] | None:
-    """Frames [start, end) from the first utterance's start to the last one's end in a clip (None: no speech):
-    the part of a recorded clip the device would analyse, without its leading and trailing silence."""
-    spans = speech_segments(LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s)), vad, hop_s)
-    return (spans[0][0], spans[-1][1]) if spans else None
-
-
 def speech_seconds(signal: np.ndarray, rate: int, vad: Vad = DEFAULT_VAD, hop_s: float = 0.01) -> float:
     """Longest utterance the detector finds in a clip, in seconds (0.0: no speech)."""
     spans = speech_segments(LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s)), vad, hop_s)

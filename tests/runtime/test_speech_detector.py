@@ -12,7 +12,6 @@ from edge_emo.features.speech import (
     frame_squares,
     speech_seconds,
     speech_segments,
-    speech_span,
 )
 from edge_emo.runtime.recognizer import EmotionRecognizer
 from tests.fixtures import synth_speech
@@ -64,13 +63,6 @@ def test_a_steady_noisy_room_is_not_speech_but_speech_over_it_is():
     talk = noise.copy()
     talk[16000 : 16000 + 24000] += synth_speech(1.5, seed=4)
     assert speech_seconds(talk, 16000) > 0.8
-
-
-def test_span_drops_leading_and_trailing_silence_and_none_without_speech():
-    x = speech_and_silence(PARTS)
-    start, end = speech_span(x, 16000)
-    assert start == pytest.approx(60, abs=15) and end == pytest.approx(430, abs=15)
-    assert speech_span(np.zeros(16000, np.float32), 16000) is None
 
 
 def test_bad_settings_are_refused():
