@@ -67,7 +67,7 @@ def step_log(run: Path, unlabeled: Path) -> None:
 
 def step_compare(run: Path, unlabeled: Path) -> dict:
     from edge_emo.data.corpus import load_corpus
-    from edge_emo.features.feature_log import read_shard, shard_paths
+    from edge_emo.features.log_format import read_shard, shard_paths
 
     shards = [read_shard(p) for p in shard_paths(run / "logs")]
     spec = shards[0].spec

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emo.data.corpus import ClipSet, SpeechCut, load_corpus
+from edge_emo.data.clips import ClipSet
+from edge_emo.data.corpus import SpeechCut, load_corpus
 from edge_emo.data.splits import speaker_folds
 from edge_emo.experiment.stats import describe_folds
 from edge_emo.metrics import cue_rates, scores

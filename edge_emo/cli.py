@@ -108,7 +108,7 @@ def _corpora(
     """Every corpus named on the command line, as ClipSets of `spec` features (audio cut as `cut` says)."""
     from edge_emo.data.corpus import load_corpus
     from edge_emo.data.mosei import load_mosei
-    from edge_emo.features.feature_log import is_feature_log
+    from edge_emo.features.log_format import is_feature_log
 
     corpora = [
         load_corpus(d, spec, split, seed, cut="whole" if is_feature_log(d) else cut) for d in data_dirs
@@ -315,7 +315,7 @@ def pretrain(
 
     Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
     CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
-    from edge_emo.data.feature_log import log_spec
+    from edge_emo.data.log_corpus import log_spec
     from edge_emo.progress import log
     from edge_emo.train import distributed
     from edge_emo.train.checkpoint import save_checkpoint, state_path
@@ -781,7 +781,7 @@ def listen(
 
     recognizer = new_recognizer()  # checks the bundle before anything else happens
     if log_features is not None:
-        from edge_emo.runtime.feature_log import FeatureLogger
+        from edge_emo.runtime.log_writer import FeatureLogger
 
         log = FeatureLogger(
             log_features,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emo.data.corpus import ClipSet
+from edge_emo.data.clips import ClipSet
 from edge_emo.data.labels import CorpusError
 from edge_emo.metrics import (
     categories,
@@ -135,7 +135,7 @@ def evaluate_folder(
 
 
 def _unlabeled(model: Path, clips: ClipSet, data_dir, emotions, pred) -> tuple[dict, str]:
-    from edge_emo.features.feature_log import is_feature_log
+    from edge_emo.features.log_format import is_feature_log
 
     if data_dir is not None and is_feature_log(data_dir):
         rep = cue_report(pred, emotions, pred)

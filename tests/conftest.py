@@ -31,7 +31,7 @@ def private_feature_cache(tmp_path_factory):
 def build_bundles(root: Path) -> dict[str, Bundle]:
     import torch
 
-    from edge_emo.data.corpus import ClipSet
+    from edge_emo.data.clips import ClipSet
     from edge_emo.features import FeatureSpec, NormStats
     from edge_emo.model import EmotionGRU, ModelConfig
     from edge_emo.train.checkpoint import Checkpoint, save_checkpoint

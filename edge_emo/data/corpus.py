@@ -16,15 +16,16 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
+from edge_emo.data.clips import ClipSet
 from edge_emo.data.gain import Gain, apply_gain, gained_extract
-from edge_emo.data.labels import EMOTIONS, ClipRecord, CorpusError, read_labels, read_manifest
-from edge_emo.data.splits import Split, speaker_split
+from edge_emo.data.labels import ClipRecord, CorpusError, read_labels, read_manifest
+from edge_emo.data.splits import Split
 from edge_emo.features import FeatureSpec, extract, load_audio
 from edge_emo.features.speech import DEFAULT_VAD, LoudnessGate, Vad, frame_squares, speech_segments
 from edge_emo.progress import progress
@@ -34,69 +35,6 @@ SILENCE_PEAK = 1e-4
 CACHE_FORMAT = 2
 # Clips per cache shard: a shard is the unit of extraction (resumable) and of atomic writes.
 SHARD_CLIPS = 256
-
-
-@dataclass
-class ClipSet:
-    """Raw (unnormalised) feature frames of a set of clips, with labels when the corpus has them."""
-
-    spec: FeatureSpec
-    features: list[np.ndarray]  # one (T_i, F) float32 array per clip
-    speakers: list[str]
-    names: list[str]
-    labels: np.ndarray | None = None  # (N, 6) float32 intensities
-    emotions: tuple[str, ...] = field(default=EMOTIONS)
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def subset(self, indices: Sequence[int]) -> ClipSet:
-        idx = [int(i) for i in indices]
-        return ClipSet(
-            self.spec,
-            [self.features[i] for i in idx],
-            [self.speakers[i] for i in idx],
-            [self.names[i] for i in idx],
-            None if self.labels is None else self.labels[idx],
-            self.emotions,
-        )
-
-    @classmethod
-    def concat(cls, sets: Sequence[ClipSet]) -> ClipSet:
-        """One set of the clips of several, in order (same features; labeled all or none)."""
-        first = sets[0]
-        for other in sets[1:]:
-            first.spec.check_compatible(other.spec, "the first corpus")
-            if (other.labels is None) != (first.labels is None) or other.emotions != first.emotions:
-                raise CorpusError(
-                    "corpora to join must all be labeled, with the same emotions, or all unlabeled"
-                )
-        return cls(
-            first.spec,
-            [f for s in sets for f in s.features],
-            [x for s in sets for x in s.speakers],
-            [x for s in sets for x in s.names],
-            None if first.labels is None else np.concatenate([s.labels for s in sets]),
-            first.emotions,
-        )
-
-    def as_neutral(self) -> ClipSet:
-        """The same clips labeled with no emotion (all-zero intensities): ordinary speech as a target."""
-        return ClipSet(
-            self.spec,
-            self.features,
-            self.speakers,
-            self.names,
-            np.zeros((len(self), len(self.emotions)), np.float32),
-            self.emotions,
-        )
-
-    def split(self, split: Split | str, seed: int = 0) -> ClipSet:
-        return self.subset(speaker_split(self.speakers, split, seed))
-
-    @property
-    def n_frames(self) -> int:
-        return sum(len(f) for f in self.features)
 
 
 def cache_dir() -> Path:
@@ -147,9 +85,9 @@ def load_corpus(
             return clips.split(split, seed) if table == "labels.csv" else clips
     if gain is not None:
         raise CorpusError(f"{data_dir}: a gain needs audio (labels.csv or manifest.csv)")
-    from edge_emo.data.feature_log import load_feature_log
+    from edge_emo.data.log_corpus import load_feature_log
     from edge_emo.data.mosei import find_mosei, load_mosei
-    from edge_emo.features.feature_log import is_feature_log
+    from edge_emo.features.log_format import is_feature_log
 
     if is_feature_log(data_dir):
         return load_feature_log(data_dir, spec)

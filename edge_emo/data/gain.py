@@ -58,3 +58,21 @@ def gained_extract(
 ) -> np.ndarray:
     """Feature frames of a clip heard through `gain` (the gain drawn for `source` when it is random)."""
     return extract(apply_gain(signal, gain.for_clip(source))[0], sample_rate, spec, source)
+
+
+RANDOM_GAIN_DB = (-20.0, 12.0)  # the range of 'random' on the command line
+
+
+def parse_gain(text: str) -> Gain:
+    """A `Gain` from 'random' or a number of dB."""
+    if text.strip() == "random":
+        return Gain(db=None, low=RANDOM_GAIN_DB[0], high=RANDOM_GAIN_DB[1])
+    try:
+        return Gain(db=float(text))
+    except ValueError:
+        raise ValueError(f"a gain is a number of dB or 'random', not {text!r}") from None
+
+
+def parse_gains(text: str | None) -> list[Gain]:
+    """The gains of a comma-separated list (see `parse_gain`); none for None or ''."""
+    return [parse_gain(t) for t in text.split(",") if t.strip()] if text else []

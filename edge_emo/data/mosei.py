@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emo.data.corpus import ClipSet
+from edge_emo.data.clips import ClipSet
 from edge_emo.data.labels import CorpusError
 from edge_emo.features import FeatureSpec
 

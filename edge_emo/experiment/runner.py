@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_emo.data.corpus import ClipSet
+from edge_emo.data.clips import ClipSet
 from edge_emo.metrics import cue_rates, scores
 from edge_emo.progress import stage
 from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emo.features.feature_log import shard_paths
+from edge_emo.features.log_format import shard_paths
 from edge_emo.features.normalization import NormStats
 from edge_emo.runtime.bundle import Bundle
+
+
+class PersonalizeError(ValueError):
+    """Personalization cannot run on this input; nothing was changed."""
 
 
 class SpeakerNorm(str, Enum):
@@ -51,8 +55,7 @@ MIN_UNLABELED_S = 60.0
 def load_unlabeled(folder: str | Path, bundle: Bundle) -> list[np.ndarray]:
     """The speech segments of a feature log (`edge-emo listen --log-features DIR`) in the bundle's feature
     spec, checked: a feature log, of the bundle's features, with at least MIN_UNLABELED_S of speech."""
-    from edge_emo.data.feature_log import load_feature_log
-    from edge_emo.personalize.wearer import PersonalizeError
+    from edge_emo.data.log_corpus import load_feature_log
 
     folder = Path(folder)
     if not folder.is_dir() or not shard_paths(folder):

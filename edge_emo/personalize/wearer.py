@@ -28,7 +28,7 @@ from edge_emo.features import audio_seconds, extract, load_audio
 from edge_emo.features.speech import Vad, speech_seconds
 from edge_emo.files import fsync_dir
 from edge_emo.metrics import false_cues, report
-from edge_emo.personalize.adapt import SpeakerNorm, load_unlabeled, speaker_norm, with_norm
+from edge_emo.personalize.adapt import PersonalizeError, SpeakerNorm, load_unlabeled, speaker_norm, with_norm
 from edge_emo.personalize.guard import accept
 from edge_emo.personalize.method import DEFAULT, HeadFit, Method, fit
 from edge_emo.personalize.record import check_clip_length, recover_labels
@@ -51,10 +51,6 @@ MIN_CLIPS = 5
 # runtime clips to 0..3; a head far outside it is broken, not personal).
 RANGE_MARGIN = 1.0
 MAX_INTENSITY = 3.0
-
-
-class PersonalizeError(ValueError):
-    """Personalization cannot run on this input; nothing was changed."""
 
 
 @dataclass(frozen=True)

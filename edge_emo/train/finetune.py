@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_emo.data.corpus import ClipSet, SpeechCut, load_corpus
+from edge_emo.data.clips import ClipSet
+from edge_emo.data.corpus import SpeechCut, load_corpus
 from edge_emo.data.gain import Gain
 from edge_emo.data.mosei import load_mosei
 from edge_emo.features import FeatureSpec, NormStats

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from edge_emo.data.corpus import ClipSet
+from edge_emo.data.clips import ClipSet
 from edge_emo.data.labels import EMOTIONS
 from edge_emo.features import NormStats
 from edge_emo.model import EmotionGRU, ModelConfig

@@ -10,8 +10,8 @@ import pytest
 
 from edge_emo.data.corpus import load_corpus
 from edge_emo.features import FeatureSpec, extract, spec_for
-from edge_emo.features.feature_log import FeatureLogError
-from edge_emo.runtime.feature_log import FeatureLogger
+from edge_emo.features.log_format import FeatureLogError
+from edge_emo.runtime.log_writer import FeatureLogger
 from edge_emo.train.checkpoint import load_checkpoint
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_emo.data.corpus import ClipSet
+from edge_emo.data.clips import ClipSet
 from edge_emo.data.labels import EMOTIONS
 from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.features.spec import FeatureMismatchError

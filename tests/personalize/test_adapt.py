@@ -10,8 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_emo.data.feature_log import load_feature_log
 from edge_emo.data.labels import read_labels
+from edge_emo.data.log_corpus import load_feature_log
 from edge_emo.features import extract, extract_file, spec_for
 from edge_emo.features.normalization import NormStats
 from edge_emo.personalize.adapt import speaker_norm
@@ -19,7 +19,7 @@ from edge_emo.personalize.guard import accept
 from edge_emo.personalize.method import HeadFit, Method, fit
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import load_bundle
-from edge_emo.runtime.feature_log import FeatureLogger
+from edge_emo.runtime.log_writer import FeatureLogger
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech
 from tests.personalize.conftest import write_wearer

@@ -17,7 +17,7 @@ import soundfile
 
 from edge_emo.features import extract_file, load_audio, resample, spec_for
 from edge_emo.features.audio import to_pcm16
-from edge_emo.features.feature_log import (
+from edge_emo.features.log_format import (
     FORMAT,
     FeatureLogError,
     read_shard,
@@ -25,7 +25,7 @@ from edge_emo.features.feature_log import (
     spec_id,
     temporary_paths,
 )
-from edge_emo.runtime.feature_log import FeatureLogger
+from edge_emo.runtime.log_writer import FeatureLogger
 from tests.cli import CLI, cli_env, edge_emo_without_torch
 from tests.fixtures import synth_speech, write_wav
 

@@ -1,5 +1,5 @@
 """`edge-emo listen --log-features DIR`: the speech segments' raw feature frames go to rotating shards in
-DIR (format: edge_emo/features/feature_log.py), so a device can collect pretraining data without keeping
+DIR (format: edge_emo/features/log_format.py), so a device can collect pretraining data without keeping
 a single sample of audio.
 
     log = FeatureLogger(Path("logs"), bundle.spec, bundle.version)
@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from edge_emo.features import FeatureSpec
-from edge_emo.features.feature_log import (
+from edge_emo.features.log_format import (
     FeatureLogError,
     header,
     read_shard,

@@ -1,14 +1,14 @@
 """A feature log (`edge-emo listen --log-features DIR`) as a corpus: every logged speech segment is an
-unlabeled clip of raw frames, as an audio corpus gives them. Format: edge_emo/features/feature_log.py."""
+unlabeled clip of raw frames, as an audio corpus gives them. Format: edge_emo/features/log_format.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edge_emo.data.corpus import ClipSet
+from edge_emo.data.clips import ClipSet
 from edge_emo.data.labels import CorpusError
 from edge_emo.features import FeatureSpec
-from edge_emo.features.feature_log import FeatureLogError, read_shard, shard_paths
+from edge_emo.features.log_format import FeatureLogError, read_shard, shard_paths
 
 
 def _describe(spec: FeatureSpec) -> str:

@@ -1,7 +1,7 @@
 """The feature-log format: raw feature frames of speech segments, in self-describing shards; never audio.
 
-`edge-emo listen --log-features DIR` writes it (edge_emo/runtime/feature_log.py); `edge-emo pretrain DIR`
-reads it (edge_emo/data/feature_log.py). Both use this module only, so the format lives in one place.
+`edge-emo listen --log-features DIR` writes it (edge_emo/runtime/log_writer.py); `edge-emo pretrain DIR`
+reads it (edge_emo/data/log_corpus.py). Both use this module only, so the format lives in one place.
 
 A feature log is a folder of shards `features-NNNNNNNN.npz`, N a sequence number (higher: newer). A shard is
 an uncompressed numpy .npz archive that `np.load(path, allow_pickle=False)` reads, with exactly three arrays:
