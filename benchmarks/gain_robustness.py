@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emo.cli import _predictor
 from edge_emo.data.corpus import SpeechCut, cut_speech, load_corpus, speech_segments_of
 from edge_emo.data.gain import Gain, apply_gain
 from edge_emo.data.labels import read_labels
 from edge_emo.features import NormStats, load_audio
 from edge_emo.metrics import report
+from edge_emo.predictor import load_predictor
 
 RANDOM = Gain(db=None, low=-20.0, high=12.0, seed=0)
 
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="JSON file to write")
     args = parser.parse_args()
 
-    spec, emotions, predict = _predictor(args.model)
+    spec, emotions, predict, _ = load_predictor(args.model)
     gains = [float(g) for g in args.gains.split(",")]
     if 0.0 not in gains:
         parser.error("--gains must include 0 (the reference)")

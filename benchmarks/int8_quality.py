@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_emo.data.corpus import load_corpus
+from edge_emo.export import export_bundle
 from edge_emo.metrics import report
 from edge_emo.train.checkpoint import load_checkpoint
 from edge_emo.train.finetune import predict
-from export import export_bundle
 
 
 def main() -> None:

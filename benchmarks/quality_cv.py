@@ -82,14 +82,16 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
     args = ap.parse_args()
 
-    from edge_emo.cli import _gains, _one_torch_thread_unless_told, _spec
+    from edge_emo.data.gain import parse_gains
+    from edge_emo.data.sources import feature_spec
     from edge_emo.train.checkpoint import load_checkpoint
+    from edge_emo.train.distributed import one_thread_unless_told
 
-    _one_torch_thread_unless_told()  # two math threads on a shared 2-core machine ran 10x slower
+    one_thread_unless_told()  # two math threads on a shared 2-core machine ran 10x slower
 
     init = load_checkpoint(args.init) if args.init else None
-    spec = init.spec if init else _spec(args.feature_set)
-    gains = _gains(args.train_gains)
+    spec = init.spec if init else feature_spec(args.feature_set)
+    gains = parse_gains(args.train_gains)
     labeled = {
         d.name: [load_corpus(d, spec, cut=args.cut, gain=g) for g in [None, *gains]] for d in args.labeled
     }

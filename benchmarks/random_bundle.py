@@ -5,7 +5,7 @@ the time of a step does not depend on the weights' values. Needs the `train` ext
     PYTHONPATH=. python -m edge_emo bench --model build/2x128-random.bundle --out 2x128.json
 
 The feature spec, normalisation and emotions are the shipped model's, so the runtime treats it like the real
-thing; the export is the one export path (export/export_bundle.py), int8 by default.
+thing; the export is the one export path (edge_emo/export/export_bundle.py), int8 by default.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
+from edge_emo.export import export_bundle
 from edge_emo.model import EmotionGRU, ModelConfig
 from edge_emo.runtime.bundle import Bundle, load_bundle
 from edge_emo.train.checkpoint import Checkpoint, provenance, save_checkpoint
-from export import export_bundle
 
 SHIPPED = Path(__file__).resolve().parent.parent / "edge_emo" / "models" / "default.bundle"
 

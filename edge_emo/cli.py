@@ -5,15 +5,19 @@ No `from __future__ import annotations` here: typer reads the `Annotated[..., ty
 from evaluated annotations, and on Python 3.9 it gets only strings from postponed ones and silently drops
 every option name and help text (tests/boards runs the CLI on 3.9). So: `Optional[X]`, never `X | None`."""
 
+import dataclasses
 import functools
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, NamedTuple, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from edge_emo.data.gain import RANDOM_GAIN_DB
 from edge_emo.data.splits import Split
+from edge_emo.features.spec import FeatureSet
+from edge_emo.train import LossOn
 
 app = typer.Typer(
     help="Speech emotion recognition for wearables: train, export, listen, personalize.",
@@ -65,96 +69,20 @@ class SpeechCutChoice(str, Enum):
     whole = "whole"
 
 
-class FeatureSetChoice(str, Enum):
-    egemaps = "egemaps"
-    compare = "compare"
-    covarep = "covarep"
-
-
-class LossOnChoice(str, Enum):
-    masked = "masked"
-    all = "all"
-
-
 class CvChoice(str, Enum):
     speakers = "speakers"
 
 
-def _spec(feature_set: str):
-    if feature_set == "covarep":
-        from edge_emo.data.mosei import covarep_spec
-
-        return covarep_spec()
-    from edge_emo.features import FeatureSet, spec_for
-
-    return spec_for(FeatureSet(feature_set))
+def _say(message: str) -> None:
+    """A line on stderr (warnings in yellow)."""
+    typer.secho(message, err=True, fg=typer.colors.YELLOW if message.startswith("warning") else None)
 
 
-def _default_feature_set(data_dirs: list[Path], mosei: bool) -> str:
-    from edge_emo.data.mosei import find_mosei
-
-    return "covarep" if mosei or any(find_mosei(d) for d in data_dirs) else "egemaps"
-
-
-def _corpora(
-    data_dirs: list[Path],
-    mosei_covarep: Optional[Path],
-    mosei_labels: Optional[Path],
-    spec,
-    split,
-    seed,
-    cut: str = "whole",
-):
-    """Every corpus named on the command line, as ClipSets of `spec` features (audio cut as `cut` says)."""
-    from edge_emo.data.corpus import load_corpus
-    from edge_emo.data.mosei import load_mosei
-    from edge_emo.features.log_format import is_feature_log
-
-    corpora = [
-        load_corpus(d, spec, split, seed, cut="whole" if is_feature_log(d) else cut) for d in data_dirs
-    ]
-    if (mosei_covarep is None) != (mosei_labels is None):
-        raise ValueError("--mosei-covarep and --mosei-labels go together")
-    if mosei_covarep is not None:
-        corpora.append(load_mosei(mosei_covarep, mosei_labels, spec).split(split, seed))
-    if not corpora:
-        raise ValueError("no corpus given: name a DATA_DIR or --mosei-covarep/--mosei-labels")
-    return corpora
-
-
-def _one_corpus(corpora):
-    if len(corpora) != 1:
-        raise ValueError("this command takes exactly one labeled corpus")
-    return corpora[0]
-
-
-def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
-    """(feature spec, emotion order, predict(list of raw feature arrays) -> (N, 6)) of a checkpoint or bundle."""
-    if str(path) == "shipped" or path.is_dir():
-        bundle = _model_bundle(path)
-        return bundle.spec, bundle.emotions, bundle.predict_utterances
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist: no such checkpoint (.safetensors) or bundle folder")
-    try:
-        from edge_emo.train.checkpoint import load_checkpoint
-        from edge_emo.train.finetune import predict
-    except ImportError as e:  # a device install: bundles only
-        raise ValueError(
-            f"{path} is not a bundle folder, and reading a checkpoint needs the training extra "
-            f"(pip install 'edge-emo[train]'; {e})"
-        ) from None
-
-    ckpt = load_checkpoint(path)
-    return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
-
-
-def _provenance(path: Path) -> dict:
-    """How the checkpoint or bundle at `path` (already loaded once, so valid) was made."""
-    if str(path) == "shipped" or path.is_dir():
-        return _model_bundle(path).provenance or {}
-    from edge_emo.train.checkpoint import load_checkpoint
-
-    return load_checkpoint(path).provenance
+def _options(cls, given: dict):
+    """The options dataclass `cls` of a command from its parameters (`locals()`; same names), choices as
+    their values."""
+    values = {f.name: given[f.name] for f in dataclasses.fields(cls)}
+    return cls(**{k: v.value if isinstance(v, Enum) else v for k, v in values.items()})
 
 
 TrustOpt = Annotated[
@@ -175,18 +103,6 @@ def _trust(keys: Optional[list[Path]]) -> None:
     from edge_emo.signing import trust
 
     trust(keys or [])
-
-
-def _one_torch_thread_unless_told() -> None:
-    """Training runs one math thread per process unless OMP_NUM_THREADS says otherwise: on a shared 2-core
-    machine a 2 x 256 GRU with two threads per process ran many times slower than with one. To use more
-    cores, start more processes (`torchrun --nproc-per-node N -m edge_emo pretrain ...`)."""
-    import os
-
-    import torch
-
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
 
 
 def _guard(fn):
@@ -215,7 +131,6 @@ SplitOpt = Annotated[Split, typer.Option("--split", help=SPLIT_HELP)]
 SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
 HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
 LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
-RANDOM_GAIN_DB = (-20.0, 12.0)
 CutOpt = Annotated[
     SpeechCutChoice,
     typer.Option(
@@ -234,22 +149,6 @@ TrainGainsOpt = Annotated[
 ]
 
 
-def _gain(text: str):
-    """A `Gain` from 'random' or a number of dB."""
-    from edge_emo.data.gain import Gain
-
-    if text.strip() == "random":
-        return Gain(db=None, low=RANDOM_GAIN_DB[0], high=RANDOM_GAIN_DB[1])
-    try:
-        return Gain(db=float(text))
-    except ValueError:
-        raise ValueError(f"a gain is a number of dB or 'random', not {text!r}") from None
-
-
-def _gains(text: Optional[str]) -> list:
-    return [_gain(t) for t in text.split(",") if t.strip()] if text else []
-
-
 PosWeightOpt = Annotated[
     float,
     typer.Option(
@@ -262,14 +161,15 @@ PosWeightOpt = Annotated[
 @_guard
 def features(
     data_dir: DataDirs = None,
-    feature_set: Annotated[
-        FeatureSetChoice, typer.Option(help="openSMILE low-level descriptors to extract.")
-    ] = (FeatureSetChoice.egemaps),
+    feature_set: Annotated[FeatureSet, typer.Option(help="openSMILE low-level descriptors to extract.")] = (
+        FeatureSet.egemaps
+    ),
 ) -> None:
     """Extract (or reuse the cached) frame-level features of corpora and print a summary."""
     from edge_emo.data.corpus import cache_dir, load_corpus
+    from edge_emo.data.sources import feature_spec
 
-    spec = _spec(feature_set.value)
+    spec = feature_spec(feature_set.value)
     for d in data_dir or []:
         clips = load_corpus(d, spec)
         typer.echo(f"{d}: {len(clips)} clips, {clips.n_frames} frames of {spec.dim} {spec.name} values")
@@ -285,12 +185,12 @@ def pretrain(
     ),
     epochs: Annotated[int, typer.Option(help="Passes over the pretraining data.")] = 12,
     feature_set: Annotated[
-        Optional[FeatureSetChoice],
+        Optional[FeatureSet],
         typer.Option(help="Features to train on (default: covarep for MOSEI, else egemaps)."),
     ] = None,
     loss_on: Annotated[
-        LossOnChoice, typer.Option(help="Reconstruction loss on masked frames only or on all frames.")
-    ] = LossOnChoice.masked,
+        LossOn, typer.Option(help="Reconstruction loss on masked frames only or on all frames.")
+    ] = LossOn.masked,
     batch_size: Annotated[int, typer.Option(help="Clips (or 4 s windows of long clips) per step.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of masking, batching and initialisation.")] = 0,
     hidden: HiddenOpt = 256,
@@ -315,57 +215,21 @@ def pretrain(
 
     Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
     CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
-    from edge_emo.data.log_corpus import log_spec
     from edge_emo.progress import log
-    from edge_emo.train import distributed
-    from edge_emo.train.checkpoint import save_checkpoint, state_path
-    from edge_emo.train.pretrain import PretrainConfig
-    from edge_emo.train.pretrain import pretrain as run_pretrain
+    from edge_emo.train.distributed import one_thread_unless_told
+    from edge_emo.train.pretrain import PretrainConfig, PretrainData, pretrain_to_file
 
-    _one_torch_thread_unless_told()
-    dirs = data_dir or []
-    logged = [spec for spec in map(log_spec, dirs) if spec is not None]  # feature logs name their features
-    if feature_set:
-        fs = feature_set.value
-    else:
-        fs = logged[0].name if logged else _default_feature_set(dirs, mosei_covarep is not None)
-    dist = distributed.start()
-    try:
-        # The first process of each machine extracts missing features into the cache; the others then read it.
-        if dist.local_rank != 0:
-            dist.barrier()
-        corpora = _corpora(dirs, mosei_covarep, mosei_labels, _spec(fs), split, split_seed)
-        if dist.local_rank == 0:
-            dist.barrier()
-        state = state_path(out)
-        if resume is None and state.is_file():
-            resume = state
-        if resume is not None and dist.is_main:
-            typer.echo(f"continuing from the training state {resume}", err=True)
-        config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on.value, seed=seed)
-        ckpt = run_pretrain(
-            corpora,
-            config,
-            hidden,
-            layers,
-            state,
-            save_every_steps,
-            resume,
-            log,  # above the progress bar
-        )
-        if dist.is_main:
-            ckpt.provenance["data"] = [str(d) for d in dirs] + ([str(mosei_covarep)] if mosei_covarep else [])
-            ckpt.provenance["split"] = {"split": split.value, "seed": split_seed}
-            save_checkpoint(ckpt, out)
-            state.unlink(missing_ok=True)  # the run is complete: a rerun starts afresh
-            history = ckpt.provenance["pretrain"]["loss_history"]
-            typer.echo(
-                f"pretrained on {sum(len(c) for c in corpora)} clips in {dist.world_size} process(es); "
-                f"loss {history[0]} -> {history[-1]}; wrote {out}"
-            )
-        dist.barrier()
-    finally:
-        distributed.stop()
+    one_thread_unless_told()
+    data = PretrainData(
+        list(data_dir or []),
+        mosei_covarep,
+        mosei_labels,
+        feature_set.value if feature_set else None,
+        split.value,
+        split_seed,
+    )
+    config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on.value, seed=seed)
+    pretrain_to_file(data, config, out, hidden, layers, save_every_steps, resume, _say, log)
 
 
 @app.command()
@@ -433,7 +297,7 @@ def finetune(
     hidden: HiddenOpt = 256,
     layers: LayersOpt = 2,
     feature_set: Annotated[
-        Optional[FeatureSetChoice],
+        Optional[FeatureSet],
         typer.Option(help="Features for the baseline (with --init: the checkpoint's)."),
     ] = None,
     split: SplitOpt = Split.all,
@@ -442,10 +306,13 @@ def finetune(
     mosei_labels: MoseiLabels = None,
 ) -> None:
     """Few-shot fine-tuning on N labeled clips: the head on a frozen pretrained backbone, or the baseline."""
+    from edge_emo.data.gain import parse_gains
+    from edge_emo.data.sources import check_mosei_pair, training_spec
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emo.train.distributed import one_thread_unless_told
     from edge_emo.train.finetune import FinetuneConfig, TrainingData, train
 
-    _one_torch_thread_unless_told()
+    one_thread_unless_told()
     if labels is not None:  # one name per meaning: --labels is a labels.csv in record and personalize
         if budget is not None:
             raise ValueError("--labels is the old name of --budget: give only --budget")
@@ -453,15 +320,9 @@ def finetune(
         budget = labels
     dirs = list(data_dirs or [])
     pre = load_checkpoint(init) if init else None
-    if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
-        raise ValueError(f"--feature-set {feature_set.value} differs from the checkpoint's ({pre.spec.name})")
-    spec = (
-        pre.spec
-        if pre
-        else _spec(feature_set.value if feature_set else _default_feature_set(dirs, bool(mosei_covarep)))
-    )
-    if (mosei_covarep is None) != (mosei_labels is None):
-        raise ValueError("--mosei-covarep and --mosei-labels go together")
+    fs = feature_set.value if feature_set else None
+    spec = training_spec(pre.spec if pre else None, fs, dirs, bool(mosei_covarep))
+    check_mosei_pair(mosei_covarep, mosei_labels)
     data = TrainingData(
         labeled=dirs,
         neutral=list(neutral or []),
@@ -469,7 +330,7 @@ def finetune(
         split=split.value,
         split_seed=split_seed,
         cut=cut.value,
-        gains=_gains(train_gains),
+        gains=parse_gains(train_gains),
     )
     config = FinetuneConfig(
         epochs=epochs,
@@ -516,19 +377,21 @@ def evaluate(
     """Score a model beside the all-zeros reference, on the clipped 0..3 output the device emits: on labeled
     clips every metric and the categorical readout; on unlabeled speech (manifest.csv or a feature log) the
     false-cue rate per clip and per utterance."""
+    from edge_emo.data.sources import load_corpora, one_corpus
     from edge_emo.data.splits import trained_on, trained_on_warning
     from edge_emo.evaluation import check_output_path, evaluate_folder
+    from edge_emo.predictor import load_predictor
 
     _trust(trust)
     if predictions is not None:
         check_output_path(predictions)
-    spec, emotions, predict = _predictor(model)
-    clips = _one_corpus(
-        _corpora(
+    spec, emotions, predict, provenance = load_predictor(model)
+    clips = one_corpus(
+        load_corpora(
             [data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed, cut.value
         )
     )
-    seen = trained_on(_provenance(model), clips.speakers)
+    seen = trained_on(provenance, clips.speakers)
     if seen:
         typer.secho(trained_on_warning(seen, clips.speakers), err=True, fg=typer.colors.YELLOW)
     rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions)
@@ -561,7 +424,7 @@ def export_model(
     sign: SignOpt = None,
 ) -> None:
     """Export a checkpoint as a streaming ONNX bundle (graph + manifest) for the device."""
-    from export import export_bundle
+    from edge_emo.export import export_bundle
 
     bundle = export_bundle(checkpoint, out, precision.value, chunk_frames, sign_key=sign)
     size = bundle.graph_path.stat().st_size
@@ -576,93 +439,13 @@ def export_model(
 # 2 bad input (model bundle, audio file, options; nothing is written), 3 no usable input device,
 # 4 the input device failed while streaming.
 
-DEFAULT_MODEL = Path(__file__).parent / "models" / "default.bundle"
-SAMPLES = Path(__file__).parent / "samples"
-
-
-def _sample_path() -> Path:
-    samples = sorted(SAMPLES.glob("*.flac"))
-    if not samples:
-        raise ValueError(f"no sample audio is installed in {SAMPLES}")
-    return samples[0]
-
-
-class _BridgeUpdate(NamedTuple):
-    """What firmware_bridge's Link.send_update reads (the dominant emotion as an index)."""
-
-    timestamp_s: float
-    intensities: object
-    dominant: Optional[int]
-    speech: bool
-
-
-def _model_bundle(model: Optional[Path]):
-    """--model BUNDLE; none or 'shipped': the bundled model."""
-    from edge_emo.runtime.bundle import load_bundle
-
-    if model is not None and str(model) != "shipped":
-        return load_bundle(model)
-    if not (DEFAULT_MODEL / "manifest.json").is_file():
-        raise ValueError(f"the default model is not installed ({DEFAULT_MODEL}); pass --model BUNDLE")
-    return load_bundle(DEFAULT_MODEL)
-
-
-def _listen_model(model: Optional[Path]):
-    """As _model_bundle, but without --model: the wearer's personalized bundle (written by `edge-emo
-    personalize`) if it was made from the shipped model, else the shipped model."""
-    import sys
-
-    from edge_emo.personalize.wearer import personal_bundle_path
-    from edge_emo.runtime.bundle import BundleError, load_bundle
-
-    shipped = _model_bundle(model)
-    personal = personal_bundle_path()
-    previous = personal.with_name(personal.name + ".prev")
-    if model is None and not personal.exists() and previous.exists():  # never a silent fallback
-        print(f"warning: your personalized model {personal} is missing but {previous.name} is there "
-              "(`edge-emo personalize --rollback` restores it); using the shipped model", file=sys.stderr)  # fmt: skip
-    if model is not None or not personal.exists():
-        return shipped
-    try:
-        bundle = load_bundle(personal)
-    except BundleError as err:
-        # The wearer keeps a working device; the message says how to get the previous bundle back.
-        print(f"warning: not using your personalized model: {err} (`edge-emo personalize --rollback` "
-              "restores the one before it); using the shipped model", file=sys.stderr)  # fmt: skip
-        return shipped
-    if bundle.base_version != shipped.base_version:
-        print(f"warning: your personalized model {personal} was made from {bundle.base_version}, not from "
-              f"the shipped {shipped.version}: using the shipped model; run `edge-emo personalize` again "
-              "to personalize it", file=sys.stderr)  # fmt: skip
-        return shipped
-    print(f"model: your personalized bundle {personal} (--model shipped: the shipped one)", file=sys.stderr)
-    return bundle
-
 
 def _recover(bundles: list[Path], labels: Optional[Path] = None) -> None:
-    """Finish or undo what a killed personalize/record left (the wearer's bundle, `bundles`, beside
-    `labels`), saying each thing done in one line on stderr."""
-    from edge_emo.personalize.wearer import personal_bundle_path, recover
+    """Finish or undo what a killed personalize/record left, one line on stderr for each thing done."""
+    from edge_emo.personalize.choice import recovered
 
-    for line in recover([personal_bundle_path(), *bundles], labels):
+    for line in recovered(bundles, labels):
         typer.echo(f"recovered: {line}", err=True)
-
-
-def _check_listen_options(given: dict) -> None:
-    """The numbers of `listen` are finite and in range; --json and a stdout bridge do not share stdout."""
-    from edge_emo.options import check_range, check_threads
-
-    check_range("--update-interval", given["update_interval"], 0.01, 60)
-    check_range("--smoothing", given["smoothing"], 0, 3600)
-    check_range("--vad-threshold-db", given["vad_threshold_db"], -120, 0)
-    check_range("--duration", given["duration"], 0.01, 1e7)
-    check_range("--buffer", given["buffer"], 0.02, 600)
-    check_range("--log-max-mb", given["log_max_mb"], 0.01, 1e7)
-    check_range("--log-shard-s", given["log_shard_s"], 0.01, 86400)
-    check_threads(given["threads"], given["force_threads"])
-    bridge = given["bridge"] or ""
-    if given["json_out"] and bridge.lower().startswith("stdout:"):
-        raise ValueError(f"--bridge {bridge} writes binary frames to stdout, where --json writes its lines")
 
 
 @app.command()
@@ -753,147 +536,19 @@ def listen(
     ] = None,
 ) -> None:
     """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
-    import os
-    import sys
+    from edge_emo.personalize.choice import listen_bundle
+    from edge_emo.runtime.audio_input import AudioSourceError
+    from edge_emo.runtime.listen import ListenOptions
+    from edge_emo.runtime.listen import listen as run_listen
 
-    from edge_emo.features import AudioFileError
-    from edge_emo.features.speech import Vad
-    from edge_emo.runtime import listen as listening
-    from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
-    from edge_emo.runtime.recognizer import EmotionRecognizer
-    from edge_emo.runtime.view import LiveView
-
-    _check_listen_options(locals())
+    options = _options(ListenOptions, locals())
+    options.check()
     _trust(trust)
     _recover([model] if model is not None and str(model) != "shipped" else [])
-    bundle = _listen_model(model)
-    log = None
-
-    def new_recognizer():
-        return EmotionRecognizer(
-            bundle,
-            update_interval_s=update_interval,
-            smoothing_s=smoothing,
-            threads=threads,
-            vad=Vad(threshold_db=vad_threshold_db) if vad else None,
-            speech_sink=log,
-        )
-
-    recognizer = new_recognizer()  # checks the bundle before anything else happens
-    if log_features is not None:
-        from edge_emo.runtime.log_writer import FeatureLogger
-
-        log = FeatureLogger(
-            log_features,
-            bundle.spec,
-            bundle.version,
-            max_bytes=round(log_max_mb * 2**20),
-            shard_s=log_shard_s,
-            say=lambda m: typer.echo(m, err=True),
-        )
-        recognizer.speech_sink = log
-    link = None
-    if bridge is not None:
-        import firmware_bridge
-        from firmware_bridge.protocol import MAX_MODEL_VERSION
-
-        link = firmware_bridge.connect(
-            bridge,
-            model_version=bundle.short_version(MAX_MODEL_VERSION),
-            emotions=bundle.emotions,
-            update_rate_hz=1 / update_interval,
-        )
-    if input_files:
-        paths = [_sample_path() if str(p) == "sample" else p for p in input_files]
-        for p in paths:  # all named files are there before the first is streamed
-            if not os.path.isfile(p):
-                raise AudioFileError(f"{p}: no such audio file")
-        sources = (AudioFileSource(p, fast=fast, max_s=duration) for p in paths)  # opened one at a time
-    else:
-        try:
-            sources = [
-                Microphone(find_device(device), bundle.spec.sample_rate, buffer_s=buffer, max_s=duration)
-            ]
-        except AudioSourceError as e:
-            raise fail(
-                f"{e}; without a microphone, try: edge-emo listen --input sample", e.exit_code
-            ) from None
-    warned = False
-    view = None
-    web = None
-    if serve or serve_address is not None:
-        from edge_emo.web.server import DEFAULT_ADDRESS, WebView
-
-        web = WebView(
-            serve_address or DEFAULT_ADDRESS,
-            serve_token,
-            bundle.version,
-            bundle.emotions,
-            say=lambda m: typer.echo(m, err=True),
-        )
-
-    def on_update(update, summary) -> None:
-        nonlocal warned
-        if link is not None:
-            link.send_update(
-                _BridgeUpdate(update.time_s, update.intensities, update.dominant_index, update.speech)
-            )
-        if web is not None:
-            web.publish(update, summary)
-        if json_out:
-            sys.stdout.write(update.to_json() + "\n")
-            sys.stdout.flush()
-        else:
-            view.show(update, summary.dropped_blocks, summary.utterances)
-        if summary.dropped_blocks and not warned:
-            warned = True
-            typer.secho(
-                "warning: input overflow: processing fell behind and audio blocks are being dropped",
-                err=True,
-                fg=typer.colors.YELLOW,
-            )
-
     try:
-        for k, source in enumerate(sources):
-            if k:
-                recognizer = new_recognizer()  # a new stream: time 0, and the file's own sample rate
-            if log is not None:
-                log.start_stream(source.describe())
-            if web is not None:
-                web.start_stream(source.describe())
-            view = None if json_out else LiveView(source.describe(), bundle.version)
-            if json_out:
-                typer.echo(f"listening: {source.describe()}, model {bundle.version}", err=True)
-            try:
-                with listening.stop_on_sigint() as stop, source:
-                    if view is not None:
-                        view.start()
-                    try:
-                        summary = listening.run(recognizer, source, on_update, stop)
-                    finally:
-                        if view is not None:
-                            view.stop()
-            except AudioSourceError as e:
-                raise fail(str(e), e.exit_code) from None
-            finally:
-                recognizer.close()
-            typer.echo(summary.describe(), err=True)
-            damaged = getattr(source, "damaged", None)
-            if damaged and not summary.audio_s:
-                raise fail(f"{damaged}: nothing decodes")
-            if damaged:
-                typer.secho(f"warning: {damaged}; analysed what decoded", err=True, fg=typer.colors.YELLOW)
-            if summary.interrupted:
-                break
-    finally:
-        if link is not None:
-            link.close()
-        if web is not None:
-            web.close()  # browsers are told that listen has ended
-            typer.echo(web.describe(), err=True)
-        if log is not None:
-            log.close()  # what was collected is kept, however listening ended
-            typer.echo(log.describe(), err=True)
+        run_listen(listen_bundle(model), options, _say)
+    except AudioSourceError as e:
+        raise fail(str(e), e.exit_code) from None
 
 
 @app.command()
@@ -992,59 +647,23 @@ def record(
     speaker: Annotated[str, typer.Option(help="Speaker name written in labels.csv.")] = "wearer",
 ) -> None:
     """Record a clip from the microphone (or import audio files), label it and add it to labels.csv."""
-    from edge_emo.data.labels import EMOTIONS, read_labels
-    from edge_emo.features import audio_seconds, load_audio
-    from edge_emo.features.speech import Vad, speech_seconds
-    from edge_emo.options import check_range
-    from edge_emo.personalize.record import (
-        LABEL_HELP,
-        MAX_CLIP_S,
-        append_label,
-        capture,
-        check_clip_length,
-        parse_labels,
-        save_clip,
-    )
+    from edge_emo.personalize.record import LABEL_HELP, parse_labels
+    from edge_emo.personalize.record import record as record_clips
     from edge_emo.runtime.audio_input import AudioSourceError
 
-    check_range("--seconds", seconds, 0.5, MAX_CLIP_S)
-    given = parse_labels(" ".join(label)) if label else None
-    if labels.exists():
-        read_labels(labels)  # a broken labels.csv is reported before anything is recorded
-    _recover([], labels)
-    if input_files:
-        for p in input_files:  # from the header, before decoding: a 2-hour file is refused at once
-            check_clip_length(audio_seconds(p), str(p))
-        clips = [(str(p), *load_audio(p)) for p in input_files]
-    else:
-
-        def speak() -> None:  # once the device is recording, not before finding there is none
-            typer.echo(f"recording {seconds:g} s: speak now", err=True)
-
-        try:
-            clips = [("microphone", *capture(device, seconds, speak))]
-        except AudioSourceError as e:
-            raise fail(f"{e}; without a microphone, import files with --input", e.exit_code) from None
-    vad = Vad()
-    for name, signal, rate in clips:  # every clip is checked before anything is written
-        if speech_seconds(signal, rate, vad) < vad.min_speech_s:
-            raise ValueError(f"{name}: no speech (voice-activity detector: {vad.describe}); nothing recorded")
-    for name, signal, rate in clips:
-        intensities = given
-        while intensities is None:
+    def ask(name: str) -> tuple[float, ...]:
+        while True:
             try:
-                intensities = parse_labels(typer.prompt(f"labels for {name} ({LABEL_HELP})"))
+                return parse_labels(typer.prompt(f"labels for {name} ({LABEL_HELP})"))
             except ValueError as e:
                 typer.secho(f"  {e}", err=True, fg=typer.colors.YELLOW)
-        clip = save_clip(labels, signal, rate)
-        append_label(labels, clip, speaker, intensities)
-        named = " ".join(f"{e}={v:g}" for e, v in zip(EMOTIONS, intensities) if v) or "neutral"
-        typer.echo(f"added {clip.relative_to(labels.parent)} ({named}) to {labels}")
 
-
-def _is_installed_model(path: Path) -> bool:
-    """True for bundles inside the installed package (the shipped model): never personalized in place."""
-    return Path(__file__).parent.resolve() in path.resolve().parents
+    given = parse_labels(" ".join(label)) if label else None
+    recover = functools.partial(_recover, [], labels)
+    try:
+        record_clips(labels, input_files, given, seconds, device, speaker, ask, recover, _say, typer.echo)
+    except AudioSourceError as e:
+        raise fail(f"{e}; without a microphone, import files with --input", e.exit_code) from None
 
 
 @app.command()
@@ -1085,13 +704,14 @@ def personalize(
     """Adapt the model to the wearer's partner: the head from labeled clips, the input normalisation from
     unlabeled speech (closed-form, no torch); kept only if better on held-out clips. Or --rollback."""
     from edge_emo.personalize import wearer
+    from edge_emo.personalize.choice import personalize_out
+    from edge_emo.runtime.shipped import model_bundle
     from edge_emo.signing import signer
 
     _trust(trust)
     if model is not None and str(model) == "shipped":
         model = None
-    if out is None:
-        out = model if model is not None and not _is_installed_model(model) else wearer.personal_bundle_path()
+    out = personalize_out(model, out)
     _recover([out])
     if rollback:
         if labels is not None:
@@ -1103,7 +723,7 @@ def personalize(
             "--labels (the wearer's labels.csv, see `edge-emo record`) or --unlabeled (a feature log) is required"
         )
     result = wearer.personalize(
-        _model_bundle(model).path, labels, out, unlabeled, sign=signer(sign) if sign else None
+        model_bundle(model).path, labels, out, unlabeled, sign=signer(sign) if sign else None
     )
     if json_out:
         typer.echo(json.dumps(wearer.result_dict(result)))
@@ -1123,11 +743,12 @@ def bench(
     ] = False,
 ) -> None:
     """Measure latency, real-time factor, memory and size (fp32 vs int8 vs torch); print a Markdown table."""
-    from benchmarks.bench import markdown, run, run_live
+    from edge_emo.bench.core import markdown, run, run_live
     from edge_emo.runtime.bundle import BundleError
+    from edge_emo.runtime.shipped import model_bundle
 
     try:
-        result = (run_live if live_only else run)(_model_bundle(model).path, quick=quick)
+        result = (run_live if live_only else run)(model_bundle(model).path, quick=quick)
     except (BundleError, ValueError) as e:
         raise fail(str(e)) from None
     if out is not None:
@@ -1173,7 +794,7 @@ def experiment(
     ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the draws, pretraining and training.")] = 0,
     feature_set: Annotated[
-        Optional[FeatureSetChoice],
+        Optional[FeatureSet],
         typer.Option(
             help="Features (default: covarep for MOSEI, else egemaps; with --init: the checkpoint's)."
         ),
@@ -1183,8 +804,8 @@ def experiment(
     lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
     pretrain_epochs: Annotated[int, typer.Option(help="Masked-span pretraining epochs.")] = 12,
     loss_on: Annotated[
-        LossOnChoice, typer.Option(help="Pretraining loss on masked frames only or on all frames.")
-    ] = LossOnChoice.masked,
+        LossOn, typer.Option(help="Pretraining loss on masked frames only or on all frames.")
+    ] = LossOn.masked,
     loss_variant: Annotated[
         bool, typer.Option(help="Also pretrain with the other --loss-on and compare its SSL head.")
     ] = False,
@@ -1227,130 +848,9 @@ def experiment(
 ) -> None:
     """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
     statistics over draws (or, with --cv speakers, over speaker folds), plots and tables in the run folder."""
-    import os
     import sys
 
-    import numpy as np
-
-    from edge_emo.data.corpus import load_corpus
-    from edge_emo.data.splits import speaker_folds
-    from edge_emo.experiment.report import macro_f1_lines, report_cv, report_run
-    from edge_emo.experiment.runner import (
-        ExperimentConfig,
-        Fold,
-        capped_budgets,
-        parse_budgets,
-        run_experiment,
-    )
+    from edge_emo.experiment.folds import ExperimentOptions, run
     from edge_emo.progress import log
-    from edge_emo.train.checkpoint import load_checkpoint
 
-    if init is not None and loss_variant:
-        raise ValueError("--loss-variant pretrains with both losses: it cannot be used with --init")
-    if draws < 1 or baseline_draws < 0:
-        raise ValueError("--draws must be >= 1 and --baseline-draws >= 0")
-    baseline_draws = min(baseline_draws, draws)  # "the baseline on up to 5 of the draws"
-    if cv and eval_dir is not None:
-        raise ValueError("--cv speakers evaluates on DATA_DIR's own speakers: it cannot be used with --eval")
-    budget_list = parse_budgets(budgets)
-    pre = load_checkpoint(init) if init else None
-    if pre is not None and feature_set is not None and feature_set.value != pre.spec.name:
-        raise ValueError(f"--feature-set {feature_set.value} differs from the checkpoint's ({pre.spec.name})")
-    spec = (
-        pre.spec
-        if pre
-        else _spec(feature_set.value if feature_set else _default_feature_set([data_dir], False))
-    )
-    if (train_gains or eval_gain) and not cv:
-        raise ValueError("--train-gains and --eval-gain need --cv speakers")
-    if cv:
-        clips = load_corpus(data_dir, spec)
-        heard = load_corpus(data_dir, spec, gain=_gain(eval_gain)) if eval_gain else clips
-        renditions = [load_corpus(data_dir, spec, gain=g) for g in _gains(train_gains)]
-        fold_list = []
-        for i, held_out in enumerate(speaker_folds(clips.speakers, folds, split_seed), 1):
-            held = np.isin(clips.speakers, held_out)
-            train, val = clips.subset(np.flatnonzero(~held)), heard.subset(np.flatnonzero(held))
-            fold = Fold(f"cv{i}", train, val, data_dir, data_dir)
-            fold.train_renditions = [r.subset(np.flatnonzero(~held)) for r in renditions]
-            fold_list.append(fold)
-    elif eval_dir is None:
-        train, val = (load_corpus(data_dir, spec, s, split_seed) for s in ("train", "val"))
-        fold_list = [Fold("val", train, val, data_dir, data_dir)]
-    else:
-        fold_list = [
-            Fold("eval", load_corpus(data_dir, spec), load_corpus(eval_dir, spec), data_dir, eval_dir)
-        ]
-    fold = fold_list[0]
-    for clips, where in [(fold.train, data_dir), (fold.eval, eval_dir or data_dir)]:
-        if clips.labels is None:
-            raise ValueError(f"{where}: the experiment needs labeled clips (labels.csv)")
-    if not (data_dir / "labels.csv").is_file() or not ((eval_dir or data_dir) / "labels.csv").is_file():
-        for f in fold_list:
-            f.train_dir = f.eval_dir = None  # no audio: no eGeMAPS functionals reference
-    config = ExperimentConfig(
-        budgets=budget_list,
-        draws=draws,
-        baseline_draws=baseline_draws,
-        epochs=epochs,
-        lr=lr,
-        pretrain_epochs=pretrain_epochs,
-        loss_on=loss_on.value,
-        loss_variant=loss_variant,
-        full_from=full_finetune_from,
-        hidden=pre.model.config.hidden if pre else hidden,
-        layers=pre.model.config.layers if pre else layers,
-        seed=seed,
-        reference=reference,
-        workers=workers or os.cpu_count() or 1,
-        pos_weight=pos_weight,
-        baseline_until=baseline_until,
-    )
-    unlabeled_sets = [load_corpus(d, spec) for d in unlabeled or []]
-    ordinary_sets = [load_corpus(d, spec) for d in ordinary or []]
-    audio = all((d / "manifest.csv").is_file() or (d / "labels.csv").is_file() for d in ordinary or [])
-    for f in fold_list:
-        f.ordinary = ordinary_sets
-        f.ordinary_dirs = list(ordinary or []) if audio and f.eval_dir is not None else []
-    settings = {
-        "data": str(data_dir.resolve()),
-        "eval": str(eval_dir.resolve())
-        if eval_dir
-        else f"{folds}-fold speaker cross-validation (split seed {split_seed})"
-        if cv
-        else f"validation speakers (split seed {split_seed})",
-        "unlabeled": [str(d.resolve()) for d in unlabeled or []],
-        "feature_set": spec.name,
-        "init": str(init.resolve()) if init else None,
-        "split_seed": split_seed,
-        # Only when used, so that runs from before these options resume as they were.
-        **({"train_gains": train_gains} if train_gains else {}),
-        **({"eval_gain": eval_gain} if eval_gain else {}),
-        **({"ordinary": [str(d.resolve()) for d in ordinary]} if ordinary else {}),
-    }
-    results, budget_list, notes = run_experiment(
-        fold_list, unlabeled_sets, config, out, settings, pre, functools.partial(log, file=sys.stdout)
-    )
-    notes = list(dict.fromkeys(notes))  # every fold caps the same budgets
-    for note in notes:
-        typer.echo(f"note: {note}")
-    if cv:
-        cv_budgets, _ = capped_budgets(config.budgets, max(len(f.train) for f in fold_list))
-        summary = report_cv(out, results, fold_list, cv_budgets, draws, notes, {**settings, **vars(config)})
-        for line in macro_f1_lines(summary):
-            typer.echo(line)
-        typer.echo(f"wrote {out}/results.csv, summary.json, table1.md, folds.md, differences.md and plots")
-        return
-    summary = report_run(
-        out, results, fold, budget_list[fold.name], draws, notes, {**settings, **vars(config)}
-    )
-    ends = (budget_list[fold.name][0], budget_list[fold.name][-1])
-    for line in macro_f1_lines(summary, ends):
-        typer.echo(line)
-    diff = summary["differences"].get("ssl - baseline", {})
-    for b in ends:
-        if str(b) in diff:
-            d = diff[str(b)]["macro_f1"]
-            ci = "" if d["ci95"] is None else f" (95% interval {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"
-            typer.echo(f"{b} labels: SSL minus baseline macro-F1 {d['mean']:+.3f}{ci}")
-    typer.echo(f"wrote {out}/results.csv, summary.json, table1.md, differences.md and plots")
+    run(_options(ExperimentOptions, locals()), functools.partial(log, file=sys.stdout), typer.echo)

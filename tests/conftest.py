@@ -32,12 +32,12 @@ def build_bundles(root: Path) -> dict[str, Bundle]:
     import torch
 
     from edge_emo.data.clips import ClipSet
+    from edge_emo.export import export_bundle
     from edge_emo.features import FeatureSpec, NormStats
     from edge_emo.model import EmotionGRU, ModelConfig
     from edge_emo.train.checkpoint import Checkpoint, save_checkpoint
     from edge_emo.train.finetune import FinetuneConfig, finetune_head
     from edge_emo.train.pretrain import PretrainConfig, pretrain
-    from export import export_bundle
 
     torch.set_num_threads(1)
     spec = spec_for("egemaps")

@@ -28,10 +28,10 @@ def prepare(share: Path) -> None:
     import torch
 
     from edge_emo.data.labels import EMOTIONS
+    from edge_emo.export import export_bundle
     from edge_emo.features import NormStats, spec_for
     from edge_emo.model import EmotionGRU, ModelConfig
     from edge_emo.train.checkpoint import Checkpoint, provenance, save_checkpoint
-    from export import export_bundle
     from tests.boards.shared import write_inputs
     from tests.conftest import build_bundles
     from tests.core.conftest import make_corpus

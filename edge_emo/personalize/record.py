@@ -179,3 +179,47 @@ def capture(
         if mic.dropped_blocks:
             raise OSError(f"{mic.describe()}: {mic.dropped_blocks} audio blocks were lost; record again")
         return (np.concatenate(blocks) if blocks else np.zeros(0, np.int16)), mic.rate
+
+
+def record(
+    labels: Path,
+    input_files: list[Path] | None,
+    given: tuple[float, ...] | None,
+    seconds: float,
+    device: str | None,
+    speaker: str,
+    ask: Callable[[str], tuple[float, ...]],
+    recover: Callable[[], None],
+    say: Callable[[str], None],
+    tell: Callable[[str], None],
+) -> None:
+    """`edge-emo record`: clips from `input_files` (or `seconds` from the microphone), each checked for
+    speech before anything is written, labeled with `given` or what `ask(clip name)` returns, added to
+    `labels`, each told in one line. `recover` finishes what a killed run left, once labels.csv was read.
+    A missing microphone raises AudioSourceError."""
+    from edge_emo.features import audio_seconds, load_audio
+    from edge_emo.features.speech import Vad, speech_seconds
+    from edge_emo.options import check_range
+
+    check_range("--seconds", seconds, 0.5, MAX_CLIP_S)
+    if labels.exists():
+        read_labels(labels)  # a broken labels.csv is reported before anything is recorded
+    recover()
+    if input_files:
+        for p in input_files:  # from the header, before decoding: a 2-hour file is refused at once
+            check_clip_length(audio_seconds(p), str(p))
+        clips = [(str(p), *load_audio(p)) for p in input_files]
+    else:
+        clips = [
+            ("microphone", *capture(device, seconds, lambda: say(f"recording {seconds:g} s: speak now")))
+        ]
+    vad = Vad()
+    for name, signal, rate in clips:  # every clip is checked before anything is written
+        if speech_seconds(signal, rate, vad) < vad.min_speech_s:
+            raise ValueError(f"{name}: no speech (voice-activity detector: {vad.describe}); nothing recorded")
+    for name, signal, rate in clips:
+        intensities = given if given is not None else ask(name)
+        clip = save_clip(labels, signal, rate)
+        append_label(labels, clip, speaker, intensities)
+        named = " ".join(f"{e}={v:g}" for e, v in zip(EMOTIONS, intensities) if v) or "neutral"
+        tell(f"added {clip.relative_to(labels.parent)} ({named}) to {labels}")

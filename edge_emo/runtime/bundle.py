@@ -2,7 +2,7 @@
 
 A bundle is a directory `NAME.bundle/` holding
 
-- `model.onnx`: the streaming GRU (see export/graph.py). Inputs `features` (1, T, F) standardised frames with
+- `model.onnx`: the streaming GRU (see edge_emo/export/graph.py). Inputs `features` (1, T, F) standardised frames with
   T dynamic and `state` (L, 1, H); outputs `intensities` (1, T, E) per-frame head outputs, `state_out`
   (L, 1, H) and `hidden_sum` (1, H), the sum of the top layer's hidden vectors over the chunk. The head is
   fp32 with initializers `head.weight` (H, E) and `head.bias` (E,): `x @ head.weight + head.bias`.

@@ -3,16 +3,27 @@ callback, until the source ends, a stop is requested (Ctrl-C) or the device fail
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional, Protocol
 
 import numpy as np
 
+from edge_emo.features import AudioFileError
+from edge_emo.features.speech import Vad
+from edge_emo.options import check_range, check_threads
+from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
+from edge_emo.runtime.bundle import Bundle
+from edge_emo.runtime.log_writer import FeatureLogger
 from edge_emo.runtime.recognizer import EmotionRecognizer, EmotionUpdate
+from edge_emo.runtime.shipped import sample_path
+from edge_emo.runtime.view import LiveView
 
 
 class Source(Protocol):
@@ -86,3 +97,180 @@ def run(
         summary.dropped_blocks = source.dropped_blocks
         deliver()
     return summary
+
+
+class _BridgeUpdate(NamedTuple):
+    """What firmware_bridge's Link.send_update reads (the dominant emotion as an index)."""
+
+    timestamp_s: float
+    intensities: object
+    dominant: Optional[int]
+    speech: bool
+
+
+@dataclass
+class ListenOptions:
+    """What `edge-emo listen` was asked to do (see its --help for each)."""
+
+    input_files: list[Path] | None = None  # None: the microphone; 'sample': the shipped recording
+    device: str | None = None
+    fast: bool = False
+    json_out: bool = False
+    duration: float | None = None
+    update_interval: float = 0.1
+    smoothing: float = 0.0
+    vad_threshold_db: float | None = None
+    vad: bool = True
+    threads: int = 1
+    force_threads: bool = False
+    buffer: float = 2.0
+    bridge: str | None = None
+    log_features: Path | None = None
+    log_max_mb: float = 200.0
+    log_shard_s: float = 60.0
+    serve: bool = False
+    serve_address: str | None = None
+    serve_token: str | None = None
+
+    def check(self) -> None:
+        """The numbers are finite and in range; --json and a stdout bridge do not share stdout."""
+        check_range("--update-interval", self.update_interval, 0.01, 60)
+        check_range("--smoothing", self.smoothing, 0, 3600)
+        check_range("--vad-threshold-db", self.vad_threshold_db, -120, 0)
+        check_range("--duration", self.duration, 0.01, 1e7)
+        check_range("--buffer", self.buffer, 0.02, 600)
+        check_range("--log-max-mb", self.log_max_mb, 0.01, 1e7)
+        check_range("--log-shard-s", self.log_shard_s, 0.01, 86400)
+        check_threads(self.threads, self.force_threads)
+        bridge = self.bridge or ""
+        if self.json_out and bridge.lower().startswith("stdout:"):
+            raise ValueError(
+                f"--bridge {bridge} writes binary frames to stdout, where --json writes its lines"
+            )
+
+
+def _sources(options: ListenOptions, bundle: Bundle) -> Iterable[Source]:
+    """The files one after the other (each opened when its turn comes), or the microphone."""
+    if options.input_files:
+        paths = [sample_path() if str(p) == "sample" else p for p in options.input_files]
+        for p in paths:  # all named files are there before the first is streamed
+            if not os.path.isfile(p):
+                raise AudioFileError(f"{p}: no such audio file")
+        return (AudioFileSource(p, fast=options.fast, max_s=options.duration) for p in paths)
+    try:
+        device = find_device(options.device)
+        return [Microphone(device, bundle.spec.sample_rate, buffer_s=options.buffer, max_s=options.duration)]
+    except AudioSourceError as e:
+        raise type(e)(f"{e}; without a microphone, try: edge-emo listen --input sample") from None
+
+
+def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -> None:
+    """Recognize emotions in every source of `options` with `bundle`, showing updates in the terminal view
+    (or as JSON lines on stdout) and sending them to the bridge, the web page and the feature log as asked.
+    `say` prints a line on stderr. Bad input raises ValueError/OSError; a failing device AudioSourceError
+    (with its exit code); whatever was collected is kept however listening ends."""
+    log = None
+
+    def new_recognizer() -> EmotionRecognizer:
+        return EmotionRecognizer(
+            bundle,
+            update_interval_s=options.update_interval,
+            smoothing_s=options.smoothing,
+            threads=options.threads,
+            vad=Vad(threshold_db=options.vad_threshold_db) if options.vad else None,
+            speech_sink=log,
+        )
+
+    recognizer = new_recognizer()  # checks the bundle before anything else happens
+    if options.log_features is not None:
+        log = FeatureLogger(
+            options.log_features,
+            bundle.spec,
+            bundle.version,
+            max_bytes=round(options.log_max_mb * 2**20),
+            shard_s=options.log_shard_s,
+            say=say,
+        )
+        recognizer.speech_sink = log
+    link = None
+    if options.bridge is not None:
+        import firmware_bridge
+        from firmware_bridge.protocol import MAX_MODEL_VERSION
+
+        link = firmware_bridge.connect(
+            options.bridge,
+            model_version=bundle.short_version(MAX_MODEL_VERSION),
+            emotions=bundle.emotions,
+            update_rate_hz=1 / options.update_interval,
+        )
+    sources = _sources(options, bundle)
+    warned = False
+    view = None
+    web = None
+    if options.serve or options.serve_address is not None:
+        from edge_emo.web.server import DEFAULT_ADDRESS, WebView
+
+        web = WebView(
+            options.serve_address or DEFAULT_ADDRESS,
+            options.serve_token,
+            bundle.version,
+            bundle.emotions,
+            say=say,
+        )
+
+    def on_update(update: EmotionUpdate, summary: ListenSummary) -> None:
+        nonlocal warned
+        if link is not None:
+            link.send_update(
+                _BridgeUpdate(update.time_s, update.intensities, update.dominant_index, update.speech)
+            )
+        if web is not None:
+            web.publish(update, summary)
+        if options.json_out:
+            sys.stdout.write(update.to_json() + "\n")
+            sys.stdout.flush()
+        else:
+            view.show(update, summary.dropped_blocks, summary.utterances)
+        if summary.dropped_blocks and not warned:
+            warned = True
+            say("warning: input overflow: processing fell behind and audio blocks are being dropped")
+
+    try:
+        for k, source in enumerate(sources):
+            if k:
+                recognizer = new_recognizer()  # a new stream: time 0, and the file's own sample rate
+            if log is not None:
+                log.start_stream(source.describe())
+            if web is not None:
+                web.start_stream(source.describe())
+            view = None if options.json_out else LiveView(source.describe(), bundle.version)
+            if options.json_out:
+                say(f"listening: {source.describe()}, model {bundle.version}")
+            try:
+                with stop_on_sigint() as stop, source:
+                    if view is not None:
+                        view.start()
+                    try:
+                        summary = run(recognizer, source, on_update, stop)
+                    finally:
+                        if view is not None:
+                            view.stop()
+            finally:
+                recognizer.close()
+            say(summary.describe())
+            damaged = getattr(source, "damaged", None)
+            if damaged and not summary.audio_s:
+                raise ValueError(f"{damaged}: nothing decodes")
+            if damaged:
+                say(f"warning: {damaged}; analysed what decoded")
+            if summary.interrupted:
+                break
+    finally:
+        if link is not None:
+            link.close()
+        if web is not None:
+            web.close()  # browsers are told that listen has ended
+            say(web.describe())
+        if log is not None:
+            log.close()  # what was collected is kept, however listening ended
+            say(log.describe())

@@ -76,3 +76,11 @@ def current() -> Distributed:
 def stop() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def one_thread_unless_told() -> None:
+    """Training runs one math thread per process unless OMP_NUM_THREADS says otherwise: on a shared 2-core
+    machine a 2 x 256 GRU with two threads per process ran many times slower than with one. To use more
+    cores, start more processes (`torchrun --nproc-per-node N -m edge_emo pretrain ...`)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)

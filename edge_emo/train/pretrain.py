@@ -201,3 +201,71 @@ def pretrain(
             pretrain={**run, "loss_history": at["history"]},
         ),
     )
+
+
+@dataclass
+class PretrainData:
+    """The corpora of `edge-emo pretrain` (see its --help)."""
+
+    dirs: list[Path]
+    mosei_covarep: Path | None = None
+    mosei_labels: Path | None = None
+    feature_set: str | None = None  # default: a feature log's own, covarep for MOSEI, else egemaps
+    split: str = "all"
+    split_seed: int = 0
+
+
+def pretrain_to_file(
+    data: PretrainData,
+    config: PretrainConfig,
+    out: Path,
+    hidden: int,
+    layers: int,
+    save_every_steps: int = 0,
+    resume: Path | None = None,
+    say: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Pretrain on `data` and write the checkpoint `out`, alone or in every process of a torchrun job. The
+    training state beside `out` (state_path) is saved as configured and continued from when a run was
+    interrupted (or from `resume`); it is removed once `out` is written."""
+    from edge_emo.data.log_corpus import log_spec
+    from edge_emo.data.sources import default_feature_set, feature_spec, load_corpora
+    from edge_emo.train.checkpoint import save_checkpoint, state_path
+
+    logged = [
+        spec for spec in map(log_spec, data.dirs) if spec is not None
+    ]  # feature logs name their features
+    fs = data.feature_set or (
+        logged[0].name if logged else default_feature_set(data.dirs, data.mosei_covarep is not None)
+    )
+    dist = distributed.start()
+    try:
+        # The first process of each machine extracts missing features into the cache; the others then read it.
+        if dist.local_rank != 0:
+            dist.barrier()
+        corpora = load_corpora(
+            data.dirs, data.mosei_covarep, data.mosei_labels, feature_spec(fs), data.split, data.split_seed
+        )
+        if dist.local_rank == 0:
+            dist.barrier()
+        state = state_path(out)
+        if resume is None and state.is_file():
+            resume = state
+        if resume is not None and dist.is_main:
+            say(f"continuing from the training state {resume}")
+        ckpt = pretrain(corpora, config, hidden, layers, state, save_every_steps, resume, log)
+        if dist.is_main:
+            mosei = [str(data.mosei_covarep)] if data.mosei_covarep else []
+            ckpt.provenance["data"] = [str(d) for d in data.dirs] + mosei
+            ckpt.provenance["split"] = {"split": data.split, "seed": data.split_seed}
+            save_checkpoint(ckpt, out)
+            state.unlink(missing_ok=True)  # the run is complete: a rerun starts afresh
+            history = ckpt.provenance["pretrain"]["loss_history"]
+            print(
+                f"pretrained on {sum(len(c) for c in corpora)} clips in {dist.world_size} process(es); "
+                f"loss {history[0]} -> {history[-1]}; wrote {out}"
+            )
+        dist.barrier()
+    finally:
+        distributed.stop()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench import CHUNKS, GRU_OP, INT8, STREAM, TARGETS, TORCH, TORCH_SKIP, load_warnings
-from benchmarks.live import CASES, STAGE_NAMES
+from edge_emo.bench.core import CHUNKS, GRU_OP, INT8, STREAM, TARGETS, TORCH, TORCH_SKIP, load_warnings
+from edge_emo.bench.live import CASES, STAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 # The bench through the CLI with `import torch` failing, as on a board without torch.

@@ -224,7 +224,7 @@ def test_options_with_choices_list_them_in_help_and_errors(corpus, tmp_path, com
 
 def test_version_names_the_package_the_shipped_model_and_libraries():
     from edge_emo import __version__
-    from edge_emo.cli import DEFAULT_MODEL
+    from edge_emo.runtime.shipped import DEFAULT_MODEL
 
     lines = edge_emo("--version").stdout.splitlines()
     model = json.loads((DEFAULT_MODEL / "manifest.json").read_text())["version"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from edge_emo.export import export_bundle
 from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.model import EmotionGRU, ModelConfig
 from edge_emo.train.checkpoint import Checkpoint, provenance, save_checkpoint
-from export import export_bundle
 
 EMOTIONS = ("happiness", "sadness", "anger", "surprise", "disgust", "fear")
 N_FEATURES = 25

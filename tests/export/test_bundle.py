@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_emo.export import export_bundle
 from edge_emo.features import FeatureMismatchError, FeatureSpec
 from edge_emo.runtime.bundle import (
     BundleError,
@@ -20,7 +21,6 @@ from edge_emo.runtime.bundle import (
 )
 from edge_emo.train.checkpoint import load_checkpoint
 from edge_emo.train.finetune import embed, predict
-from export import export_bundle
 from tests.cli import edge_emo, python
 
 

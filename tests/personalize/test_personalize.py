@@ -13,12 +13,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from edge_emo.cli import DEFAULT_MODEL
 from edge_emo.features import extract_file
 from edge_emo.personalize.method import DEFAULT, fit
 from edge_emo.personalize.ridge import predict
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import load_bundle
+from edge_emo.runtime.shipped import DEFAULT_MODEL
 from tests.cli import CLI, ROOT, cli_env, edge_emo, edge_emo_without_torch
 from tests.personalize.conftest import write_happy_wearer, write_wearer
 

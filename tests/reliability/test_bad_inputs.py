@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge_emo.cli import DEFAULT_MODEL
 from edge_emo.runtime.bundle import manifest_digest
+from edge_emo.runtime.shipped import DEFAULT_MODEL
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech, write_wav
 from tests.personalize.conftest import write_wearer

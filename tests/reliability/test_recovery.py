@@ -230,7 +230,7 @@ def test_wearer_data_is_private(wearer, tmp_path):
 
 
 def test_a_truncated_flac_plays_what_decodes_then_warns(tmp_path):
-    from edge_emo.cli import SAMPLES
+    from edge_emo.runtime.shipped import SAMPLES
 
     cut = tmp_path / "cut.flac"
     cut.write_bytes(next(SAMPLES.glob("*.flac")).read_bytes()[:79669])

@@ -95,11 +95,12 @@ def test_bad_input_gets_a_clear_error_and_exit_code_2(bundles, clip_path, tmp_pa
 
 
 def test_a_missing_default_model_is_named(monkeypatch, tmp_path):
-    from edge_emo import cli
+    from edge_emo.personalize.choice import listen_bundle
+    from edge_emo.runtime import shipped
 
-    monkeypatch.setattr(cli, "DEFAULT_MODEL", tmp_path / "default.bundle")
+    monkeypatch.setattr(shipped, "DEFAULT_MODEL", tmp_path / "default.bundle")
     with pytest.raises(ValueError, match="default model is not installed.*--model"):
-        cli._listen_model(None)
+        listen_bundle(None)
 
 
 def test_readme_snapshot_of_the_live_view(bundle, clip_path):

@@ -50,9 +50,9 @@ def speech_and_silence(parts: list[tuple[str, float, int]], rate: int = 16000) -
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
 def test_a_streamed_clip_ends_with_what_evaluate_predicts_for_it(bundles, clip_path, tmp_path, precision):
     """With vad=None a stream is one utterance, like a clip in `edge-emo evaluate`, which predicts through
-    `_predictor` on `load_corpus` features: the final update carries exactly those intensities."""
-    from edge_emo.cli import _predictor
+    `load_predictor` on `load_corpus` features: the final update carries exactly those intensities."""
     from edge_emo.data.corpus import load_corpus
+    from edge_emo.predictor import load_predictor
 
     bundle = bundles[precision]
     corpus = tmp_path / "corpus"
@@ -61,7 +61,7 @@ def test_a_streamed_clip_ends_with_what_evaluate_predicts_for_it(bundles, clip_p
     (corpus / "labels.csv").write_text(
         "path,speaker,corpus,emotion,happiness,sadness,anger,surprise,disgust,fear\nclip.wav,s0,t,x,1,0,0,0,0,0\n"
     )
-    spec, _, predict = _predictor(bundle.path)
+    spec, _, predict, _ = load_predictor(bundle.path)
     evaluated = np.clip(predict(load_corpus(corpus, spec).features)[0], 0, 3)
 
     x, rate = load_audio(clip_path)

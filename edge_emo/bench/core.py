@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from benchmarks.live import live_markdown, live_share
+from edge_emo.bench.live import live_markdown, live_share, speech_clip
 from edge_emo.runtime.bundle import OUTPUTS, Bundle, load_bundle
 
 CHUNKS = (1, 10, 50)
@@ -260,7 +260,7 @@ def latency(
     bundle: Bundle, weights: dict[str, np.ndarray], threads: int, settings: Settings, torch_model
 ) -> tuple[list[dict], list[dict], dict[str, int]]:
     """Rows (variant, threads, chunk, us per frame) and per-round ratios, variants interleaved round by round."""
-    from export.graph import gru_graph
+    from edge_emo.export.graph import gru_graph
 
     fp32_graph = gru_graph(weights).SerializeToString()
     variants: dict[str, Callable[[np.ndarray, np.ndarray], Any] | None] = {}
@@ -342,7 +342,7 @@ def _floor_models(bundle: Bundle) -> dict[str, bytes]:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from export.graph import IR_VERSION, OPSET
+    from edge_emo.export.graph import IR_VERSION, OPSET
 
     layers, _, hidden = bundle.state_shape
     n_emotions, dim = len(bundle.emotions), bundle.spec.dim
@@ -456,21 +456,6 @@ def framework_floor(bundle: Bundle, settings: Settings, int8_us_per_frame: float
 
 
 # -- audio ---------------------------------------------------------------------------------------------------
-
-
-def speech_clip(seconds: float) -> np.ndarray:
-    """int16 mono speech at 16 kHz: the shipped LibriSpeech sample, repeated to length."""
-    import edge_emo
-    from edge_emo.features import load_audio, resample, to_mono
-
-    # Found here rather than through edge_emo.cli: the runtime's memory process must not load the CLI's
-    # libraries (typer, pydantic, rich); the 'listen' process measures those.
-    sample = sorted((Path(edge_emo.__file__).parent / "samples").glob("*.flac"))[0]
-    signal, rate = load_audio(sample)
-    signal = resample(to_mono(signal), rate, SAMPLE_RATE)
-    n = int(seconds * SAMPLE_RATE)
-    signal = np.tile(signal, n // len(signal) + 1)[:n]
-    return (np.clip(signal, -1.0, 1.0 - 1.0 / 32768) * 32768).astype(np.int16)
 
 
 def _blocks(pcm: np.ndarray):
@@ -601,18 +586,22 @@ def memory_worker(kind: str, bundle_path: str, seconds: float) -> dict[str, Any]
         end_to_end(bundle, pcm, threads=1)
     elif kind == "listen":  # the command a wearer runs, CLI and terminal libraries included
         import contextlib
+        import runpy
         import tempfile
 
         import soundfile
 
-        from edge_emo.cli import app
-
         with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull:
             wav = str(Path(tmp) / "speech.wav")
             soundfile.write(wav, pcm, SAMPLE_RATE)
-            args = ["listen", "--model", bundle_path, "--input", wav, "--fast", "--json"]
+            # The program as a wearer starts it (`python -m edge_emo`), run in this process.
+            sys.argv = ["edge-emo", "listen", "--model", bundle_path, "--input", wav, "--fast", "--json"]
             with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
-                app(args, standalone_mode=False)
+                try:
+                    runpy.run_module("edge_emo", run_name="__main__")
+                except SystemExit as done:
+                    if done.code:
+                        raise RuntimeError(f"edge-emo listen exited with {done.code}") from None
     else:
         from edge_emo.features import StreamingExtractor
 
@@ -639,7 +628,7 @@ def memory(bundle: Bundle, seconds: float, with_torch: bool) -> dict[str, Any]:
             out[kind] = {"skipped": TORCH_SKIP}
             continue
         code = (
-            "import json, sys; from benchmarks.bench import memory_worker; "
+            "import json, sys; from edge_emo.bench.core import memory_worker; "
             f"print(json.dumps(memory_worker({kind!r}, {str(bundle.path)!r}, {seconds!r})))"
         )
         args = [sys.executable, "-c", code]
@@ -652,7 +641,7 @@ def memory(bundle: Bundle, seconds: float, with_torch: bool) -> dict[str, Any]:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
@@ -662,10 +651,9 @@ def _child_env() -> dict[str, str]:
 
 def _model_option(bundle: Bundle) -> list[str]:
     """`--model PATH` unless the bundle is the shipped model (the results name the command that made them)."""
-    import edge_emo
+    from edge_emo.runtime.shipped import DEFAULT_MODEL
 
-    shipped = Path(edge_emo.__file__).resolve().parent / "models" / "default.bundle"
-    return [] if bundle.path.resolve() == shipped else ["--model", str(bundle.path)]
+    return [] if bundle.path.resolve() == DEFAULT_MODEL else ["--model", str(bundle.path)]
 
 
 def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = None) -> dict[str, Any]:

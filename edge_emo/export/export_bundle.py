@@ -2,7 +2,7 @@
 
     export_bundle("finetuned.safetensors", "models/default.bundle", precision="int8")
 
-builds the streaming graph (export/graph.py) from the checkpoint's weights, quantizes it for int8 (dynamic,
+builds the streaming graph (edge_emo/export/graph.py) from the checkpoint's weights, quantizes it for int8 (dynamic,
 every MatMul except the head, inside the Scan bodies too), checks it against the torch model on a short
 sequence, and writes the bundle atomically with its manifest (edge_emo/runtime/bundle.py).
 """
@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import torch
 
+from edge_emo.export.graph import HEAD_NODES, IR_VERSION, OPSET, gru_graph
 from edge_emo.runtime.bundle import (
     MAX_CHUNK_FRAMES,
     Bundle,
@@ -29,7 +30,6 @@ from edge_emo.runtime.bundle import (
 )
 from edge_emo.signing import signer
 from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, provenance
-from export.graph import HEAD_NODES, IR_VERSION, OPSET, gru_graph
 
 FP32_TOLERANCE = 1e-4  # max abs difference to torch of the fp32 graph, per frame and emotion
 CHECK_FRAMES = 300  # 3 s of frames for the export-time check against torch
