@@ -157,7 +157,7 @@ def step_recon(run: Path, dev: Path, seeds: list[int]) -> dict:
 
 
 def step_fewshot(run: Path, dev: Path, seeds: list[int], budgets: str, draws: int) -> dict:
-    from edge_emo.data.labels import EMOTIONS
+    from edge_emo.emotions import EMOTIONS
 
     out, summary = {}, {}
     for name, path in checkpoints(run, seeds).items():

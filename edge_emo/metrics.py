@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-PRESENT = 0.5
-MAX_INTENSITY = 3.0
+from edge_emo.emotions import MAX_INTENSITY, PRESENT
+
 NEUTRAL = "neutral"
 Z95 = 1.959964
 

@@ -27,7 +27,7 @@ DEVICE_CHECK = ROOT / "tests/boards/device_check.py"
 def prepare(share: Path) -> None:
     import torch
 
-    from edge_emo.data.labels import EMOTIONS
+    from edge_emo.emotions import EMOTIONS
     from edge_emo.export import export_bundle
     from edge_emo.features import NormStats, spec_for
     from edge_emo.model import EmotionGRU, ModelConfig

@@ -35,6 +35,7 @@ import numpy as np
 
 from edge_emo.bench.live import live_markdown, live_share, speech_clip
 from edge_emo.runtime.bundle import OUTPUTS, Bundle, load_bundle
+from edge_emo.runtime.session import ort_session
 
 CHUNKS = (1, 10, 50)
 SAMPLE_RATE = 16000
@@ -180,32 +181,25 @@ def bundle_weights(bundle: Bundle) -> dict[str, np.ndarray]:
     return weights
 
 
-def ort_session(model: str | bytes, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
 class TorchModel:
-    """nn.GRU + Linear head with the bundle's weights (eager, inference mode), and its ONNX GRU-op export."""
+    """The training network (EmotionGRU) with the bundle's weights (eager, inference mode), and its ONNX
+    GRU-op export."""
 
     def __init__(self, weights: dict[str, np.ndarray]):
         import torch
 
+        from edge_emo.model import EmotionGRU, ModelConfig
+
         self.torch = torch
         hidden, n_features = weights["gru.weight_ih_l0"].shape[0] // 3, weights["gru.weight_ih_l0"].shape[1]
         layers = sum(1 for k in weights if k.startswith("gru.weight_ih_l"))
-        self.gru = torch.nn.GRU(n_features, hidden, num_layers=layers, batch_first=True)
-        self.head = torch.nn.Linear(hidden, weights["head.weight"].shape[0])
-        for name, value in weights.items():
-            module, key = name.split(".", 1)
-            getattr(self, module).get_parameter(key).data.copy_(torch.from_numpy(value))
-        self.gru.eval()
-        self.head.eval()
+        config = ModelConfig(n_features, hidden, layers, n_emotions=weights["head.weight"].shape[0])
+        self.model = EmotionGRU(config).eval()
+        state = {name: torch.from_numpy(value) for name, value in weights.items()}
+        missing = self.model.load_state_dict(state, strict=False).missing_keys
+        if any(not k.startswith("recon.") for k in missing):  # only pretraining's head is not in a bundle
+            raise ValueError(f"the bundle's weights lack {missing}")
+        self.gru, self.head = self.model.gru, self.model.head
 
     def step(self, x: np.ndarray, state: np.ndarray):
         """One chunk: per-frame head outputs, new state, hidden sum (what the graph returns)."""
@@ -397,15 +391,10 @@ def _per_frame_nodes(bundle: Bundle) -> dict[str, int]:
     import tempfile
 
     import onnx
-    import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.log_severity_level = 3
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(bundle.graph_path), options, providers=["CPUExecutionProvider"])
-        optimized = onnx.load(options.optimized_model_filepath)
+        ort_session(bundle.graph_path, optimized_path=Path(tmp) / "optimized.onnx")
+        optimized = onnx.load(Path(tmp) / "optimized.onnx")
     scans = [n for n in optimized.graph.node if n.op_type == "Scan"]
     return {
         "scan_steps_per_frame": len(scans),

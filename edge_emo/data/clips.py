@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_emo.data.labels import EMOTIONS, CorpusError
+from edge_emo.data.labels import CorpusError
 from edge_emo.data.splits import Split, speaker_split
+from edge_emo.emotions import EMOTIONS
 from edge_emo.features import FeatureSpec
 
 

@@ -13,10 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-# The order of the six intensity columns in every corpus file. Models record it; the runtime reads it from
-# the model bundle, never from here.
-EMOTIONS: tuple[str, ...] = ("happiness", "sadness", "anger", "surprise", "disgust", "fear")
-MAX_INTENSITY = 3.0
+from edge_emo.emotions import EMOTIONS, MAX_INTENSITY
+
+# Models record the emotion order; the runtime reads it from the model bundle, never from here.
 LABEL_COLUMNS: tuple[str, ...] = ("path", "speaker", "corpus", "emotion", *EMOTIONS)
 
 

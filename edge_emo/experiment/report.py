@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_emo.emotions import PRESENT
 from edge_emo.experiment.runner import CATEGORICAL, METRICS, PER_EMOTION, write_atomic
 from edge_emo.experiment.stats import LEVEL, MIN_FOR_INTERVAL, describe, describe_folds
-from edge_emo.metrics import PRESENT
 
 # Model order in tables and plots, and what each name means.
 MODELS = {

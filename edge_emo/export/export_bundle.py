@@ -28,6 +28,7 @@ from edge_emo.runtime.bundle import (
     sha256_bytes,
     write_bundle,
 )
+from edge_emo.runtime.session import ort_session
 from edge_emo.signing import signer
 from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, provenance
 
@@ -70,16 +71,11 @@ def check_against_torch(
 ) -> float:
     """Max abs difference of per-frame intensities: the graph run in chunks with carried state vs torch over
     the whole sequence, on standardised random frames (seeded)."""
-    import onnxruntime as ort
-
     x = np.random.default_rng(0).standard_normal((frames, ckpt.spec.dim)).astype(np.float32)
     model = ckpt.model.eval()
     with torch.inference_mode():
         reference = model.head(model.hidden_states(torch.from_numpy(x)[None])[0])[0].numpy()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    session = ort_session(graph)
     state = np.zeros((model.config.layers, 1, model.config.hidden), dtype=np.float32)
     out = []
     for start in range(0, frames, chunk_frames):

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from edge_emo.data.labels import EMOTIONS, LABEL_COLUMNS, MAX_INTENSITY, read_labels
+from edge_emo.data.labels import LABEL_COLUMNS, read_labels
+from edge_emo.emotions import EMOTIONS, MAX_INTENSITY
 from edge_emo.features import resample, to_mono
 from edge_emo.files import leftover_pid, private_folder, replace_file
 

@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_emo.data.labels import EMOTIONS, read_labels
+from edge_emo.data.labels import read_labels
+from edge_emo.emotions import EMOTIONS, MAX_INTENSITY
 from edge_emo.features import audio_seconds, extract, load_audio
 from edge_emo.features.speech import Vad, speech_seconds
 from edge_emo.files import fsync_dir
@@ -50,7 +51,6 @@ MIN_CLIPS = 5
 # The new head's raw utterance outputs on the wearer's clips must stay within this margin of 0..3 (the
 # runtime clips to 0..3; a head far outside it is broken, not personal).
 RANGE_MARGIN = 1.0
-MAX_INTENSITY = 3.0
 
 
 @dataclass(frozen=True)

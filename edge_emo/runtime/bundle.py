@@ -129,13 +129,9 @@ class Bundle:
 
     def session(self, threads: int = 1):
         """A new onnxruntime session on the CPU with `threads` intra-op threads and one inter-op thread."""
-        import onnxruntime as ort
+        from edge_emo.runtime.session import ort_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        return ort.InferenceSession(str(self.graph_path), options, providers=["CPUExecutionProvider"])
+        return ort_session(self.graph_path, threads)
 
     def stream(self, session=None) -> BundleStream:
         """A stream over one utterance at a time (a new one-thread session unless `session` is given)."""
@@ -346,14 +342,10 @@ def graph_metadata(feature_set: str, emotions: Sequence[str], precision: str) ->
 def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
     """The graph's metadata and its input and output shapes must fit the manifest. Read by onnxruntime, the
     library that runs it, not by `onnx`: importing onnx costs a device about 12 MB of resident memory."""
-    import onnxruntime as ort
+    from edge_emo.runtime.session import ort_session
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only reading it
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 4
     try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        session = ort_session(data, optimize=False, log_severity=4)  # only reading it
     except Exception as e:  # onnxruntime raises its own exception types for unparsable or invalid graphs
         raise BundleError(f"{where}: not an ONNX model onnxruntime can load ({e})") from e
 

@@ -45,12 +45,12 @@ from typing import Protocol
 
 import numpy as np
 
+from edge_emo.emotions import MAX_INTENSITY, PRESENT
 from edge_emo.features import StreamingExtractor
 from edge_emo.features.audio import ChannelLayoutError
 from edge_emo.features.speech import DEFAULT_VAD, LoudnessGate, Vad
 from edge_emo.runtime.bundle import Bundle
 
-MAX_INTENSITY = 3.0
 _SILENT_DB = -120.0  # the level reported for digital silence
 # Audio handed to openSMILE at once. Live, 30 ms instead of every 10 ms block saved about 1.4% of a core
 # (openSMILE's per-wake-up bookkeeping), for about 8 ms more median latency (benchmarks/README.md).
@@ -167,7 +167,7 @@ class EmotionRecognizer:
         smoothing_s: float = 0.0,
         threads: int = 1,
         vad: Vad | None = DEFAULT_VAD,
-        dominant_min: float = 0.5,
+        dominant_min: float = PRESENT,
         input_rate: int | None = None,
         speech_sink: SpeechSink | None = None,
         batch_s: float = BATCH_S,

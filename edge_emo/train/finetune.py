@@ -25,8 +25,8 @@ from edge_emo.data.clips import ClipSet
 from edge_emo.data.corpus import SpeechCut, load_corpus
 from edge_emo.data.gain import Gain
 from edge_emo.data.mosei import load_mosei
+from edge_emo.emotions import PRESENT
 from edge_emo.features import FeatureSpec, NormStats
-from edge_emo.metrics import PRESENT
 from edge_emo.model import EmotionGRU, ModelConfig
 from edge_emo.progress import stage
 from edge_emo.train.batches import length_batches, pad

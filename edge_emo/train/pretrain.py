@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from edge_emo.data.clips import ClipSet
-from edge_emo.data.labels import EMOTIONS
+from edge_emo.emotions import EMOTIONS
 from edge_emo.features import NormStats
 from edge_emo.model import EmotionGRU, ModelConfig
 from edge_emo.progress import stage

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from glob import glob
@@ -189,6 +190,20 @@ def wheel(tmp_path_factory) -> Path:
     )
     (built,) = (tmp / "dist").glob("edge_emo-*.whl")
     return built
+
+
+def test_the_wheel_holds_only_edge_emo_and_firmware_bridge(wheel):
+    """One namespace: the repository's export/ and benchmarks/ folders (scripts) are not installed as
+    top-level packages of those generic names; their code the commands need is inside edge_emo."""
+    with zipfile.ZipFile(wheel) as built:
+        names = built.namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top == {"edge_emo", "firmware_bridge"}
+    assert {
+        "edge_emo/export/graph.py",
+        "edge_emo/bench/core.py",
+        "edge_emo/models/default.bundle/model.onnx",
+    } <= set(names)
 
 
 @pytest.fixture(scope="module")

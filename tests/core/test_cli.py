@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from edge_emo.data.labels import EMOTIONS
+from edge_emo.emotions import EMOTIONS
 from tests import cli
 from tests.core.conftest import make_corpus
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_emo.data.labels import EMOTIONS
+from edge_emo.emotions import EMOTIONS
 from edge_emo.metrics import class_names, confusion, unweighted_average_recall
 from tests import cli
 from tests.core.test_feature_log_corpus import write_log

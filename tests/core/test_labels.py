@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_emo.data.labels import EMOTIONS, CorpusError, read_labels, read_manifest
+from edge_emo.data.labels import CorpusError, read_labels, read_manifest
+from edge_emo.emotions import EMOTIONS
 
 HEADER = "path,speaker,corpus,emotion," + ",".join(EMOTIONS)
 

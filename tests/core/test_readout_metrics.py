@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_emo.data.labels import EMOTIONS
+from edge_emo.emotions import EMOTIONS
 from edge_emo.metrics import (
     categories,
     confusion,

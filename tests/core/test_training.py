@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from edge_emo.data.clips import ClipSet
-from edge_emo.data.labels import EMOTIONS
+from edge_emo.emotions import EMOTIONS
 from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.features.spec import FeatureMismatchError
 from edge_emo.model import EmotionGRU, ModelConfig

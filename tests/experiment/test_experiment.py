@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_emo.data.labels import EMOTIONS
+from edge_emo.emotions import EMOTIONS
 from edge_emo.experiment.reference import Ridge, corpus_functionals
 from edge_emo.experiment.runner import capped_budgets, parse_budgets
 from edge_emo.experiment.stats import bootstrap_ci, describe

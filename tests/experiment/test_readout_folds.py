@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_emo.data.labels import EMOTIONS
+from edge_emo.emotions import EMOTIONS
 from edge_emo.experiment.runner import CATEGORICAL, Results, columns
 from edge_emo.experiment.stats import t_interval
 from tests.core.conftest import make_corpus

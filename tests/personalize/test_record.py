@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge_emo.data.labels import EMOTIONS, LABEL_COLUMNS, read_labels
+from edge_emo.data.labels import LABEL_COLUMNS, read_labels
+from edge_emo.emotions import EMOTIONS
 from edge_emo.personalize.record import parse_labels
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech, write_wav

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_emo.data.labels import EMOTIONS, CorpusError, read_labels, read_manifest
+from edge_emo.data.labels import CorpusError, read_labels, read_manifest
+from edge_emo.emotions import EMOTIONS
 from edge_emo.runtime.bundle import MANIFEST, BundleError, load_bundle, manifest_digest
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
