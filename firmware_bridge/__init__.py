@@ -5,7 +5,7 @@ header-only encoder/decoder for the firmware side.
 
     link = firmware_bridge.connect("udp://127.0.0.1:9999", model_version="edge-emo-0.1.0",
                                    emotions=EMOTIONS, update_rate_hz=10.0)
-    link.send_update(update)   # update.timestamp_s, .intensities, .dominant, .speech
+    link.send_update(update)   # edge-emo's EmotionUpdate: .time_s, .intensities, .dominant (a name), .speech
     link.close()
 """
 

@@ -170,11 +170,11 @@ class StdoutTransport:
 
 
 class UpdateLike(Protocol):
-    """What `Link.send_update` reads from the runtime's update objects."""
+    """What `Link.send_update` reads from an update: the fields of edge-emo's EmotionUpdate it needs."""
 
-    timestamp_s: float  # seconds since the start of the stream
+    time_s: float  # seconds since the start of the stream
     intensities: Sequence[float]  # one per emotion, 0..3, in the hello's order
-    dominant: int | None  # index of the dominant emotion, or None
+    dominant: str | None  # name of the dominant emotion (one of the hello's), or None
     speech: bool
 
 
@@ -228,8 +228,14 @@ class Link:
         return self.send(self._hello)
 
     def send_update(self, update: UpdateLike) -> bool:
-        """Send one update (after the hello when that is due); False if it was dropped."""
-        message = Update.from_values(update.timestamp_s, update.intensities, update.dominant, update.speech)
+        """Send one update (after the hello when that is due); False if it was dropped. The dominant
+        emotion goes on the wire as its index in the hello's emotions, so a hello must have been sent."""
+        if self._hello is None:
+            raise ValueError("send_hello first: an update's emotions are the hello's")
+        if update.dominant is not None and update.dominant not in self._hello.emotions:
+            raise ValueError(f"dominant emotion {update.dominant!r} is not one of {self._hello.emotions}")
+        dominant = None if update.dominant is None else self._hello.emotions.index(update.dominant)
+        message = Update.from_values(update.time_s, update.intensities, dominant, update.speech)
         if self._hello is not None and self._ready() and time.monotonic() >= self._hello_due:
             self.send(self._hello)
         return self.send(message)

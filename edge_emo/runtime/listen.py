@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -97,15 +97,6 @@ def run(
         summary.dropped_blocks = source.dropped_blocks
         deliver()
     return summary
-
-
-class _BridgeUpdate(NamedTuple):
-    """What firmware_bridge's Link.send_update reads (the dominant emotion as an index)."""
-
-    timestamp_s: float
-    intensities: object
-    dominant: Optional[int]
-    speech: bool
 
 
 @dataclass
@@ -221,9 +212,7 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
     def on_update(update: EmotionUpdate, summary: ListenSummary) -> None:
         nonlocal warned
         if link is not None:
-            link.send_update(
-                _BridgeUpdate(update.time_s, update.intensities, update.dominant_index, update.speech)
-            )
+            link.send_update(update)
         if web is not None:
             web.publish(update, summary)
         if options.json_out:

@@ -81,14 +81,6 @@ class EmotionUpdate:
     final: bool  # the last update of an utterance: intensities are its result
     level_db: float  # RMS level of the input over this update's frames, dB full scale
 
-    @property
-    def timestamp_s(self) -> float:
-        return self.time_s
-
-    @property
-    def dominant_index(self) -> int | None:
-        return None if self.dominant is None else self.emotions.index(self.dominant)
-
     def to_dict(self) -> dict:
         return {
             "time_s": round(self.time_s, 3),

@@ -25,9 +25,9 @@ FAST_RETRY = {"retry_initial_s": 0.02, "retry_max_s": 0.05}
 
 
 def update(i: int) -> SimpleNamespace:
-    """Shaped like the runtime's updates: timestamp_s, intensities, dominant, speech."""
+    """Shaped like the runtime's EmotionUpdate: time_s, intensities, dominant (a name), speech."""
     return SimpleNamespace(
-        timestamp_s=0.1 * i, intensities=[0.25 * (i % 13)] * 6, dominant=i % 6, speech=True
+        time_s=0.1 * i, intensities=[0.25 * (i % 13)] * 6, dominant=EMOTIONS[i % 6], speech=True
     )
 
 
@@ -177,7 +177,7 @@ def test_stdout_link(fmt):
         "import firmware_bridge, types\n"
         f"link = firmware_bridge.open_link('stdout://?format={fmt}')\n"
         "link.send_hello('m-1', ['calm', 'tense'], 2.5)\n"
-        "link.send_update(types.SimpleNamespace(timestamp_s=1.0, intensities=[3, 0.5], dominant=0, speech=True))\n"
+        "link.send_update(types.SimpleNamespace(time_s=1.0, intensities=[3, 0.5], dominant='calm', speech=True))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, env=_env(), timeout=60).stdout
     data = out if fmt == "raw" else b"".join(bytes.fromhex(line) for line in out.decode().split())
@@ -365,3 +365,23 @@ def test_monitor_timeout_and_bad_urls():
         bad = _monitor(url)
         _, err = bad.communicate(timeout=30)
         assert bad.returncode == 2 and "error: " in err and message in err
+
+
+def test_an_update_names_its_dominant_emotion_among_the_hellos():
+    """The bridge takes the runtime's EmotionUpdate as it is: the dominant emotion by name, sent as its index
+    in the hello's emotions; a name the hello does not have is refused before anything is written."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    link = firmware_bridge.open_link(f"udp://127.0.0.1:{receiver.getsockname()[1]}")
+    with pytest.raises(ValueError, match="send_hello first"):
+        link.send_update(update(1))
+    link.send_hello("m-1", EMOTIONS, 10)
+    with pytest.raises(ValueError, match="'joy' is not one of"):
+        link.send_update(SimpleNamespace(time_s=0.0, intensities=[0.0] * 6, dominant="joy", speech=True))
+    assert link.send_update(update(3))
+    link.close()
+    decoder = StreamDecoder()
+    frames = [f for _ in range(2) for f in decoder.feed(receiver.recv(4096))]
+    receiver.close()
+    assert kinds(frames) == ["Hello", "Update"]
+    assert frames[1].message.dominant == EMOTIONS.index(update(3).dominant) == 3
