@@ -11,8 +11,9 @@ entirely). For its first `initial_s` a stream's floor is at most `initial_floor_
 start is heard. `threshold_db` set to a number turns all this off: a fixed threshold, as before.
 
 Frame k is the mean square of the PCM samples of k * hop .. (k + 1) * hop (the feature frame with the same
-index). `LoudnessGate` decides frame by frame and keeps its floor across calls (a stream); `speech_segments`
-turns decisions into utterances exactly as the recognizer does (the recognizer's tests check this).
+index). `LoudnessGate` decides frame by frame and keeps its floor across calls (a stream); an
+`UtteranceCutter` turns those decisions into utterances, frame by frame, for the live recognizer and for
+`speech_segments` (whole clips) alike.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
@@ -122,31 +124,78 @@ def frame_squares(signal: np.ndarray, rate: int, hop_s: float = 0.01) -> np.ndar
     return squares.astype(np.float64)
 
 
+class Cut(Enum):
+    """What a frame does, as the `UtteranceCutter` decides."""
+
+    silence = "silence"  # not speech, and no utterance is open: the frame is dropped
+    hold = "hold"  # waits for what follows: a possible onset, or a pause inside the utterance
+    start = "start"  # an utterance starts with the held frames and this one
+    speech = "speech"  # the held frames and this one belong to the open utterance
+    end = "end"  # the pause (the held frames and this one) was the end: dropped, the utterance is over
+
+
+class UtteranceCutter:
+    """The voice detector's utterances, one frame decision at a time (as silero-vad's VADIterator turns
+    frame probabilities into start and end events): an utterance starts at the first of `min_speech_s`
+    consecutive loud frames, runs through pauses shorter than `hangover_s` and ends at its last loud frame.
+    Whoever buffers frames cuts an utterance longer than `max_frames` (at least one model chunk). With vad
+    None every frame is to be called loud: the stream is one utterance."""
+
+    def __init__(self, vad: Vad | None, hop_s: float, chunk_frames: int = 1) -> None:
+        if vad is None:
+            self.min_speech, self.hangover, self.max_frames = 1, 1, math.inf
+        else:
+            self.min_speech = max(1, round(vad.min_speech_s / hop_s))
+            self.hangover = max(1, round(vad.hangover_s / hop_s))
+            self.max_frames = max(chunk_frames, round(vad.max_utterance_s / hop_s))
+        self.speaking = False
+        self.held = 0  # frames held so far, this one included once `step` returned hold
+
+    def step(self, loud: bool) -> Cut:
+        """The next frame's decision (see `Cut`)."""
+        if not self.speaking and not loud:
+            self.held = 0
+            return Cut.silence
+        self.held += 1
+        if not self.speaking:
+            if self.held < self.min_speech:
+                return Cut.hold
+            self.speaking, self.held = True, 0
+            return Cut.start
+        if loud:
+            self.held = 0
+            return Cut.speech
+        if self.held >= self.hangover:
+            self.speaking, self.held = False, 0
+            return Cut.end
+        return Cut.hold
+
+    def end(self) -> None:
+        """The stream is over: the open utterance (if any) ends at its last loud frame."""
+        self.speaking, self.held = False, 0
+
+
 def speech_segments(
     loud: Sequence[bool], vad: Vad, hop_s: float, chunk_frames: int = 1
 ) -> list[tuple[int, int]]:
-    """Utterances [start, end) of frame indices, as the recognizer cuts a stream: an utterance starts at the
-    first of `min_speech_s` consecutive loud frames, runs through pauses shorter than `hangover_s`, ends at its
-    last loud frame (also at the end of the stream), and is cut every `max_utterance_s` (at least one model
-    chunk)."""
-    min_speech = max(1, round(vad.min_speech_s / hop_s))
-    hangover = max(1, round(vad.hangover_s / hop_s))
-    max_frames = max(chunk_frames, round(vad.max_utterance_s / hop_s))
+    """Utterances [start, end) of frame indices, as the recognizer cuts a stream (`UtteranceCutter`): ended
+    at their last loud frame (also at the end of the stream) and cut every `max_utterance_s`."""
+    cutter = UtteranceCutter(vad, hop_s, chunk_frames)
     spans: list[tuple[int, int]] = []
-    start, last, run = None, 0, 0
+    start, last = None, 0
     for i, is_loud in enumerate(loud):
-        if start is None:
-            run = run + 1 if is_loud else 0
-            if run >= min_speech:
-                start, last = i - run + 1, i
-        elif is_loud:
-            last = i
-        elif i - last >= hangover:
+        cut = cutter.step(bool(is_loud))
+        if cut is Cut.start:
+            start = i - cutter.min_speech + 1
+        elif cut is Cut.end:
             spans.append((start, last + 1))
-            start, run = None, 0
+            start = None
+        if is_loud and start is not None:
+            last = i
     if start is not None:
         spans.append((start, last + 1))
-    return [(s, min(s + max_frames, end)) for begin, end in spans for s in range(begin, end, max_frames)]
+    step = cutter.max_frames
+    return [(s, min(s + step, end)) for begin, end in spans for s in range(begin, end, step)]
 
 
 def speech_seconds(signal: np.ndarray, rate: int, vad: Vad = DEFAULT_VAD, hop_s: float = 0.01) -> float:

@@ -48,7 +48,7 @@ import numpy as np
 from edge_emo.emotions import MAX_INTENSITY, PRESENT
 from edge_emo.features import StreamingExtractor
 from edge_emo.features.audio import ChannelLayoutError
-from edge_emo.features.speech import DEFAULT_VAD, LoudnessGate, Vad
+from edge_emo.features.speech import DEFAULT_VAD, Cut, LoudnessGate, UtteranceCutter, Vad
 from edge_emo.runtime.bundle import Bundle
 
 _SILENT_DB = -120.0  # the level reported for digital silence
@@ -183,13 +183,8 @@ class EmotionRecognizer:
         self.batch_s = batch_s
         self._model = bundle.stream(bundle.session(threads))
         self._chunk = bundle.chunk_frames
-        if vad is not None:
-            self._min_speech = max(1, round(vad.min_speech_s / self.hop_s))
-            self._hangover = max(1, round(vad.hangover_s / self.hop_s))
-            self._max_frames = max(self._chunk, round(vad.max_utterance_s / self.hop_s))
-            held = max(self._min_speech, self._hangover)
-        else:
-            self._min_speech, held = 1, 1
+        cutter = UtteranceCutter(vad, self.hop_s, self._chunk)
+        held = max(cutter.min_speech, cutter.hangover)
         # Frames not yet run: [0, _n_committed) belong to the utterance and wait for a full chunk;
         # [_n_committed, _n_committed + _n_held) wait for the detector (a pause or a possible onset).
         self._buf = np.empty((self._chunk + held + 1, bundle.spec.dim), np.float32)
@@ -225,6 +220,7 @@ class EmotionRecognizer:
         self._process(self._extractor.end_of_input())
         if self._utt is not None:
             self._n_held = 0  # trailing silence, or an onset too short to be speech
+            self._cutter.end()
             self._end_utterance()
         self._extractor.close()
 
@@ -259,6 +255,7 @@ class EmotionRecognizer:
     def _start_stream(self) -> None:
         self._extractor = None
         self._gate = None if self.vad is None else LoudnessGate(self.vad, self.hop_s)
+        self._cutter = UtteranceCutter(self.vad, self.hop_s, self._chunk)
         self._frame = 0  # absolute index of the next frame
         self._utt: _Utterance | None = None
         self._n_committed = 0
@@ -285,18 +282,18 @@ class EmotionRecognizer:
         self._since_update += 1
         self._level_frames += 1
         self._level_sum += square
-        if self._utt is None and not loud:
+        cut = self._cutter.step(loud)
+        if cut is Cut.silence:
             self._n_held = 0  # an onset that was too short: silence after all
         else:
             self._buf[self._n_committed + self._n_held] = row
             self._n_held += 1
-            if self._utt is None:
-                if self._n_held >= self._min_speech:
-                    self._start_utterance(frame - self._n_held + 1)
-                    self._commit_held()
-            elif loud:
+            if cut is Cut.start:
+                self._start_utterance(frame - self._n_held + 1)
                 self._commit_held()
-            elif self._n_held >= self._hangover:
+            elif cut is Cut.speech:
+                self._commit_held()
+            elif cut is Cut.end:
                 self._n_held = 0  # the pause was the end: drop it
                 self._end_utterance()
         if self._since_update >= self.update_frames:
@@ -318,7 +315,7 @@ class EmotionRecognizer:
                 self.speech_sink.add_frame(self._buf[self._n_committed - 1])
             if self._n_committed == self._chunk:
                 self._run(self._chunk)
-            if self.vad is not None and self._utt.frames >= self._max_frames:
+            if self._utt.frames >= self._cutter.max_frames:
                 next_start = self._utt.start + self._utt.frames
                 self._end_utterance()
                 self._start_utterance(next_start)
