@@ -11,7 +11,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from edge_emo.runtime.recognizer import MAX_INTENSITY, EmotionUpdate
+from edge_emo.emotions import MAX_INTENSITY
+from edge_emo.runtime.recognizer import EmotionUpdate
 
 BAR_WIDTH = 30
 LEVEL_FLOOR_DB = -60.0

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qs, quote, urlsplit
 
-from edge_emo.runtime.recognizer import MAX_INTENSITY
+from edge_emo.emotions import MAX_INTENSITY
 from edge_emo.web import colors
 
 DEFAULT_ADDRESS = "127.0.0.1:8765"

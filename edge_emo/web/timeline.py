@@ -303,7 +303,7 @@ def _writable(path: Path, marker_file: Path) -> None:
 
 def write_timeline(log: Path, out: Path, png: bool, say: Callable[[str], None]) -> list[Path]:
     """The whole command; returns the files written."""
-    from edge_emo.runtime.recognizer import MAX_INTENSITY
+    from edge_emo.emotions import MAX_INTENSITY
 
     session = read_log(log, say)
     out, image = Path(out), Path(out).with_suffix(".png")
