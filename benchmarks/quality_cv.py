@@ -134,9 +134,11 @@ def main() -> None:
             ckpt = finetune_all(init, versions[0], cfg, versions[1:])
         for out, per_speaker in zip(outs, (True, False)):
             result = {"fold": k, "train_clips": len(versions[0]), "corpora": {}, "ordinary": {}}
+            outputs = {}  # unclipped, for choosing a cue margin afterwards (it only shifts the outputs)
             for name, v in labeled.items():
                 held = parts(v[0], folds[name], k)[1]
                 pred = predict(ckpt, held.features, held.speakers if per_speaker else None)
+                outputs[f"{name}/pred"], outputs[f"{name}/labels"] = pred, held.labels
                 result["corpora"][name] = {
                     "n": len(held),
                     "model": scores(held.labels, pred, held.emotions),
@@ -145,9 +147,11 @@ def main() -> None:
             for name, v in neutral.items():
                 held = parts(v[0], folds[name], k)[1]
                 pred = predict(ckpt, held.features, held.speakers if per_speaker else None)
+                outputs[f"{name}/pred"] = pred
                 result["ordinary"][name] = cue_rates(pred, held.emotions)
             result["seconds"] = round(time.time() - t0)
             (out / path.name).write_text(json.dumps(result, indent=1))
+            np.savez_compressed(out / f"fold{k}-predictions.npz", **outputs)
             print(f"fold {k}{'' if out == args.out else ' (cold)'}: {summary_line(result)}", flush=True)
     for out in outs:
         done = sorted(out.glob("fold*.json"))

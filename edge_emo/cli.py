@@ -148,6 +148,15 @@ def _predictor(path: Path) -> tuple[object, tuple[str, ...], Callable]:
     return ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt)
 
 
+def _adapts_to_speakers(path: Path) -> bool:
+    """Whether the checkpoint or bundle at `path` (already loaded once, so valid) adapts to its speaker."""
+    if str(path) == "shipped" or path.is_dir():
+        return _model_bundle(path).adaptation is not None
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).adaptation is not None
+
+
 def _provenance(path: Path) -> dict:
     """How the checkpoint or bundle at `path` (already loaded once, so valid) was made."""
     if str(path) == "shipped" or path.is_dir():
@@ -548,7 +557,7 @@ def evaluate(
     seen = trained_on(_provenance(model), clips.speakers)
     if seen:
         typer.secho(trained_on_warning(seen, clips.speakers), err=True, fg=typer.colors.YELLOW)
-    adapts = bool(_provenance(model).get("finetune", {}).get("speaker_adaptation"))
+    adapts = _adapts_to_speakers(model)
     per_speaker = adapts and speaker_estimate
     rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions, per_speaker)
     rep["cut"] = cut.value

@@ -30,7 +30,7 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality_cv", str(first), str(second), "--neutral", str(ordinary),
          "--out", str(out), "--folds", "2", "--hidden", "8", "--epochs", "1", "--crop-s", "0.5",
-         "--cue-margin", "0.1"],
+         "--cue-margin", "0.1", "--speaker-adaptation"],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -43,6 +43,10 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     assert sum(f["corpora"]["second"]["n"] for f in folds) == 6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["folds"] == 2 and summary["corpora"]["first"]["model"]["uar"]["ci95"] is not None
+    # a speaker-adapting recipe is scored a second time as the device hears strangers (the prior alone)
+    cold = [json.loads((out / "cold" / f"fold{k}.json").read_text()) for k in (0, 1)]
+    assert [f["corpora"]["first"]["n"] for f in cold] == [f["corpora"]["first"]["n"] for f in folds]
+    assert (out / "cold" / "summary.md").exists()
     assert summary["ordinary"]["ordinary"]["pooled"]["n"] >= 4
     text = (out / "summary.md").read_text()
     assert "| first | categorical UAR |" in text and "false cues per utterance" in text
