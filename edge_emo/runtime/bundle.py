@@ -153,17 +153,22 @@ class Bundle:
         emits them at the end of each clip. A speaker-adapting bundle standardises each clip by its
         speaker's estimate when `speakers` is given (the device after hearing all of that speaker's clips),
         else by its prior (the device before it has heard anyone)."""
+        return self._run_utterances(features_list, speakers)[0]
+
+    def embed_utterances(
+        self, features_list: Sequence[np.ndarray], speakers: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Utterance embeddings (N, H): the mean of the top layer's hidden vectors over each clip (speakers:
+        as in predict_utterances)."""
+        return self._run_utterances(features_list, speakers)[1]
+
+    def _run_utterances(
+        self, features_list: Sequence[np.ndarray], speakers: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self.adaptation is not None and speakers is not None:
             features_list = speaker_adapted(
                 features_list, speakers, self.norm, self.adaptation, self.spec.hop_s
             )
-        return self._run_utterances(features_list)[0]
-
-    def embed_utterances(self, features_list: Sequence[np.ndarray]) -> np.ndarray:
-        """Utterance embeddings (N, H): the mean of the top layer's hidden vectors over each clip."""
-        return self._run_utterances(features_list)[1]
-
-    def _run_utterances(self, features_list: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         stream = self.stream()
         intensities = np.zeros((len(features_list), len(self.emotions)), dtype=np.float32)
         embeddings = np.zeros((len(features_list), self.hidden), dtype=np.float32)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.quality_cv import fold_of
 from tests.core.conftest import make_corpus
 from tests.core.test_cli import make_ordinary_speech
@@ -47,6 +49,15 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     cold = [json.loads((out / "cold" / f"fold{k}.json").read_text()) for k in (0, 1)]
     assert [f["corpora"]["first"]["n"] for f in cold] == [f["corpora"]["first"]["n"] for f in folds]
     assert (out / "cold" / "summary.md").exists()
+    # the cue margin chosen afterwards from the kept outputs: at the trained margin, the run's own numbers
+    from benchmarks.cue_margin import sweep
+
+    at_trained, lower = sweep(out, [0.1, 0.0])
+    f1, uar, _ = at_trained["first"]
+    assert f1 == pytest.approx(summary["corpora"]["first"]["model"]["macro_f1"]["mean"])
+    assert uar == pytest.approx(summary["corpora"]["first"]["model"]["uar"]["mean"])
+    assert at_trained["ordinary"][2] == pytest.approx(summary["ordinary"]["ordinary"]["per_fold"]["mean"])
+    assert lower["ordinary"][2] >= at_trained["ordinary"][2]  # a lower margin never cues less
     assert summary["ordinary"]["ordinary"]["pooled"]["n"] >= 4
     text = (out / "summary.md").read_text()
     assert "| first | categorical UAR |" in text and "false cues per utterance" in text
