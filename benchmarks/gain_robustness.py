@@ -13,9 +13,13 @@ With `--cut speech` (what the device does) each clip is cut, at each gain, to th
 finds in the gained audio, and a clip in which it finds none predicts nothing (all zeros), as the live view
 would show: the detector's misses count against the model.
 
+A speaker-adapting model standardises each speaker's clips at each gain by that speaker's estimate at that
+gain (the device after hearing them through that microphone); `--cold` scores every clip with the prior
+alone instead (a stranger's first words, where the gain is not yet known).
+
 Usage:
     python -m benchmarks.gain_robustness MODEL DATA_DIR [--speakers a,b] [--gains -20,0,12] [--cut speech]
-        [--out x.json]
+        [--cold] [--out x.json]
 A model trained on DATA_DIR's clips scores its own training data: the intensity changes are meaningful,
 the F1 values are not (use `edge-emo experiment --cv speakers` for F1 on unseen speakers).
 """
@@ -68,10 +72,12 @@ def main() -> None:
         default="whole",
         help="whole clips, or the speech the detector finds at each gain",
     )
+    parser.add_argument("--cold", action="store_true", help="no speaker estimate (a stranger's first words)")
     parser.add_argument("--out", type=Path, help="JSON file to write")
     args = parser.parse_args()
 
-    spec, emotions, predict, _ = load_predictor(args.model)
+    model = load_predictor(args.model)
+    spec, emotions, predict = model.spec, model.emotions, model.predict
     gains = [float(g) for g in args.gains.split(",")]
     if 0.0 not in gains:
         parser.error("--gains must include 0 (the reference)")
@@ -90,13 +96,13 @@ def main() -> None:
         """Predictions at this gain, and how many clips the detector found no speech in."""
         c = clips(gain)
         if args.cut == "whole":
-            return predict(c.features), 0
+            return predict(c.features, speakers=None if args.cold else c.speakers), 0
         segments = speech_segments_of(args.data_dir, records, spec, gain=gain)
         segments = [segments[i] for i in keep]
         found = [i for i, seg in enumerate(segments) if len(seg)]
         spoken = cut_speech(c.subset(found), [segments[i] for i in found], SpeechCut.speech, spec.hop_s)
         pred = np.zeros((len(c), len(emotions)), np.float32)
-        pred[found] = predict(spoken.features)
+        pred[found] = predict(spoken.features, speakers=None if args.cold else spoken.speakers)
         return pred, len(c) - len(found)
 
     base = clips(None)
@@ -108,6 +114,7 @@ def main() -> None:
         "n_clips": len(base),
         "speakers": sorted(set(base.speakers)),
         "cut": args.cut,
+        "speaker_estimate": not args.cold,
         "gains": {},
     }
     for gain in [Gain(db=g) for g in gains if g != 0.0] + [RANDOM]:

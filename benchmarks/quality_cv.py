@@ -16,10 +16,14 @@ false-cue rate on the held-out ordinary speech, per utterance as the voice detec
 and Student-t 95% interval over folds, beside the all-zeros reference. Results per fold are written as they
 finish (rerun to resume).
 
+With `--speaker-adaptation` the recipe trains on speaker-standardised frames; each held-out speaker is then
+scored twice: standardised by the estimate from all of their clips (`summary.md`, the device after hearing
+that much of them) and by the prior alone (`cold/summary.md`, a stranger's first words).
+
 Usage:
     python -m benchmarks.quality_cv LABELED_DIR... --neutral DIR --out RUN [--feature-set compare]
         [--hidden 64] [--epochs 20] [--crop-s 2.5] [--cut speech] [--init PRE] [--train-gains=-20,12,random]
-        [--eval-gain random] [--folds 4] [--only 0,1]
+        [--speaker-adaptation] [--folds 4] [--only 0,1]
 """
 
 from __future__ import annotations
@@ -78,12 +82,14 @@ def main() -> None:
     )
     ap.add_argument("--init", type=Path, help="pretrained checkpoint: fine-tune every weight from it")
     ap.add_argument("--train-gains", default=None)
+    ap.add_argument("--speaker-adaptation", action="store_true")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
     args = ap.parse_args()
 
     from edge_emo.data.gain import parse_gains
     from edge_emo.data.sources import feature_spec
+    from edge_emo.features.normalization import SpeakerAdaptation
     from edge_emo.train.checkpoint import load_checkpoint
     from edge_emo.train.distributed import one_thread_unless_told
 
@@ -108,10 +114,13 @@ def main() -> None:
         pos_weight=args.pos_weight,
         crop_s=args.crop_s,
         cue_margin=args.cue_margin,
+        speaker_adaptation=SpeakerAdaptation() if args.speaker_adaptation else None,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
     run = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]
+    outs = [args.out] + ([args.out / "cold"] if args.speaker_adaptation else [])
+    outs[-1].mkdir(exist_ok=True)
     for k in run:
         path = args.out / f"fold{k}.json"
         if path.exists():
@@ -126,27 +135,34 @@ def main() -> None:
             ckpt = train_baseline(versions[0], cfg, args.hidden, 2, versions[1:])
         else:
             ckpt = finetune_all(init, versions[0], cfg, versions[1:])
-        result = {"fold": k, "train_clips": len(versions[0]), "corpora": {}, "ordinary": {}}
-        for name, v in labeled.items():
-            held = parts(v[0], folds[name], k)[1]
-            pred = predict(ckpt, held.features)
-            result["corpora"][name] = {
-                "n": len(held),
-                "model": scores(held.labels, pred, held.emotions),
-                "zeros": scores(held.labels, np.zeros_like(held.labels), held.emotions),
-            }
-        for name, v in neutral.items():
-            held = parts(v[0], folds[name], k)[1]
-            result["ordinary"][name] = cue_rates(predict(ckpt, held.features), held.emotions)
-        result["seconds"] = round(time.time() - t0)
-        path.write_text(json.dumps(result, indent=1))
-        print(f"fold {k}: {summary_line(result)}", flush=True)
-    done = sorted(args.out.glob("fold*.json"))
-    if len(done) >= 2:
-        summary = summarize([json.loads(p.read_text()) for p in done])
-        (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-        (args.out / "summary.md").write_text(markdown(summary))
-        print(markdown(summary))
+        for out, per_speaker in zip(outs, (True, False)):
+            result = {"fold": k, "train_clips": len(versions[0]), "corpora": {}, "ordinary": {}}
+            outputs = {}  # unclipped, for choosing a cue margin afterwards (it only shifts the outputs)
+            for name, v in labeled.items():
+                held = parts(v[0], folds[name], k)[1]
+                pred = predict(ckpt, held.features, held.speakers if per_speaker else None)
+                outputs[f"{name}/pred"], outputs[f"{name}/labels"] = pred, held.labels
+                result["corpora"][name] = {
+                    "n": len(held),
+                    "model": scores(held.labels, pred, held.emotions),
+                    "zeros": scores(held.labels, np.zeros_like(held.labels), held.emotions),
+                }
+            for name, v in neutral.items():
+                held = parts(v[0], folds[name], k)[1]
+                pred = predict(ckpt, held.features, held.speakers if per_speaker else None)
+                outputs[f"{name}/pred"] = pred
+                result["ordinary"][name] = cue_rates(pred, held.emotions)
+            result["seconds"] = round(time.time() - t0)
+            (out / path.name).write_text(json.dumps(result, indent=1))
+            np.savez_compressed(out / f"fold{k}-predictions.npz", **outputs)
+            print(f"fold {k}{'' if out == args.out else ' (cold)'}: {summary_line(result)}", flush=True)
+    for out in outs:
+        done = sorted(out.glob("fold*.json"))
+        if len(done) >= 2:
+            summary = summarize([json.loads(p.read_text()) for p in done])
+            (out / "summary.json").write_text(json.dumps(summary, indent=1))
+            (out / "summary.md").write_text(markdown(summary))
+            print(markdown(summary))
 
 
 def summary_line(result: dict) -> str:

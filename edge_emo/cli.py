@@ -282,6 +282,13 @@ def finetune(
             max=3.0,
         ),
     ] = 0.0,
+    speaker_adaptation: Annotated[
+        bool,
+        typer.Option(
+            help="Train on each speaker's frames standardised by that speaker's own statistics; the device "
+            "then estimates its partner's while it listens (docs/QUALITY.md).",
+        ),
+    ] = False,
     epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
@@ -308,6 +315,7 @@ def finetune(
     """Few-shot fine-tuning on N labeled clips: the head on a frozen pretrained backbone, or the baseline."""
     from edge_emo.data.gain import parse_gains
     from edge_emo.data.sources import check_mosei_pair, training_spec
+    from edge_emo.features.normalization import SpeakerAdaptation
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
     from edge_emo.train.distributed import one_thread_unless_told
     from edge_emo.train.finetune import FinetuneConfig, TrainingData, train
@@ -340,6 +348,7 @@ def finetune(
         pos_weight=pos_weight,
         crop_s=crop_s,
         cue_margin=cue_margin,
+        speaker_adaptation=SpeakerAdaptation() if speaker_adaptation else None,
     )
     ckpt, learned = train(data, spec, config, pre, full=full, labels=budget, hidden=hidden, layers=layers)
     if train_gains:
@@ -373,6 +382,14 @@ def evaluate(
     ] = None,
     cut: CutOpt = SpeechCutChoice.speech,
     trust: TrustOpt = None,
+    speaker_estimate: Annotated[
+        bool,
+        typer.Option(
+            help="For a speaker-adapting model: standardise each speaker's clips by the estimate from all of "
+            "them (the device after hearing that much of the speaker); --no-speaker-estimate scores every "
+            "clip as the device hears a stranger's first words."
+        ),
+    ] = True,
 ) -> None:
     """Score a model beside the all-zeros reference, on the clipped 0..3 output the device emits: on labeled
     clips every metric and the categorical readout; on unlabeled speech (manifest.csv or a feature log) the
@@ -385,7 +402,7 @@ def evaluate(
     _trust(trust)
     if predictions is not None:
         check_output_path(predictions)
-    spec, emotions, predict, provenance = load_predictor(model)
+    spec, emotions, predict, provenance, adapts = load_predictor(model)
     clips = one_corpus(
         load_corpora(
             [data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed, cut.value
@@ -394,8 +411,16 @@ def evaluate(
     seen = trained_on(provenance, clips.speakers)
     if seen:
         typer.secho(trained_on_warning(seen, clips.speakers), err=True, fg=typer.colors.YELLOW)
-    rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions)
+    per_speaker = adapts and speaker_estimate
+    rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions, per_speaker)
     rep["cut"] = cut.value
+    if adapts:
+        rep["speaker_estimate"] = per_speaker
+        text += "\n\n" + (
+            "each speaker's clips standardised by the estimate from all of them (unknown speakers: each clip)"
+            if per_speaker
+            else "every clip standardised by the model's prior statistics (a stranger's first words)"
+        )
     cut_note = {
         "speech": "clips cut to the speech the device's voice detector finds (as `listen` analyses them)",
         "whole": "whole clips, silence included",

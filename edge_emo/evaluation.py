@@ -111,14 +111,17 @@ def evaluate_folder(
     emotions: Sequence[str],
     predict: Callable[[list[np.ndarray]], np.ndarray],
     predictions: Path | None = None,
+    per_speaker: bool = False,
 ) -> tuple[dict, str]:
-    """The report of `model` on `clips` (JSON-ready) and its Markdown text."""
+    """The report of `model` on `clips` (JSON-ready) and its Markdown text. `per_speaker`: hand `predict`
+    the clips' speakers, for a speaker-adapting model's estimates."""
     if clips.labels is not None and tuple(emotions) != tuple(clips.emotions):
         raise ValueError(
             f"{model} predicts {list(emotions)} but the corpus is labeled {list(clips.emotions)}"
         )
     corpora = corpus_names(data_dir, clips)
-    pred = np.asarray(predict(clips.features), dtype=np.float64)
+    speakers = {"speakers": clips.speakers} if per_speaker else {}
+    pred = np.asarray(predict(clips.features, **speakers), dtype=np.float64)
     if predictions is not None:
         write_predictions(predictions, clips, corpora, pred, emotions)
     if clips.labels is not None:

@@ -19,13 +19,17 @@ class Predictor(NamedTuple):
     emotions: tuple[str, ...]
     predict: Callable[[list[np.ndarray]], np.ndarray]  # raw feature arrays -> (N, emotions) intensities
     provenance: dict[str, Any]  # how the model was made
+    adapts_to_speakers: bool  # standardises each speaker's frames by an estimate of that speaker's statistics
 
 
 def load_predictor(path: Path) -> Predictor:
     """The checkpoint or bundle at `path`, ready to predict; a clear ValueError when it is neither."""
     if str(path) == "shipped" or path.is_dir():
         bundle = model_bundle(path)
-        return Predictor(bundle.spec, bundle.emotions, bundle.predict_utterances, bundle.provenance or {})
+        adapts = bundle.adaptation is not None
+        return Predictor(
+            bundle.spec, bundle.emotions, bundle.predict_utterances, bundle.provenance or {}, adapts
+        )
     if not path.is_file():
         raise ValueError(f"{path} does not exist: no such checkpoint (.safetensors) or bundle folder")
     try:
@@ -37,4 +41,5 @@ def load_predictor(path: Path) -> Predictor:
             f"(pip install 'edge-emo[train]'; {e})"
         ) from None
     ckpt = load_checkpoint(path)
-    return Predictor(ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt), ckpt.provenance)
+    adapts = ckpt.adaptation is not None
+    return Predictor(ckpt.spec, ckpt.emotions, functools.partial(predict, ckpt), ckpt.provenance, adapts)

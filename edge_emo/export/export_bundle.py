@@ -165,4 +165,6 @@ def export_bundle(
         },
         "provenance": prov,
     }
+    if ckpt.adaptation is not None:
+        manifest["speaker_adaptation"] = ckpt.adaptation.to_dict()
     return write_bundle(out_dir, graph, manifest, sign=sign)

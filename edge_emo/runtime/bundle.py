@@ -7,7 +7,8 @@ A bundle is a directory `NAME.bundle/` holding
   (L, 1, H) and `hidden_sum` (1, H), the sum of the top layer's hidden vectors over the chunk. The head is
   fp32 with initializers `head.weight` (H, E) and `head.bias` (E,): `x @ head.weight + head.bias`.
 - `manifest.json`: format version, model version, feature spec, normalisation statistics, emotion order,
-  precision, state shape, chunk size, training provenance and the sha256 of model.onnx.
+  precision, state shape, chunk size, training provenance and the sha256 of model.onnx. Optionally `speaker_adaptation`:
+  the model expects frames standardised by the speaker's own statistics, estimated while listening.
 
 Normalisation happens here, in `BundleStream.run_chunk`, with the manifest's `NormStats`: the graph never
 re-declares it. The utterance prediction is the mean of the per-frame intensities since the utterance
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from edge_emo.features import FeatureSpec, NormStats
+from edge_emo.features.normalization import SpeakerAdaptation, speaker_adapted
 from edge_emo.files import PRIVATE_FILE, PRIVATE_FOLDER, fsync_dir, leftover_pid, private_folder, write_synced
 from edge_emo.signing import SIGNATURE, SignatureError, verify
 
@@ -99,6 +101,9 @@ class Bundle:
     chunk_frames: int
     version: str
     provenance: dict[str, Any]
+    # Present when the model expects frames standardised by the speaker's own statistics, which the device
+    # estimates as it listens, starting from `norm` (features/normalization.py).
+    adaptation: SpeakerAdaptation | None = None
 
     @property
     def graph_path(self) -> Path:
@@ -137,16 +142,29 @@ class Bundle:
         """A stream over one utterance at a time (a new one-thread session unless `session` is given)."""
         return BundleStream(self, session)
 
-    def predict_utterances(self, features_list: Sequence[np.ndarray]) -> np.ndarray:
+    def predict_utterances(
+        self, features_list: Sequence[np.ndarray], speakers: Sequence[str] | None = None
+    ) -> np.ndarray:
         """Utterance intensities (N, E) of clips given as raw feature frames (T_i, F), as the live stream
-        emits them at the end of each clip."""
-        return self._run_utterances(features_list)[0]
+        emits them at the end of each clip. A speaker-adapting bundle standardises each clip by its
+        speaker's estimate when `speakers` is given (the device after hearing all of that speaker's clips),
+        else by its prior (the device before it has heard anyone)."""
+        return self._run_utterances(features_list, speakers)[0]
 
-    def embed_utterances(self, features_list: Sequence[np.ndarray]) -> np.ndarray:
-        """Utterance embeddings (N, H): the mean of the top layer's hidden vectors over each clip."""
-        return self._run_utterances(features_list)[1]
+    def embed_utterances(
+        self, features_list: Sequence[np.ndarray], speakers: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Utterance embeddings (N, H): the mean of the top layer's hidden vectors over each clip (speakers:
+        as in predict_utterances)."""
+        return self._run_utterances(features_list, speakers)[1]
 
-    def _run_utterances(self, features_list: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _run_utterances(
+        self, features_list: Sequence[np.ndarray], speakers: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.adaptation is not None and speakers is not None:
+            features_list = speaker_adapted(
+                features_list, speakers, self.norm, self.adaptation, self.spec.hop_s
+            )
         stream = self.stream()
         intensities = np.zeros((len(features_list), len(self.emotions)), dtype=np.float32)
         embeddings = np.zeros((len(features_list), self.hidden), dtype=np.float32)
@@ -179,6 +197,7 @@ class BundleStream:
         self.intensity_sum = np.zeros(len(bundle.emotions), dtype=np.float64)
         self.hidden_sum = np.zeros(bundle.hidden, dtype=np.float64)
         self.frames = 0  # frames since the utterance started
+        self.norm = bundle.norm  # a speaker-adapting caller sets its estimate here between utterances
 
     def reset(self) -> None:
         self.state.fill(0.0)
@@ -194,7 +213,7 @@ class BundleStream:
             raise ValueError(
                 f"expected at least one frame of {dim} {self.bundle.spec.name} values, got {raw_frames.shape}"
             )
-        x = self.bundle.norm.apply(raw_frames)[None]  # (1, T, F), one new array, no further copies
+        x = self.norm.apply(raw_frames)[None]  # (1, T, F), one new array, no further copies
         intensities, self.state, hidden_sum = self.session.run(OUTPUTS, {"features": x, "state": self.state})
         self.intensity_sum += intensities[0].sum(0)
         self.hidden_sum += hidden_sum[0]
@@ -292,6 +311,11 @@ def load_bundle(path: str | Path) -> Bundle:
             for d in _field(manifest, "state_shape", list, manifest_path)
         )
         chunk_frames = _count(manifest["chunk_frames"], manifest_path, "chunk_frames")
+        adaptation = (
+            SpeakerAdaptation.from_dict(_field(manifest, "speaker_adaptation", dict, manifest_path))
+            if "speaker_adaptation" in manifest
+            else None
+        )
     except BundleError:
         raise
     except (KeyError, TypeError, ValueError, OverflowError) as e:
@@ -323,6 +347,7 @@ def load_bundle(path: str | Path) -> Bundle:
         chunk_frames=chunk_frames,
         version=str(manifest["version"]),
         provenance=_field(manifest, "provenance", dict, manifest_path),
+        adaptation=adaptation,
     )
     _check_graph(data, bundle, graph_path)
     return bundle

@@ -29,6 +29,11 @@ utterance's frames `frames[start:end]` of the whole stream (start/end in `uttera
 `utterance_s`), again exactly: frames go through the model in chunks of the bundle's `chunk_frames`
 counted from the utterance start, as `predict_utterances` does.
 
+Speaker adaptation. A bundle with `speaker_adaptation` standardises frames by its estimate of the speaker's
+statistics (`RunningNorm`): the estimate in force is fixed at each utterance start (`speaker_norm`) and the
+utterance's frames join it as they run. The exactness above then holds with `speaker_norm` in place of the
+bundle's statistics; the first utterance of a stream uses the bundle's own.
+
 Timing. Frame k covers the audio from k * hop (10 ms) on; openSMILE hands it over about 90 ms of audio
 later. An update is due every `update_interval_s` of frames; inside an utterance the schedule restarts at
 the utterance start, so with the default (100 ms = one model chunk) every update carries a freshly computed
@@ -48,6 +53,7 @@ import numpy as np
 from edge_emo.emotions import MAX_INTENSITY, PRESENT
 from edge_emo.features import StreamingExtractor
 from edge_emo.features.audio import ChannelLayoutError
+from edge_emo.features.normalization import RunningNorm
 from edge_emo.features.speech import DEFAULT_VAD, Cut, LoudnessGate, UtteranceCutter, Vad
 from edge_emo.runtime.bundle import Bundle
 
@@ -246,6 +252,12 @@ class EmotionRecognizer:
         self.close()
 
     @property
+    def speaker_norm(self):
+        """The statistics that standardise the current (or next) utterance: the bundle's, or the speaker
+        estimate in force (`NormStats`)."""
+        return self._model.norm if self._utt is not None or self._speaker is None else self._speaker.stats()
+
+    @property
     def time_s(self) -> float:
         """Audio analysed so far (end of the newest frame)."""
         return self._frame * self.hop_s
@@ -256,6 +268,9 @@ class EmotionRecognizer:
         self._extractor = None
         self._gate = None if self.vad is None else LoudnessGate(self.vad, self.hop_s)
         self._cutter = UtteranceCutter(self.vad, self.hop_s, self._chunk)
+        adaptation = self.bundle.adaptation
+        self._speaker = None if adaptation is None else RunningNorm(self.bundle.norm, adaptation, self.hop_s)
+        self._model.norm = self.bundle.norm
         self._frame = 0  # absolute index of the next frame
         self._utt: _Utterance | None = None
         self._n_committed = 0
@@ -302,6 +317,8 @@ class EmotionRecognizer:
     def _start_utterance(self, start: int) -> None:
         self._utt = _Utterance(start)
         self._model.reset()
+        if self._speaker is not None:
+            self._model.norm = self._speaker.stats()
         if self.speech_sink is not None:
             self.speech_sink.start_segment(start)
         self._since_update = self._frame - start  # updates follow the utterance's chunks
@@ -322,6 +339,8 @@ class EmotionRecognizer:
 
     def _run(self, n: int) -> None:
         self._model.run_chunk(self._buf[:n])
+        if self._speaker is not None:
+            self._speaker.add(self._buf[:n])
         rest = self._n_held
         if rest:
             self._buf[:rest] = self._buf[n : n + rest]

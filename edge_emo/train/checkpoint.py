@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from edge_emo.features import FeatureSpec, NormStats
+from edge_emo.features.normalization import SpeakerAdaptation
 from edge_emo.model import EmotionGRU, ModelConfig
 
 FORMAT = "edge-emo-checkpoint/1"
@@ -32,6 +33,9 @@ class Checkpoint:
     norm: NormStats
     emotions: tuple[str, ...]
     provenance: dict  # what data, which command, which commit; grows as the model passes through stages
+    # Set when the model was trained on speaker-standardised frames (features/normalization.py): `norm` is
+    # then the prior the device starts from.
+    adaptation: SpeakerAdaptation | None = None
 
 
 def provenance(**fields) -> dict:
@@ -63,6 +67,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
         "emotions": json.dumps(list(ckpt.emotions)),
         "provenance": json.dumps(ckpt.provenance),
     }
+    if ckpt.adaptation is not None:
+        metadata["speaker_adaptation"] = json.dumps(ckpt.adaptation.to_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, tmp, metadata=metadata)
@@ -105,6 +111,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         norm=norm,
         emotions=tuple(json.loads(metadata["emotions"])),
         provenance=json.loads(metadata["provenance"]),
+        adaptation=(
+            SpeakerAdaptation.from_dict(json.loads(metadata["speaker_adaptation"]))
+            if "speaker_adaptation" in metadata
+            else None
+        ),
     )
 
 

@@ -27,6 +27,7 @@ from edge_emo.data.gain import Gain
 from edge_emo.data.mosei import load_mosei
 from edge_emo.emotions import PRESENT
 from edge_emo.features import FeatureSpec, NormStats
+from edge_emo.features.normalization import SpeakerAdaptation, speaker_adapted
 from edge_emo.model import EmotionGRU, ModelConfig
 from edge_emo.progress import stage
 from edge_emo.train.batches import length_batches, pad
@@ -50,6 +51,9 @@ class FinetuneConfig:
     # an emotion then needs this much more evidence to reach the 0.5 at which the device names it. Trades a
     # little recall for fewer false cues on calm speech (docs/QUALITY.md chose it on held-out speakers).
     cue_margin: float = 0.0
+    # Train on frames standardised by each speaker's own statistics (features/normalization.py); the
+    # device then estimates its partner's as it listens. None: one set of statistics for everyone.
+    speaker_adaptation: SpeakerAdaptation | None = None
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
@@ -173,11 +177,23 @@ def embed(
     return out
 
 
-def predict(ckpt: Checkpoint, features: Sequence[np.ndarray]) -> np.ndarray:
+def predict(
+    ckpt: Checkpoint, features: Sequence[np.ndarray], speakers: Sequence[str] | None = None
+) -> np.ndarray:
     """Utterance-level intensities (N, 6) of clips given as raw feature frames, as the streaming runtime
-    emits them at the end of each clip."""
+    emits them at the end of each clip. A speaker-adapting model standardises each clip by its speaker's
+    estimate when `speakers` is given, else by the prior (the device before it has heard anyone)."""
+    if ckpt.adaptation is not None and speakers is not None:
+        features = speaker_adapted(features, speakers, ckpt.norm, ckpt.adaptation, ckpt.spec.hop_s)
     with torch.inference_mode():
         return ckpt.model.head(torch.from_numpy(embed(ckpt.model, ckpt.norm, features))).numpy()
+
+
+def adapted(clips: ClipSet, norm: NormStats, adaptation: SpeakerAdaptation | None) -> list[np.ndarray]:
+    """The clips' frames as a model with `adaptation` sees them through `norm` (unchanged without one)."""
+    if adaptation is None:
+        return clips.features
+    return speaker_adapted(clips.features, clips.speakers, norm, adaptation, clips.spec.hop_s)
 
 
 def fit_head(
@@ -200,7 +216,8 @@ def fit_head(
 def finetune_head(init: Checkpoint, clips: ClipSet, config: FinetuneConfig) -> Checkpoint:
     init.spec.check_compatible(clips.spec, "the pretrained checkpoint")
     model = copy.deepcopy(init.model)
-    fit_head(model.head, embed(model, init.norm, clips.features), clips.labels, config)
+    features = adapted(clips, init.norm, config.speaker_adaptation)
+    fit_head(model.head, embed(model, init.norm, features), clips.labels, config)
     return _finetuned(model, init, clips, config, stage="finetuned")
 
 
@@ -244,7 +261,10 @@ def _fit_all(
             raise ValueError("renditions must hold the same clips as the training clips, in the same order")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    versions = [[norm.apply(f) for f in c.features] for c in (clips, *renditions)]
+    # Each rendition's speaker estimates are its own: a gain moves a speaker's statistics with their frames.
+    versions = [
+        [norm.apply(f) for f in adapted(c, norm, config.speaker_adaptation)] for c in (clips, *renditions)
+    ]
     y = torch.from_numpy(clips.labels)
     opt = torch.optim.Adam([*model.gru.parameters(), *model.head.parameters()], lr=config.lr)
     model.train()
@@ -295,4 +315,5 @@ def _finetuned(
             },
             pretrained_from=init.provenance or None,
         ),
+        adaptation=config.speaker_adaptation,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 
+import numpy as np
 import pytest
 
 from edge_emo.emotions import EMOTIONS
@@ -230,3 +231,36 @@ def test_version_names_the_package_the_shipped_model_and_libraries():
     model = json.loads((DEFAULT_MODEL / "manifest.json").read_text())["version"]
     assert lines[:2] == [f"edge-emo {__version__}", f"shipped model {model}"]
     assert lines[2].startswith("onnxruntime 1.") and lines[3].startswith("openSMILE (opensmile) ")
+
+
+def test_a_speaker_adapting_model_is_trained_exported_and_scored_with_and_without_the_estimate(
+    corpus, tmp_path
+):
+    from edge_emo.runtime.bundle import load_bundle
+    from edge_emo.train.checkpoint import load_checkpoint
+    from tests.core.test_evaluate import read_csv
+
+    out, bundle_dir = tmp_path / "adapt.safetensors", tmp_path / "adapt.bundle"
+    edge_emo("finetune", corpus, "--speaker-adaptation", "--epochs", "2", "--hidden", "16", "--out", out)
+    ckpt = load_checkpoint(out)
+    assert ckpt.adaptation is not None and ckpt.provenance["finetune"]["speaker_adaptation"]["prior_s"] > 0
+    edge_emo("export", out, "--out", bundle_dir, "--precision", "fp32")
+    assert load_bundle(bundle_dir).adaptation == ckpt.adaptation
+    reports = {}
+    for model in (out, bundle_dir):
+        for flag in ("--speaker-estimate", "--no-speaker-estimate"):
+            csv_path = tmp_path / f"{model.suffix}{flag}.csv"
+            proc = edge_emo("evaluate", model, corpus, flag, "--json", "--predictions", csv_path)
+            rep = json.loads(proc.stdout)
+            assert rep["speaker_estimate"] is (flag == "--speaker-estimate")
+            reports[model.suffix, flag] = np.array(
+                [[float(r[e]) for e in EMOTIONS] for r in read_csv(csv_path)]
+            )
+    # the bundle predicts what its checkpoint predicts, with the estimate and without it; the two differ
+    for flag in ("--speaker-estimate", "--no-speaker-estimate"):
+        np.testing.assert_allclose(reports[".safetensors", flag], reports[".bundle", flag], atol=2e-3)
+    assert not np.allclose(
+        reports[".bundle", "--speaker-estimate"], reports[".bundle", "--no-speaker-estimate"]
+    )
+    text = edge_emo("evaluate", bundle_dir, corpus).stdout
+    assert "each speaker's clips standardised by the estimate from all of them" in text

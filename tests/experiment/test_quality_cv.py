@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.quality_cv import fold_of
 from tests.core.conftest import make_corpus
 from tests.core.test_cli import make_ordinary_speech
@@ -30,7 +32,7 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality_cv", str(first), str(second), "--neutral", str(ordinary),
          "--out", str(out), "--folds", "2", "--hidden", "8", "--epochs", "1", "--crop-s", "0.5",
-         "--cue-margin", "0.1"],
+         "--cue-margin", "0.1", "--speaker-adaptation"],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -43,6 +45,19 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     assert sum(f["corpora"]["second"]["n"] for f in folds) == 6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["folds"] == 2 and summary["corpora"]["first"]["model"]["uar"]["ci95"] is not None
+    # a speaker-adapting recipe is scored a second time as the device hears strangers (the prior alone)
+    cold = [json.loads((out / "cold" / f"fold{k}.json").read_text()) for k in (0, 1)]
+    assert [f["corpora"]["first"]["n"] for f in cold] == [f["corpora"]["first"]["n"] for f in folds]
+    assert (out / "cold" / "summary.md").exists()
+    # the cue margin chosen afterwards from the kept outputs: at the trained margin, the run's own numbers
+    from benchmarks.cue_margin import sweep
+
+    at_trained, lower = sweep(out, [0.1, 0.0])
+    f1, uar, _ = at_trained["first"]
+    assert f1 == pytest.approx(summary["corpora"]["first"]["model"]["macro_f1"]["mean"])
+    assert uar == pytest.approx(summary["corpora"]["first"]["model"]["uar"]["mean"])
+    assert at_trained["ordinary"][2] == pytest.approx(summary["ordinary"]["ordinary"]["per_fold"]["mean"])
+    assert lower["ordinary"][2] >= at_trained["ordinary"][2]  # a lower margin never cues less
     assert summary["ordinary"]["ordinary"]["pooled"]["n"] >= 4
     text = (out / "summary.md").read_text()
     assert "| first | categorical UAR |" in text and "false cues per utterance" in text

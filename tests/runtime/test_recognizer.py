@@ -9,6 +9,8 @@ import pytest
 
 from edge_emo.features import FeatureMismatchError, extract, extract_file, load_audio
 from edge_emo.features.audio import BadSamplesError, ChannelLayoutError
+from edge_emo.features.normalization import RunningNorm
+from edge_emo.runtime.bundle import load_bundle, write_bundle
 from edge_emo.runtime.recognizer import EmotionRecognizer, EmotionUpdate, Vad
 from tests.fixtures import synth_speech
 
@@ -61,7 +63,8 @@ def test_a_streamed_clip_ends_with_what_evaluate_predicts_for_it(bundles, clip_p
     (corpus / "labels.csv").write_text(
         "path,speaker,corpus,emotion,happiness,sadness,anger,surprise,disgust,fear\nclip.wav,s0,t,x,1,0,0,0,0,0\n"
     )
-    spec, _, predict, _ = load_predictor(bundle.path)
+    model = load_predictor(bundle.path)
+    spec, predict = model.spec, model.predict
     evaluated = np.clip(predict(load_corpus(corpus, spec).features)[0], 0, 3)
 
     x, rate = load_audio(clip_path)
@@ -119,6 +122,41 @@ def test_utterances_are_cut_at_silence_and_each_is_its_own_clip(bundle):
     assert quiet and all(not u.speech and u.dominant is None and not u.intensities.any() for u in quiet)
     talking = [u for u in updates if u.speech and not u.final and u.utterance_s >= 0.3]
     assert talking and all(u.intensities.any() for u in talking)
+
+
+@pytest.fixture(scope="module")
+def adapting(bundle, tmp_path_factory):
+    """The test bundle, marked as trained on speaker-standardised frames (a short prior: 1 s of speech)."""
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "manifest_sha256"}
+    manifest["speaker_adaptation"] = {"prior_s": 1.0, "memory_s": 600.0}
+    out = tmp_path_factory.mktemp("adapting") / "adapting.bundle"
+    write_bundle(out, bundle.graph_path.read_bytes(), manifest)
+    return load_bundle(out)
+
+
+def test_a_speaker_adapting_stream_standardises_each_utterance_by_the_estimate_at_its_start(adapting):
+    x = speech_and_silence(
+        [("speech", 1.5, 1), ("silence", 1.0, 0), ("speech", 1.5, 2), ("silence", 1.0, 0), ("speech", 1.5, 3)]
+    )
+    x[-24000:] *= 4.0  # the last utterance louder (12 dB): the estimate follows the speaker's level
+    frames = extract(x, 16000, adapting.spec)
+    recognizer = EmotionRecognizer(adapting)
+    assert recognizer.speaker_norm is adapting.norm  # nobody heard yet: the bundle's statistics
+    finals = [u for u in stream(recognizer, x, 16000, block=160) if u.final]
+    assert len(finals) == 3
+    running, chunk = RunningNorm(adapting.norm, adapting.adaptation, HOP), adapting.chunk_frames
+    for i, u in enumerate(finals):
+        expected = adapting.stream()
+        expected.norm = running.stats()
+        utterance = frames[span(u)]
+        for start in range(0, len(utterance), chunk):
+            expected.run_chunk(utterance[start : start + chunk])
+            running.add(utterance[start : start + chunk])
+        np.testing.assert_array_equal(u.intensities, np.clip(expected.utterance_intensities(), 0, 3))
+        if i == 0:  # the first utterance: what evaluate predicts without speakers (the prior)
+            np.testing.assert_array_equal(u.intensities, offline(adapting, utterance))
+    assert not np.array_equal(finals[2].intensities, offline(adapting, frames[span(finals[2])]))
+    np.testing.assert_allclose(recognizer.speaker_norm.mean, running.stats().mean)
 
 
 def test_a_short_pause_stays_inside_the_utterance_and_long_speech_is_cut(bundle):
