@@ -314,11 +314,10 @@ def finetune(
 ) -> None:
     """Few-shot fine-tuning on N labeled clips: the head on a frozen pretrained backbone, or the baseline."""
     from edge_emo.data.gain import parse_gains
-    from edge_emo.data.sources import check_mosei_pair, training_spec
+    from edge_emo.data.sources import check_mosei_pair
     from edge_emo.features.normalization import SpeakerAdaptation
-    from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
     from edge_emo.train.distributed import one_thread_unless_told
-    from edge_emo.train.finetune import FinetuneConfig, TrainingData, train
+    from edge_emo.train.finetune import FinetuneConfig, TrainingData, finetune_to_file
 
     one_thread_unless_told()
     if labels is not None:  # one name per meaning: --labels is a labels.csv in record and personalize
@@ -326,13 +325,9 @@ def finetune(
             raise ValueError("--labels is the old name of --budget: give only --budget")
         typer.secho("warning: `finetune --labels N` is deprecated; use --budget N", err=True, fg="yellow")
         budget = labels
-    dirs = list(data_dirs or [])
-    pre = load_checkpoint(init) if init else None
-    fs = feature_set.value if feature_set else None
-    spec = training_spec(pre.spec if pre else None, fs, dirs, bool(mosei_covarep))
     check_mosei_pair(mosei_covarep, mosei_labels)
     data = TrainingData(
-        labeled=dirs,
+        labeled=list(data_dirs or []),
         neutral=list(neutral or []),
         mosei=(mosei_covarep, mosei_labels) if mosei_covarep else None,
         split=split.value,
@@ -350,18 +345,8 @@ def finetune(
         cue_margin=cue_margin,
         speaker_adaptation=SpeakerAdaptation() if speaker_adaptation else None,
     )
-    ckpt, learned = train(data, spec, config, pre, full=full, labels=budget, hidden=hidden, layers=layers)
-    if train_gains:
-        ckpt.provenance["finetune"]["train_gains"] = train_gains
-    save_checkpoint(ckpt, out)
-    kind = (
-        "whole pretrained network"
-        if full
-        else "head on the frozen pretrained backbone"
-        if pre
-        else "baseline from scratch"
-    )
-    typer.echo(f"trained the {kind} on {learned}; wrote {out}")
+    fs = feature_set.value if feature_set else None
+    typer.echo(finetune_to_file(data, config, out, init, fs, full, budget, hidden, layers, train_gains))
 
 
 @app.command()
@@ -394,38 +379,21 @@ def evaluate(
     """Score a model beside the all-zeros reference, on the clipped 0..3 output the device emits: on labeled
     clips every metric and the categorical readout; on unlabeled speech (manifest.csv or a feature log) the
     false-cue rate per clip and per utterance."""
-    from edge_emo.data.sources import load_corpora, one_corpus
-    from edge_emo.data.splits import trained_on, trained_on_warning
-    from edge_emo.evaluation import check_output_path, evaluate_folder
-    from edge_emo.predictor import load_predictor
+    from edge_emo.evaluation import evaluate_model
 
     _trust(trust)
-    if predictions is not None:
-        check_output_path(predictions)
-    spec, emotions, predict, provenance, adapts = load_predictor(model)
-    clips = one_corpus(
-        load_corpora(
-            [data_dir] if data_dir else [], mosei_covarep, mosei_labels, spec, split, split_seed, cut.value
-        )
+    rep, text = evaluate_model(
+        model,
+        data_dir,
+        (mosei_covarep, mosei_labels),
+        split.value,
+        split_seed,
+        cut.value,
+        predictions,
+        speaker_estimate,
+        _say,
     )
-    seen = trained_on(provenance, clips.speakers)
-    if seen:
-        typer.secho(trained_on_warning(seen, clips.speakers), err=True, fg=typer.colors.YELLOW)
-    per_speaker = adapts and speaker_estimate
-    rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions, per_speaker)
-    rep["cut"] = cut.value
-    if adapts:
-        rep["speaker_estimate"] = per_speaker
-        text += "\n\n" + (
-            "each speaker's clips standardised by the estimate from all of them (unknown speakers: each clip)"
-            if per_speaker
-            else "every clip standardised by the model's prior statistics (a stranger's first words)"
-        )
-    cut_note = {
-        "speech": "clips cut to the speech the device's voice detector finds (as `listen` analyses them)",
-        "whole": "whole clips, silence included",
-    }[cut.value]
-    typer.echo(json.dumps(rep) if json_out else f"{text}\n\n{cut_note}")
+    typer.echo(json.dumps(rep) if json_out else text)
 
 
 class PrecisionChoice(str, Enum):

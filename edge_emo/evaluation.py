@@ -8,7 +8,8 @@
   voice-activity detector, as `edge-emo listen --input FILE --fast` runs) and every utterance's final update
   counts. A feature log's segments already are the detector's utterances.
 
-No torch here: a bundle is evaluated on the device path; a checkpoint's `predict` comes from the caller.
+No torch here: a bundle is evaluated on the device path; a checkpoint's `predict` comes from
+edge_emo/predictor.py (with the training extra).
 """
 
 from __future__ import annotations
@@ -164,3 +165,47 @@ def _unlabeled(model: Path, clips: ClipSet, data_dir, emotions, pred) -> tuple[d
             "(`edge-emo export`), which runs the device's recognizer"
         )
     return rep, rep["utterance_note"]
+
+
+CUT_NOTES = {
+    "speech": "clips cut to the speech the device's voice detector finds (as `listen` analyses them)",
+    "whole": "whole clips, silence included",
+}
+
+
+def evaluate_model(
+    model: Path,
+    data_dir: Path | None,
+    mosei: tuple[Path | None, Path | None],
+    split: str,
+    split_seed: int,
+    cut: str,
+    predictions: Path | None,
+    speaker_estimate: bool,
+    warn: Callable[[str], None],
+) -> tuple[dict, str]:
+    """`edge-emo evaluate`: the checkpoint or bundle `model` on the one corpus named (see `evaluate_folder`),
+    warning when it scores speakers the model was trained on. Returns the report and its text."""
+    from edge_emo.data.sources import load_corpora, one_corpus
+    from edge_emo.data.splits import trained_on, trained_on_warning
+    from edge_emo.predictor import load_predictor
+
+    if predictions is not None:
+        check_output_path(predictions)
+    spec, emotions, predict, provenance, adapts = load_predictor(model)
+    dirs = [data_dir] if data_dir else []
+    clips = one_corpus(load_corpora(dirs, *mosei, spec, split, split_seed, cut))
+    seen = trained_on(provenance, clips.speakers)
+    if seen:
+        warn(trained_on_warning(seen, clips.speakers))
+    per_speaker = adapts and speaker_estimate
+    rep, text = evaluate_folder(model, clips, data_dir, emotions, predict, predictions, per_speaker)
+    rep["cut"] = cut
+    if adapts:
+        rep["speaker_estimate"] = per_speaker
+        text += "\n\n" + (
+            "each speaker's clips standardised by the estimate from all of them (unknown speakers: each clip)"
+            if per_speaker
+            else "every clip standardised by the model's prior statistics (a stranger's first words)"
+        )
+    return rep, f"{text}\n\n{CUT_NOTES[cut]}"

@@ -317,3 +317,31 @@ def _finetuned(
         ),
         adaptation=config.speaker_adaptation,
     )
+
+
+def finetune_to_file(
+    data: TrainingData,
+    config: FinetuneConfig,
+    out: Path,
+    init: Path | None = None,
+    feature_set: str | None = None,
+    full: bool = False,
+    budget: int | None = None,
+    hidden: int = 256,
+    layers: int = 2,
+    train_gains: str | None = None,
+) -> str:
+    """`edge-emo finetune`: `train` from the pretrained checkpoint `init` (its features), or the baseline on
+    `feature_set` (default: the corpora's), and write the checkpoint `out`. Returns what was trained, in words."""
+    from edge_emo.data.sources import training_spec
+    from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
+
+    pre = load_checkpoint(init) if init else None
+    spec = training_spec(pre.spec if pre else None, feature_set, data.labeled, data.mosei is not None)
+    ckpt, learned = train(data, spec, config, pre, full=full, labels=budget, hidden=hidden, layers=layers)
+    if train_gains:
+        ckpt.provenance["finetune"]["train_gains"] = train_gains
+    save_checkpoint(ckpt, out)
+    kind = "whole pretrained network" if full else "head on the frozen pretrained backbone" if pre else None
+    kind = kind or "baseline from scratch"
+    return f"trained the {kind} on {learned}; wrote {out}"
