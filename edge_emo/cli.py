@@ -434,6 +434,15 @@ def finetune(
             "then estimates its partner's while it listens (docs/QUALITY.md).",
         ),
     ] = False,
+    cold_start: Annotated[
+        float,
+        typer.Option(
+            help="With --speaker-adaptation: the share of clips per epoch seen with the prior statistics only "
+            "(a stranger's first words).",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.0,
     epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
@@ -497,6 +506,7 @@ def finetune(
         crop_s=crop_s,
         cue_margin=cue_margin,
         speaker_adaptation=SpeakerAdaptation() if speaker_adaptation else None,
+        cold_start=cold_start,
     )
     ckpt, learned = train(data, spec, config, pre, full=full, labels=budget, hidden=hidden, layers=layers)
     if train_gains:
