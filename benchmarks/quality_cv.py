@@ -119,7 +119,9 @@ def main() -> None:
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
     run = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]
     outs = [args.out] + ([args.out / "cold"] if args.speaker_adaptation else [])
-    outs[-1].mkdir(exist_ok=True)
+    for out in outs[1:]:
+        out.mkdir(exist_ok=True)
+        (out / "args.json").write_text((args.out / "args.json").read_text())
     for k in run:
         path = args.out / f"fold{k}.json"
         if path.exists():

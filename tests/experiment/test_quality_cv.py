@@ -48,7 +48,7 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     # a speaker-adapting recipe is scored a second time as the device hears strangers (the prior alone)
     cold = [json.loads((out / "cold" / f"fold{k}.json").read_text()) for k in (0, 1)]
     assert [f["corpora"]["first"]["n"] for f in cold] == [f["corpora"]["first"]["n"] for f in folds]
-    assert (out / "cold" / "summary.md").exists()
+    assert (out / "cold" / "summary.md").exists() and (out / "cold" / "args.json").exists()
     # the cue margin chosen afterwards from the kept outputs: at the trained margin, the run's own numbers
     from benchmarks.cue_margin import sweep
 
