@@ -6,8 +6,11 @@ keeps every fold's unclipped held-out outputs (fold*-predictions.npz); this scor
 RAVDESS-style macro-F1, categorical UAR and false cues on neutral clips per labeled corpus, and false cues on
 ordinary speech, mean over folds. A margin chosen here is chosen on the folds it is scored on (say so).
 
+`--apply M --to DIR` writes the run as if trained with margin M: DIR/fold*.json, summary.json and
+summary.md in quality_cv's format (and the same for RUN/cold when the run has it).
+
 Usage:
-    python -m benchmarks.cue_margin RUN [--margins 0,0.1,0.2,0.3,0.4] [--out table.md]
+    python -m benchmarks.cue_margin RUN [--margins 0,0.1,0.2,0.3,0.4] [--out table.md] [--apply M --to DIR]
 """
 
 from __future__ import annotations
@@ -46,6 +49,34 @@ def sweep(run: Path, margins: list[float]) -> list[dict]:
     return rows
 
 
+def apply(run: Path, margin: float, to: Path) -> None:
+    """RUN's folds rescored as if trained with `margin`, written to `to` in quality_cv's format."""
+    from benchmarks.quality_cv import markdown as summary_markdown
+    from benchmarks.quality_cv import summarize
+
+    args = json.loads((run / "args.json").read_text())
+    shift = float(args.get("cue_margin", 0.0)) - margin
+    to.mkdir(parents=True, exist_ok=True)
+    (to / "args.json").write_text(json.dumps({**args, "cue_margin": str(margin)}, indent=1))
+    results = []
+    for path in sorted(run.glob("fold*-predictions.npz")):
+        outputs = dict(np.load(path))
+        result = json.loads((run / path.name.replace("-predictions.npz", ".json")).read_text())
+        for name in result["corpora"]:
+            labels, pred = outputs[f"{name}/labels"], outputs[f"{name}/pred"] + shift
+            result["corpora"][name]["model"] = scores(labels, pred, EMOTIONS)
+        for name in result["ordinary"]:
+            result["ordinary"][name] = cue_rates(outputs[f"{name}/pred"] + shift, EMOTIONS)
+        result["cue_margin"] = margin
+        (to / path.name.replace("-predictions.npz", ".json")).write_text(json.dumps(result, indent=1))
+        results.append(result)
+    summary = summarize(results)
+    (to / "summary.json").write_text(json.dumps(summary, indent=1))
+    (to / "summary.md").write_text(summary_markdown(summary))
+    if (run / "cold").is_dir():
+        apply(run / "cold", margin, to / "cold")
+
+
 def _mean(values: tuple) -> float | None:
     known = [v for v in values if v is not None]
     return float(np.mean(known)) if known else None
@@ -72,11 +103,18 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--margins", default="0,0.1,0.2,0.3,0.4")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--apply", type=float, help="rescore the run at this margin ...")
+    ap.add_argument("--to", type=Path, help="... into this folder")
     args = ap.parse_args()
+    if (args.apply is None) != (args.to is None):
+        ap.error("--apply and --to go together")
     table = markdown(sweep(args.run, [float(m) for m in args.margins.split(",")]))
     print(table)
     if args.out:
         args.out.write_text(table)
+    if args.apply is not None:
+        apply(args.run, args.apply, args.to)
+        print(f"wrote the run at margin {args.apply:g} to {args.to}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ that much of them) and by the prior alone (`cold/summary.md`, a stranger's first
 Usage:
     python -m benchmarks.quality_cv LABELED_DIR... --neutral DIR --out RUN [--feature-set compare]
         [--hidden 64] [--epochs 20] [--crop-s 2.5] [--cut speech] [--init PRE] [--train-gains=-20,12,random]
-        [--speaker-adaptation] [--folds 4] [--only 0,1]
+        [--speaker-adaptation [--cold-start 0.3]] [--folds 4] [--only 0,1]
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--init", type=Path, help="pretrained checkpoint: fine-tune every weight from it")
     ap.add_argument("--train-gains", default=None)
     ap.add_argument("--speaker-adaptation", action="store_true")
+    ap.add_argument("--cold-start", type=float, default=0.0)
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
     args = ap.parse_args()
@@ -115,12 +116,15 @@ def main() -> None:
         crop_s=args.crop_s,
         cue_margin=args.cue_margin,
         speaker_adaptation=SpeakerAdaptation() if args.speaker_adaptation else None,
+        cold_start=args.cold_start,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
     run = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]
     outs = [args.out] + ([args.out / "cold"] if args.speaker_adaptation else [])
-    outs[-1].mkdir(exist_ok=True)
+    for out in outs[1:]:
+        out.mkdir(exist_ok=True)
+        (out / "args.json").write_text((args.out / "args.json").read_text())
     for k in run:
         path = args.out / f"fold{k}.json"
         if path.exists():

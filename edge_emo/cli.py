@@ -289,6 +289,15 @@ def finetune(
             "then estimates its partner's while it listens (docs/QUALITY.md).",
         ),
     ] = False,
+    cold_start: Annotated[
+        float,
+        typer.Option(
+            help="With --speaker-adaptation: the share of clips per epoch seen with the prior statistics only "
+            "(a stranger's first words).",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.0,
     epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
@@ -344,6 +353,7 @@ def finetune(
         crop_s=crop_s,
         cue_margin=cue_margin,
         speaker_adaptation=SpeakerAdaptation() if speaker_adaptation else None,
+        cold_start=cold_start,
     )
     fs = feature_set.value if feature_set else None
     typer.echo(finetune_to_file(data, config, out, init, fs, full, budget, hidden, layers, train_gains))

@@ -54,6 +54,9 @@ class FinetuneConfig:
     # Train on frames standardised by each speaker's own statistics (features/normalization.py); the
     # device then estimates its partner's as it listens. None: one set of statistics for everyone.
     speaker_adaptation: SpeakerAdaptation | None = None
+    # With speaker adaptation: the share of clips per epoch standardised by the prior alone, as the device
+    # hears a stranger's first words, so that the model does not rely on an estimate it may not have yet.
+    cold_start: float = 0.0
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
@@ -262,9 +265,10 @@ def _fit_all(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     # Each rendition's speaker estimates are its own: a gain moves a speaker's statistics with their frames.
-    versions = [
-        [norm.apply(f) for f in adapted(c, norm, config.speaker_adaptation)] for c in (clips, *renditions)
-    ]
+    heard = [clips, *renditions]
+    versions = [[norm.apply(f) for f in adapted(c, norm, config.speaker_adaptation)] for c in heard]
+    cold_start = config.cold_start if config.speaker_adaptation is not None else 0.0
+    cold = [[norm.apply(f) for f in c.features] for c in heard] if cold_start else []
     y = torch.from_numpy(clips.labels)
     opt = torch.optim.Adam([*model.gru.parameters(), *model.head.parameters()], lr=config.lr)
     model.train()
@@ -273,9 +277,12 @@ def _fit_all(
     with stage(label, config.epochs * steps, "steps") as advance:
         for epoch in range(config.epochs):
             data = versions[0]
-            if renditions:
+            if renditions or cold:
                 pick = rng.integers(0, len(versions), len(clips))
                 data = [versions[v][i] for i, v in enumerate(pick)]
+            if cold:
+                stranger = rng.random(len(clips)) < cold_start
+                data = [cold[v][i] if s else d for i, (d, s, v) in enumerate(zip(data, stranger, pick))]
             if crop is not None:
                 starts = [int(rng.integers(0, len(d) - crop + 1)) if len(d) > crop else 0 for d in data]
                 data = [d[s : s + crop] for d, s in zip(data, starts)]

@@ -185,3 +185,23 @@ def test_cue_margin_lowers_every_output_by_that_much_and_crops_bound_the_clips(c
     # a crop changes what each epoch sees, so it changes the weights
     whole = train_baseline(clips, FinetuneConfig(epochs=2, seed=3), hidden=8)
     assert not torch.equal(whole.model.head.weight, plain.model.head.weight)
+
+
+def test_speaker_adaptation_trains_on_each_speakers_estimate_and_cold_start_mixes_in_the_prior(clips):
+    from edge_emo.features.normalization import SpeakerAdaptation, speaker_adapted
+
+    adapting = SpeakerAdaptation(prior_s=0.2)
+    plain = train_baseline(clips, FinetuneConfig(epochs=1, seed=1), hidden=8)
+    ignored = train_baseline(clips, FinetuneConfig(epochs=1, seed=1, cold_start=0.5), hidden=8)
+    assert torch.equal(plain.model.head.weight, ignored.model.head.weight)  # no adaptation: nothing to mix
+    a = train_baseline(clips, FinetuneConfig(epochs=1, seed=1, speaker_adaptation=adapting), hidden=8)
+    b = train_baseline(
+        clips, FinetuneConfig(epochs=1, seed=1, speaker_adaptation=adapting, cold_start=0.5), hidden=8
+    )
+    assert not torch.equal(a.model.head.weight, plain.model.head.weight)
+    assert not torch.equal(a.model.head.weight, b.model.head.weight)
+    assert plain.adaptation is None and a.adaptation == adapting
+    # with speakers, a clip is standardised by its speaker's estimate; without, by the prior alone
+    own = speaker_adapted(clips.features, clips.speakers, a.norm, adapting, SPEC.hop_s)
+    np.testing.assert_allclose(predict(a, clips.features, clips.speakers), predict(a, own), atol=1e-6)
+    assert not np.allclose(predict(a, clips.features, clips.speakers), predict(a, clips.features))

@@ -48,9 +48,9 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     # a speaker-adapting recipe is scored a second time as the device hears strangers (the prior alone)
     cold = [json.loads((out / "cold" / f"fold{k}.json").read_text()) for k in (0, 1)]
     assert [f["corpora"]["first"]["n"] for f in cold] == [f["corpora"]["first"]["n"] for f in folds]
-    assert (out / "cold" / "summary.md").exists()
+    assert (out / "cold" / "summary.md").exists() and (out / "cold" / "args.json").exists()
     # the cue margin chosen afterwards from the kept outputs: at the trained margin, the run's own numbers
-    from benchmarks.cue_margin import sweep
+    from benchmarks.cue_margin import apply, sweep
 
     at_trained, lower = sweep(out, [0.1, 0.0])
     f1, uar, _ = at_trained["first"]
@@ -58,6 +58,14 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     assert uar == pytest.approx(summary["corpora"]["first"]["model"]["uar"]["mean"])
     assert at_trained["ordinary"][2] == pytest.approx(summary["ordinary"]["ordinary"]["per_fold"]["mean"])
     assert lower["ordinary"][2] >= at_trained["ordinary"][2]  # a lower margin never cues less
+    # ... and the run rewritten at a margin: at the trained one, the same folds and summary
+    apply(out, 0.1, tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    for name in ("first", "second"):
+        for metric in ("macro_f1", "uar", "mae"):
+            got, want = again["corpora"][name]["model"][metric], summary["corpora"][name]["model"][metric]
+            assert got["mean"] == pytest.approx(want["mean"])
+    assert (tmp_path / "again" / "cold" / "summary.md").exists()
     assert summary["ordinary"]["ordinary"]["pooled"]["n"] >= 4
     text = (out / "summary.md").read_text()
     assert "| first | categorical UAR |" in text and "false cues per utterance" in text
