@@ -10,7 +10,7 @@ import pytest
 from edge_emo.features import FeatureMismatchError, extract, extract_file, load_audio
 from edge_emo.features.audio import BadSamplesError, ChannelLayoutError
 from edge_emo.features.normalization import RunningNorm
-from edge_emo.runtime.bundle import load_bundle, write_bundle
+from edge_emo.runtime.bundle import BundleError, load_bundle, write_bundle
 from edge_emo.runtime.recognizer import EmotionRecognizer, EmotionUpdate, Vad
 from tests.fixtures import synth_speech
 
@@ -132,6 +132,15 @@ def adapting(bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("adapting") / "adapting.bundle"
     write_bundle(out, bundle.graph_path.read_bytes(), manifest)
     return load_bundle(out)
+
+
+@pytest.mark.parametrize("setting", [{"prior_s": -1.0, "memory_s": 600.0}, {"prior_s": 30.0}, "yes"])
+def test_a_bad_speaker_adaptation_field_is_refused_before_anything_is_written(bundle, tmp_path, setting):
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "manifest_sha256"}
+    manifest["speaker_adaptation"] = setting
+    with pytest.raises(BundleError, match="speaker_adaptation|speaker adaptation|invalid manifest"):
+        write_bundle(tmp_path / "bad.bundle", bundle.graph_path.read_bytes(), manifest)
+    assert not (tmp_path / "bad.bundle").exists()
 
 
 def test_a_speaker_adapting_stream_standardises_each_utterance_by_the_estimate_at_its_start(adapting):
