@@ -1,5 +1,6 @@
-"""The `edge-emo` command line. Heavy modules are imported inside each command, so device commands
-(listen, personalize, devices, bridge-monitor) never import torch.
+"""The `edge-emo` command line: each command parses its options, calls one function of its stage's module
+and prints what it returns; the work lives in the stages. Heavy modules are imported inside each command,
+so device commands (listen, personalize, devices, bridge-monitor) never import torch.
 
 No `from __future__ import annotations` here: typer reads the `Annotated[..., typer.Option(...)]` metadata
 from evaluated annotations, and on Python 3.9 it gets only strings from postponed ones and silently drops
