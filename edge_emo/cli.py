@@ -1,24 +1,26 @@
 """The `edge-emo` command line: each command parses its options, calls one function of its stage's module
 and prints what it returns; the work lives in the stages. Heavy modules are imported inside each command,
-so device commands (listen, personalize, devices, bridge-monitor) never import torch.
+so device commands (listen, personalize, devices, bridge-monitor) never import torch. The device and
+command-line commands are here; training, evaluation and export in edge_emo/cli_training.py; what they
+share in edge_emo/cli_options.py (see there why no `from __future__ import annotations`)."""
 
-No `from __future__ import annotations` here: typer reads the `Annotated[..., typer.Option(...)]` metadata
-from evaluated annotations, and on Python 3.9 it gets only strings from postponed ones and silently drops
-every option name and help text (tests/boards runs the CLI on 3.9). So: `Optional[X]`, never `X | None`."""
-
-import dataclasses
 import functools
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edge_emo.data.gain import RANDOM_GAIN_DB
-from edge_emo.data.splits import Split
-from edge_emo.features.spec import FeatureSet
-from edge_emo.train import LossOn
+from edge_emo.cli_options import (
+    SignOpt,
+    TrustOpt,
+    fail,
+    guard,
+    options_of,
+    say,
+    trust_keys,
+)
+from edge_emo.cli_training import COMMANDS
 
 app = typer.Typer(
     help="Speech emotion recognition for wearables: train, export, listen, personalize.",
@@ -26,12 +28,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error to stderr and return the Exit to raise."""
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code)
 
 
 def _print_versions(asked: bool) -> None:
@@ -57,384 +53,9 @@ def main(
     """edge-emo command line."""
 
 
-# Errors that bad input raises throughout edge-emo (all carry a one-line message naming the culprit).
-INPUT_ERRORS = (ValueError, OSError)
-
-SPLIT_HELP = "Speaker-disjoint part of labeled corpora: all, train (80% of speakers) or val (20%), chosen with --split-seed."
-MOSEI_COVAREP_HELP = "CMU_MOSEI_COVAREP.csd to use as a corpus (with --mosei-labels)."
-MOSEI_LABELS_HELP = "CMU_MOSEI_Labels.csd to use as a corpus (with --mosei-covarep)."
-
-
-class SpeechCutChoice(str, Enum):
-    speech = "speech"
-    whole = "whole"
-
-
-class CvChoice(str, Enum):
-    speakers = "speakers"
-
-
-def _say(message: str) -> None:
-    """A line on stderr (warnings in yellow)."""
-    typer.secho(message, err=True, fg=typer.colors.YELLOW if message.startswith("warning") else None)
-
-
-def _options(cls, given: dict):
-    """The options dataclass `cls` of a command from its parameters (`locals()`; same names), choices as
-    their values."""
-    values = {f.name: given[f.name] for f in dataclasses.fields(cls)}
-    return cls(**{k: v.value if isinstance(v, Enum) else v for k, v in values.items()})
-
-
-TrustOpt = Annotated[
-    Optional[list[Path]],
-    typer.Option(
-        "--trust",
-        help="Ed25519 public key (PEM) of who signs bundles; repeatable. With a trusted key (also any "
-        "*.pub in ~/.config/edge-emo/trusted/), unsigned or mis-signed bundles are refused.",
-    ),
-]
-SignOpt = Annotated[
-    Optional[Path],
-    typer.Option(help="Sign the bundle with this Ed25519 private key (PEM; needs edge-emo[sign])."),
-]
-
-
-def _trust(keys: Optional[list[Path]]) -> None:
-    from edge_emo.signing import trust
-
-    trust(keys or [])
-
-
-def _guard(fn):
-    """Turn input errors into a one-line message and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except INPUT_ERRORS as e:
-            raise fail(str(e)) from None
-
-    return wrapper
-
-
-DataDirs = Annotated[
-    Optional[list[Path]],
-    typer.Argument(help="Corpus folders (labels.csv, manifest.csv, .csd or feature-log shards)."),
-]
-DataDir = Annotated[
-    Optional[Path], typer.Argument(help="Corpus folder (labels.csv or CMU-MOSEI .csd files).")
-]
-MoseiCovarep = Annotated[Optional[Path], typer.Option(help=MOSEI_COVAREP_HELP)]
-MoseiLabels = Annotated[Optional[Path], typer.Option(help=MOSEI_LABELS_HELP)]
-SplitOpt = Annotated[Split, typer.Option("--split", help=SPLIT_HELP)]
-SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
-HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
-LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
-CutOpt = Annotated[
-    SpeechCutChoice,
-    typer.Option(
-        "--cut",
-        help="What of each audio clip the model sees: 'speech' from the first to the last frame the device's "
-        "voice detector calls speech (as `listen` analyses it), or the 'whole' clip.",
-    ),
-]
-TrainGainsOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        help="Gain augmentation of whole-network training: comma-separated microphone gains in dB and/or "
-        f"'random' ({RANDOM_GAIN_DB[0]:+g}..{RANDOM_GAIN_DB[1]:+g} dB per clip); every epoch each clip is "
-        "heard plain or through one of them.",
-    ),
-]
-
-
-PosWeightOpt = Annotated[
-    float,
-    typer.Option(
-        help="Fine-tuning: weight of the squared error where an emotion is present (class balance)."
-    ),
-]
-
-
-@app.command()
-@_guard
-def features(
-    data_dir: DataDirs = None,
-    feature_set: Annotated[FeatureSet, typer.Option(help="openSMILE low-level descriptors to extract.")] = (
-        FeatureSet.egemaps
-    ),
-) -> None:
-    """Extract (or reuse the cached) frame-level features of corpora and print a summary."""
-    from edge_emo.data.corpus import cache_dir, load_corpus
-    from edge_emo.data.sources import feature_spec
-
-    spec = feature_spec(feature_set.value)
-    for d in data_dir or []:
-        clips = load_corpus(d, spec)
-        typer.echo(f"{d}: {len(clips)} clips, {clips.n_frames} frames of {spec.dim} {spec.name} values")
-    typer.echo(f"cache: {cache_dir()}")
-
-
-@app.command()
-@_guard
-def pretrain(
-    data_dir: DataDirs = None,
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")] = Path(
-        "pretrained.safetensors"
-    ),
-    epochs: Annotated[int, typer.Option(help="Passes over the pretraining data.")] = 12,
-    feature_set: Annotated[
-        Optional[FeatureSet],
-        typer.Option(help="Features to train on (default: covarep for MOSEI, else egemaps)."),
-    ] = None,
-    loss_on: Annotated[
-        LossOn, typer.Option(help="Reconstruction loss on masked frames only or on all frames.")
-    ] = LossOn.masked,
-    batch_size: Annotated[int, typer.Option(help="Clips (or 4 s windows of long clips) per step.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seed of masking, batching and initialisation.")] = 0,
-    hidden: HiddenOpt = 256,
-    layers: LayersOpt = 2,
-    split: SplitOpt = Split.all,
-    split_seed: SplitSeed = 0,
-    mosei_covarep: MoseiCovarep = None,
-    mosei_labels: MoseiLabels = None,
-    save_every_steps: Annotated[
-        int, typer.Option(help="Save the training state every N steps too (always at the end of an epoch).")
-    ] = 0,
-    resume: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Training state to continue from. Default: OUT's (OUT.state.safetensors), which exists "
-            "while a run is unfinished, so rerunning an interrupted command continues it."
-        ),
-    ] = None,
-) -> None:
-    """Self-supervised masked-span pretraining on unlabeled and labeled corpora (labels are ignored) and on
-    feature logs of `edge-emo listen --log-features` (of the same feature set).
-
-    Runs alone, or in every process of `torchrun --nproc-per-node N -m edge_emo pretrain ...` (DDP; gloo on
-    CPUs, NCCL on GPUs): --batch-size is then the global batch, split over the processes."""
-    from edge_emo.progress import log
-    from edge_emo.train.distributed import one_thread_unless_told
-    from edge_emo.train.pretrain import PretrainConfig, PretrainData, pretrain_to_file
-
-    one_thread_unless_told()
-    data = PretrainData(
-        list(data_dir or []),
-        mosei_covarep,
-        mosei_labels,
-        feature_set.value if feature_set else None,
-        split.value,
-        split_seed,
-    )
-    config = PretrainConfig(epochs=epochs, batch_size=batch_size, loss_on=loss_on.value, seed=seed)
-    pretrain_to_file(data, config, out, hidden, layers, save_every_steps, resume, _say, log)
-
-
-@app.command()
-@_guard
-def finetune(
-    data_dirs: Annotated[
-        Optional[list[Path]],
-        typer.Argument(
-            help="Labeled corpus folders (labels.csv or CMU-MOSEI .csd files), trained on together."
-        ),
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")] = Path(
-        "finetuned.safetensors"
-    ),
-    budget: Annotated[
-        Optional[int],
-        typer.Option("--budget", help="Number of labeled clips to draw (default: all of the split).", min=1),
-    ] = None,
-    labels: Annotated[
-        Optional[int], typer.Option("--labels", hidden=True, help="Deprecated name of --budget.", min=1)
-    ] = None,
-    init: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Pretrained checkpoint: train only the head on its frozen backbone. "
-            "Without it, the baseline: the same network from scratch."
-        ),
-    ] = None,
-    neutral: Annotated[
-        Optional[list[Path]],
-        typer.Option(
-            help="Ordinary speech (manifest.csv folder) to learn as 'no emotion': each utterance the voice "
-            "detector cuts becomes a clip with all-zero intensities (repeatable)."
-        ),
-    ] = None,
-    cut: CutOpt = SpeechCutChoice.whole,
-    crop_s: Annotated[
-        Optional[float],
-        typer.Option(
-            help="Whole-network training: a random stretch of at most this many seconds of each clip per epoch.",
-            min=0.1,
-        ),
-    ] = None,
-    cue_margin: Annotated[
-        float,
-        typer.Option(
-            help="Lower every output by this much once trained (in the head's bias): fewer false cues on calm "
-            "speech for a little recall.",
-            min=0.0,
-            max=3.0,
-        ),
-    ] = 0.0,
-    speaker_adaptation: Annotated[
-        bool,
-        typer.Option(
-            help="Train on each speaker's frames standardised by that speaker's own statistics; the device "
-            "then estimates its partner's while it listens (docs/QUALITY.md).",
-        ),
-    ] = False,
-    cold_start: Annotated[
-        float,
-        typer.Option(
-            help="With --speaker-adaptation: the share of clips per epoch seen with the prior statistics only "
-            "(a stranger's first words).",
-            min=0.0,
-            max=1.0,
-        ),
-    ] = 0.0,
-    epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seed of the label draw and of training.")] = 0,
-    full: Annotated[
-        bool,
-        typer.Option(
-            help="With --init: fine-tune every weight of the pretrained network, not only the head."
-        ),
-    ] = False,
-    pos_weight: PosWeightOpt = 1.0,
-    train_gains: TrainGainsOpt = None,
-    hidden: HiddenOpt = 256,
-    layers: LayersOpt = 2,
-    feature_set: Annotated[
-        Optional[FeatureSet],
-        typer.Option(help="Features for the baseline (with --init: the checkpoint's)."),
-    ] = None,
-    split: SplitOpt = Split.all,
-    split_seed: SplitSeed = 0,
-    mosei_covarep: MoseiCovarep = None,
-    mosei_labels: MoseiLabels = None,
-) -> None:
-    """Few-shot fine-tuning on N labeled clips: the head on a frozen pretrained backbone, or the baseline."""
-    from edge_emo.data.gain import parse_gains
-    from edge_emo.data.sources import check_mosei_pair
-    from edge_emo.features.normalization import SpeakerAdaptation
-    from edge_emo.train.distributed import one_thread_unless_told
-    from edge_emo.train.finetune import FinetuneConfig, TrainingData, finetune_to_file
-
-    one_thread_unless_told()
-    if labels is not None:  # one name per meaning: --labels is a labels.csv in record and personalize
-        if budget is not None:
-            raise ValueError("--labels is the old name of --budget: give only --budget")
-        typer.secho("warning: `finetune --labels N` is deprecated; use --budget N", err=True, fg="yellow")
-        budget = labels
-    check_mosei_pair(mosei_covarep, mosei_labels)
-    data = TrainingData(
-        labeled=list(data_dirs or []),
-        neutral=list(neutral or []),
-        mosei=(mosei_covarep, mosei_labels) if mosei_covarep else None,
-        split=split.value,
-        split_seed=split_seed,
-        cut=cut.value,
-        gains=parse_gains(train_gains),
-    )
-    config = FinetuneConfig(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        pos_weight=pos_weight,
-        crop_s=crop_s,
-        cue_margin=cue_margin,
-        speaker_adaptation=SpeakerAdaptation() if speaker_adaptation else None,
-        cold_start=cold_start,
-    )
-    fs = feature_set.value if feature_set else None
-    typer.echo(finetune_to_file(data, config, out, init, fs, full, budget, hidden, layers, train_gains))
-
-
-@app.command()
-@_guard
-def evaluate(
-    model: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an exported bundle.")],
-    data_dir: DataDir = None,
-    split: SplitOpt = Split.all,
-    split_seed: SplitSeed = 0,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object with every metric.")
-    ] = False,
-    mosei_covarep: MoseiCovarep = None,
-    mosei_labels: MoseiLabels = None,
-    predictions: Annotated[
-        Optional[Path],
-        typer.Option(help="Write every clip's six clipped outputs and readout (and truth) to this CSV."),
-    ] = None,
-    cut: CutOpt = SpeechCutChoice.speech,
-    trust: TrustOpt = None,
-    speaker_estimate: Annotated[
-        bool,
-        typer.Option(
-            help="For a speaker-adapting model: standardise each speaker's clips by the estimate from all of "
-            "them (the device after hearing that much of the speaker); --no-speaker-estimate scores every "
-            "clip as the device hears a stranger's first words."
-        ),
-    ] = True,
-) -> None:
-    """Score a model beside the all-zeros reference, on the clipped 0..3 output the device emits: on labeled
-    clips every metric and the categorical readout; on unlabeled speech (manifest.csv or a feature log) the
-    false-cue rate per clip and per utterance."""
-    from edge_emo.evaluation import evaluate_model
-
-    _trust(trust)
-    rep, text = evaluate_model(
-        model,
-        data_dir,
-        (mosei_covarep, mosei_labels),
-        split.value,
-        split_seed,
-        cut.value,
-        predictions,
-        speaker_estimate,
-        _say,
-    )
-    typer.echo(json.dumps(rep) if json_out else text)
-
-
-class PrecisionChoice(str, Enum):
-    int8 = "int8"
-    fp32 = "fp32"
-
-
-@app.command("export")
-@_guard
-def export_model(
-    checkpoint: Annotated[Path, typer.Argument(help="A fine-tuned checkpoint (.safetensors).")],
-    out: Annotated[
-        Path, typer.Option(help="Bundle directory to write (NAME.bundle); a previous one is kept as .prev.")
-    ],
-    precision: Annotated[
-        PrecisionChoice, typer.Option(help="int8 (dynamic quantization of the GRU) or fp32.")
-    ] = PrecisionChoice.int8,
-    chunk_frames: Annotated[
-        int, typer.Option(help="Frames per graph call on device and in evaluation (10 = one 100 ms update).")
-    ] = 10,
-    sign: SignOpt = None,
-) -> None:
-    """Export a checkpoint as a streaming ONNX bundle (graph + manifest) for the device."""
-    from edge_emo.export import export_bundle
-
-    bundle = export_bundle(checkpoint, out, precision.value, chunk_frames, sign_key=sign)
-    size = bundle.graph_path.stat().st_size
-    typer.echo(
-        f"wrote {bundle.path} ({bundle.precision}, {size / 1e6:.2f} MB graph), version {bundle.version}"
-    )
+# Training, evaluation and export (edge_emo/cli_training.py), first in `--help` as before.
+for _name, _command in COMMANDS.items():
+    app.command(_name)(_command)
 
 
 # --- device runtime: listen, devices ----------------------------------------------------------------------
@@ -453,7 +74,7 @@ def _recover(bundles: list[Path], labels: Optional[Path] = None) -> None:
 
 
 @app.command()
-@_guard
+@guard
 def listen(
     model: Annotated[
         Optional[Path],
@@ -545,18 +166,18 @@ def listen(
     from edge_emo.runtime.listen import ListenOptions
     from edge_emo.runtime.listen import listen as run_listen
 
-    options = _options(ListenOptions, locals())
+    options = options_of(ListenOptions, locals())
     options.check()
-    _trust(trust)
+    trust_keys(trust)
     _recover([model] if model is not None and str(model) != "shipped" else [])
     try:
-        run_listen(listen_bundle(model), options, _say)
+        run_listen(listen_bundle(model), options, say)
     except AudioSourceError as e:
         raise fail(str(e), e.exit_code) from None
 
 
 @app.command()
-@_guard
+@guard
 def timeline(
     log: Annotated[Path, typer.Argument(help="A listen JSON log (`edge-emo listen --json > LOG.jsonl`).")],
     out: Annotated[Path, typer.Option(help="The HTML page to write (self-contained).")],
@@ -631,7 +252,7 @@ def bridge_monitor(
 
 
 @app.command()
-@_guard
+@guard
 def record(
     labels: Annotated[
         Path, typer.Option(help="The wearer's labels.csv (created if missing); clips go to clips/ beside it.")
@@ -665,13 +286,13 @@ def record(
     given = parse_labels(" ".join(label)) if label else None
     recover = functools.partial(_recover, [], labels)
     try:
-        record_clips(labels, input_files, given, seconds, device, speaker, ask, recover, _say, typer.echo)
+        record_clips(labels, input_files, given, seconds, device, speaker, ask, recover, say, typer.echo)
     except AudioSourceError as e:
         raise fail(f"{e}; without a microphone, import files with --input", e.exit_code) from None
 
 
 @app.command()
-@_guard
+@guard
 def personalize(
     labels: Annotated[
         Optional[Path], typer.Option(help="The wearer's labels.csv (see `edge-emo record`).")
@@ -712,7 +333,7 @@ def personalize(
     from edge_emo.runtime.shipped import model_bundle
     from edge_emo.signing import signer
 
-    _trust(trust)
+    trust_keys(trust)
     if model is not None and str(model) == "shipped":
         model = None
     out = personalize_out(model, out)
@@ -761,100 +382,3 @@ def bench(
     typer.echo(markdown(result))
     for warning in result["warnings"]:
         typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
-
-
-@app.command()
-@_guard
-def experiment(
-    data_dir: Annotated[
-        Path, typer.Argument(help="Labeled corpus folder (labels.csv or CMU-MOSEI .csd files).")
-    ],
-    out: Annotated[
-        Path, typer.Option(help="Run folder: results.csv, summary.json, tables and plots. Rerun to resume.")
-    ],
-    unlabeled: Annotated[
-        Optional[list[Path]], typer.Option(help="Unlabeled corpus folder added to pretraining (repeatable).")
-    ] = None,
-    eval_dir: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--eval",
-            help="Labeled corpus to evaluate on; then all of DATA_DIR is for training. "
-            "Default: DATA_DIR's validation speakers (--split-seed).",
-        ),
-    ] = None,
-    init: Annotated[
-        Optional[Path], typer.Option(help="Pretrained checkpoint to use instead of pretraining.")
-    ] = None,
-    budgets: Annotated[
-        str, typer.Option(help="Label counts; '...' continues a step (the paper's are the default).")
-    ] = "20,35,...,200,400,...,1200",
-    draws: Annotated[int, typer.Option(help="Label draws per budget (SSL heads and ridge; cheap).")] = 20,
-    baseline_draws: Annotated[
-        int, typer.Option(help="How many of the draws also train the baseline from scratch (expensive).")
-    ] = 5,
-    baseline_until: Annotated[
-        int, typer.Option(help="Train the baseline only at budgets up to this many labels (0: at all).")
-    ] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the draws, pretraining and training.")] = 0,
-    feature_set: Annotated[
-        Optional[FeatureSet],
-        typer.Option(
-            help="Features (default: covarep for MOSEI, else egemaps; with --init: the checkpoint's)."
-        ),
-    ] = None,
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of every model (Adam, MSE).")] = 30,
-    pos_weight: PosWeightOpt = 1.0,
-    lr: Annotated[float, typer.Option(help="Adam learning rate of fine-tuning.")] = 1e-3,
-    pretrain_epochs: Annotated[int, typer.Option(help="Masked-span pretraining epochs.")] = 12,
-    loss_on: Annotated[
-        LossOn, typer.Option(help="Pretraining loss on masked frames only or on all frames.")
-    ] = LossOn.masked,
-    loss_variant: Annotated[
-        bool, typer.Option(help="Also pretrain with the other --loss-on and compare its SSL head.")
-    ] = False,
-    full_finetune_from: Annotated[
-        int,
-        typer.Option(help="From this budget on, also fine-tune the whole pretrained network (0: never)."),
-    ] = 0,
-    reference: Annotated[
-        bool, typer.Option(help="Run the eGeMAPS functionals + ridge reference (audio corpora).")
-    ] = True,
-    hidden: HiddenOpt = 256,
-    layers: LayersOpt = 2,
-    split_seed: SplitSeed = 0,
-    workers: Annotated[int, typer.Option(help="Processes for the expensive models (0: one per core).")] = 0,
-    cv: Annotated[
-        Optional[CvChoice],
-        typer.Option(
-            help="'speakers': speaker cross-validation over DATA_DIR instead of one split; every speaker "
-            "is evaluated once, statistics are over folds."
-        ),
-    ] = None,
-    folds: Annotated[
-        int, typer.Option(help="Folds of the --cv speakers cross-validation (speaker groups, --split-seed).")
-    ] = 4,
-    train_gains: TrainGainsOpt = None,
-    eval_gain: Annotated[
-        Optional[str],
-        typer.Option(
-            help="--cv: evaluate on the clips heard through this microphone gain in dB, or 'random' "
-            f"({RANDOM_GAIN_DB[0]:+g}..{RANDOM_GAIN_DB[1]:+g} dB per clip). The ridge reference keeps the plain audio."
-        ),
-    ] = None,
-    ordinary: Annotated[
-        Optional[list[Path]],
-        typer.Option(
-            help="Ordinary speech (e.g. a manifest.csv folder), taken as neutral: every model's false-cue rate "
-            "on its clips is reported (repeatable)."
-        ),
-    ] = None,
-) -> None:
-    """The paper's few-shot experiment: SSL head vs baseline vs eGeMAPS+ridge across label budgets, with
-    statistics over draws (or, with --cv speakers, over speaker folds), plots and tables in the run folder."""
-    import sys
-
-    from edge_emo.experiment.folds import ExperimentOptions, run
-    from edge_emo.progress import log
-
-    run(_options(ExperimentOptions, locals()), functools.partial(log, file=sys.stdout), typer.echo)
