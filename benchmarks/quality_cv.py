@@ -84,6 +84,10 @@ def main() -> None:
     ap.add_argument("--train-gains", default=None)
     ap.add_argument("--speaker-adaptation", action="store_true")
     ap.add_argument("--cold-start", type=float, default=0.0)
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--mask-features", type=int, default=0)
+    ap.add_argument("--mask-span-s", type=float, default=0.0)
+    ap.add_argument("--lr-decay", action="store_true")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
     args = ap.parse_args()
@@ -117,6 +121,10 @@ def main() -> None:
         cue_margin=args.cue_margin,
         speaker_adaptation=SpeakerAdaptation() if args.speaker_adaptation else None,
         cold_start=args.cold_start,
+        dropout=args.dropout,
+        mask_features=args.mask_features,
+        mask_span_s=args.mask_span_s,
+        lr_decay=args.lr_decay,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))

@@ -57,6 +57,14 @@ class FinetuneConfig:
     # With speaker adaptation: the share of clips per epoch standardised by the prior alone, as the device
     # hears a stranger's first words, so that the model does not rely on an estimate it may not have yet.
     cold_start: float = 0.0
+    # Whole-network training only, against learning the few training speakers by heart: dropout between
+    # the GRU layers and on the utterance embedding; per clip and epoch, `mask_features` feature columns and
+    # one span of up to `mask_span_s` seconds set to the training mean (0 once standardised); the learning
+    # rate annealed to 0 along a cosine, so the weights that ship are not those of one noisy late step.
+    dropout: float = 0.0
+    mask_features: int = 0
+    mask_span_s: float = 0.0
+    lr_decay: bool = False
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
@@ -272,8 +280,13 @@ def _fit_all(
     y = torch.from_numpy(clips.labels)
     opt = torch.optim.Adam([*model.gru.parameters(), *model.head.parameters()], lr=config.lr)
     model.train()
+    model.gru.dropout = config.dropout  # nn.GRU applies it between layers in training mode only
     crop = None if config.crop_s is None else max(1, round(config.crop_s / clips.spec.hop_s))
+    span = round(config.mask_span_s / clips.spec.hop_s)
     steps = -(-len(clips) // config.batch_size)  # batches per epoch
+    decay = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.epochs * steps) if config.lr_decay else None
+    )
     with stage(label, config.epochs * steps, "steps") as advance:
         for epoch in range(config.epochs):
             data = versions[0]
@@ -287,12 +300,29 @@ def _fit_all(
                 starts = [int(rng.integers(0, len(d) - crop + 1)) if len(d) > crop else 0 for d in data]
                 data = [d[s : s + crop] for d, s in zip(data, starts)]
             for idx in length_batches([len(d) for d in data], config.batch_size, rng):
-                x, lengths = pad([data[i] for i in idx])
-                loss = weighted_mse(model(x, lengths), y[idx], config.pos_weight)
+                x, lengths = pad([masked(data[i], config.mask_features, span, rng) for i in idx])
+                embedding = nn.functional.dropout(model.embed(x, lengths), config.dropout, training=True)
+                loss = weighted_mse(model.head(embedding), y[idx], config.pos_weight)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if decay is not None:
+                    decay.step()
                 advance(1, f"{label}, epoch {epoch + 1}/{config.epochs}")
+
+
+def masked(frames: np.ndarray, n_features: int, span: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy of standardised `frames` (T, F) with `n_features` random columns and one random span of up to
+    `span` frames set to 0 (the training mean); `frames` itself when there is nothing to mask."""
+    if not n_features and not span:
+        return frames
+    out = frames.copy()
+    out[:, rng.choice(frames.shape[1], min(n_features, frames.shape[1]), replace=False)] = 0.0
+    if span and len(out) > 1:
+        width = int(rng.integers(0, min(span, len(out) - 1) + 1))
+        start = int(rng.integers(0, len(out) - width + 1))
+        out[start : start + width] = 0.0
+    return out
 
 
 def _finetuned(

@@ -15,6 +15,7 @@ from edge_emo.train.finetune import (
     FinetuneConfig,
     embed,
     finetune_head,
+    masked,
     predict,
     sample_labeled,
     train_baseline,
@@ -205,3 +206,28 @@ def test_speaker_adaptation_trains_on_each_speakers_estimate_and_cold_start_mixe
     own = speaker_adapted(clips.features, clips.speakers, a.norm, adapting, SPEC.hop_s)
     np.testing.assert_allclose(predict(a, clips.features, clips.speakers), predict(a, own), atol=1e-6)
     assert not np.allclose(predict(a, clips.features, clips.speakers), predict(a, clips.features))
+
+
+def test_masking_zeroes_whole_columns_and_one_span_and_leaves_the_clip_alone_otherwise():
+    rng = np.random.default_rng(0)
+    frames = np.ones((50, 5), np.float32)
+    assert masked(frames, 0, 0, rng) is frames  # nothing to mask: no copy, no draw
+    out = masked(frames, 2, 10, rng)
+    assert frames.min() == 1.0  # the clip itself is never changed
+    dead = (out == 0).all(0)
+    assert dead.sum() == 2
+    rows = (out[:, ~dead] == 0).all(1)  # the span: whole rows, contiguous, at most 10 frames
+    assert rows.sum() <= 10 and (rows.sum() == 0 or np.ptp(np.flatnonzero(rows)) == rows.sum() - 1)
+    assert masked(np.ones((1, 5), np.float32), 9, 10, rng).sum() == 0  # more columns than the clip has
+
+
+def test_regularised_training_is_seeded_and_differs_from_plain(clips):
+    regular = FinetuneConfig(epochs=2, seed=3, dropout=0.3, mask_features=2, mask_span_s=0.1, lr_decay=True)
+    a = train_baseline(clips, regular, hidden=8)
+    b = train_baseline(clips, regular, hidden=8)
+    plain = train_baseline(clips, FinetuneConfig(epochs=2, seed=3), hidden=8)
+    assert torch.equal(a.model.head.weight, b.model.head.weight)
+    assert not torch.equal(a.model.head.weight, plain.model.head.weight)
+    # dropout acts in training only: predictions are deterministic
+    np.testing.assert_array_equal(predict(a, clips.features), predict(a, clips.features))
+    assert a.provenance["finetune"]["dropout"] == 0.3 and a.provenance["finetune"]["lr_decay"] is True
