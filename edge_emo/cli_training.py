@@ -192,6 +192,27 @@ def finetune(
             max=1.0,
         ),
     ] = 0.0,
+    dropout: Annotated[
+        float,
+        typer.Option(
+            help="Whole-network training: dropout between the GRU layers and on the utterance embedding.",
+            min=0.0,
+            max=0.9,
+        ),
+    ] = 0.0,
+    mask_features: Annotated[
+        int,
+        typer.Option(help="Whole-network training: feature columns masked per clip and epoch.", min=0),
+    ] = 0,
+    mask_span_s: Annotated[
+        float,
+        typer.Option(
+            help="Whole-network training: one span of up to this many seconds masked per clip.", min=0.0
+        ),
+    ] = 0.0,
+    lr_decay: Annotated[
+        bool, typer.Option(help="Anneal the learning rate to 0 along a cosine over the training.")
+    ] = False,
     epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
@@ -248,6 +269,10 @@ def finetune(
         cue_margin=cue_margin,
         speaker_adaptation=SpeakerAdaptation() if speaker_adaptation else None,
         cold_start=cold_start,
+        dropout=dropout,
+        mask_features=mask_features,
+        mask_span_s=mask_span_s,
+        lr_decay=lr_decay,
     )
     fs = feature_set.value if feature_set else None
     typer.echo(finetune_to_file(data, config, out, init, fs, full, budget, hidden, layers, train_gains))
