@@ -86,6 +86,9 @@ class EmotionUpdate:
     utterance_s: float  # audio of the utterance analysed so far (its length when final); 0 in silence
     final: bool  # the last update of an utterance: intensities are its result
     level_db: float  # RMS level of the input over this update's frames, dB full scale
+    # Speech of the current partner the speaker estimate rests on, seconds (older speech counts less; the
+    # bundle's statistics weigh as much as `prior_s` of it); None: the bundle does not adapt to its speaker.
+    speaker_heard_s: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -97,6 +100,7 @@ class EmotionUpdate:
             "utterance_s": round(self.utterance_s, 3),
             "final": self.final,
             "level_db": round(self.level_db, 1),
+            "speaker_heard_s": None if self.speaker_heard_s is None else round(self.speaker_heard_s, 1),
         }
 
     def to_json(self) -> str:
@@ -381,6 +385,7 @@ class EmotionRecognizer:
                 utterance_s=0.0 if utt is None else utt.frames * self.hop_s,
                 final=final,
                 level_db=10.0 * math.log10(level) if level > 0 else _SILENT_DB,
+                speaker_heard_s=None if self._speaker is None else self._speaker.speech_frames * self.hop_s,
             )
         )
         self._since_update = 0

@@ -63,6 +63,7 @@ def render(update: EmotionUpdate | None, status: ListenStatus) -> Panel:
             "   dominant: ",
             (dominant, "bold magenta" if update.dominant else "dim"),
             f"   t = {update.time_s:7.2f} s",
+            "" if update.speaker_heard_s is None else f"   speaker heard: {update.speaker_heard_s:.0f} s",
         )
         fraction = (update.level_db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB
         level = Text.assemble(

@@ -24,9 +24,11 @@ def test_json_lines_are_the_recognizer_updates(bundle, clip_path):
     assert run.stdout.splitlines() == expected  # and nothing else on stdout
     first = json.loads(expected[0])
     assert set(first) == {
-        "time_s", "speech", "dominant", "intensities", "utterance_start_s", "utterance_s", "final", "level_db"
+        "time_s", "speech", "dominant", "intensities", "utterance_start_s", "utterance_s", "final", "level_db",
+        "speaker_heard_s",
     }  # fmt: skip
     assert list(first["intensities"]) == list(bundle.emotions)
+    assert first["speaker_heard_s"] is None  # the test bundle does not adapt to its speaker
     assert "done: 3.0 s of audio" in run.stderr
 
 
@@ -117,6 +119,25 @@ def test_readme_snapshot_of_the_live_view(bundle, clip_path):
     rows = [line for line in text.splitlines() if line.strip("│ ").split(" ")[0] in bundle.emotions]
     assert len(rows) == 6 and "speech" in text and update.dominant in text
     assert np.isfinite(update.level_db)
+    assert "speaker heard" not in text  # this bundle does not adapt to its speaker
+
+
+def test_the_views_say_how_much_of_the_speaker_an_adapting_model_has_heard(bundle, clip_path):
+    import dataclasses
+
+    from rich.console import Console
+
+    from edge_emo.runtime.view import ListenStatus, render
+
+    x, rate = load_audio(clip_path)
+    update = dataclasses.replace(stream(EmotionRecognizer(bundle), x, rate, 1600)[-1], speaker_heard_s=12.4)
+    console = Console(record=True, width=100, force_terminal=False)
+    console.print(render(update, ListenStatus("clip.wav (16000 Hz)", bundle.version, 0, 1)))
+    assert "speaker heard: 12 s" in console.export_text()
+    assert json.loads(update.to_json())["speaker_heard_s"] == 12.4
+    assert (
+        "speaker_heard_s" in (ROOT / "edge_emo/web/assets/live.js").read_text()
+    )  # the web view shows it too
 
 
 def test_updates_go_to_the_wearable_over_the_firmware_bridge(bundle, clip_path):

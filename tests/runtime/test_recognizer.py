@@ -166,6 +166,9 @@ def test_a_speaker_adapting_stream_standardises_each_utterance_by_the_estimate_a
             np.testing.assert_array_equal(u.intensities, offline(adapting, utterance))
     assert not np.array_equal(finals[2].intensities, offline(adapting, frames[span(finals[2])]))
     np.testing.assert_allclose(recognizer.speaker_norm.mean, running.stats().mean)
+    # every update says how much of the speaker the estimate rests on: the speech analysed so far
+    np.testing.assert_allclose(finals[-1].speaker_heard_s, running.speech_frames * HOP)
+    assert 0 < finals[0].speaker_heard_s < finals[1].speaker_heard_s < finals[2].speaker_heard_s <= 4.5
 
 
 def test_a_short_pause_stays_inside_the_utterance_and_long_speech_is_cut(bundle):

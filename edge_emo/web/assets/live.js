@@ -88,6 +88,7 @@ function draw() {
   const parts = [settings.source, "model " + settings.model];
   if (u) parts.push("t = " + u.time_s.toFixed(1) + " s", "utterances: " + latest.utterances,
                     "dropped audio blocks: " + latest.dropped_blocks);
+  if (u && u.speaker_heard_s != null) parts.push("speaker heard: " + u.speaker_heard_s.toFixed(0) + " s");
   if (skipped) parts.push("updates skipped (slow connection): " + skipped);
   $("footer").textContent = parts.filter(Boolean).join(" · ");
   drawTimeline();
