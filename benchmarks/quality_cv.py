@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--mask-features", type=int, default=0)
     ap.add_argument("--mask-span-s", type=float, default=0.0)
     ap.add_argument("--lr-decay", action="store_true")
+    ap.add_argument("--readout-weight", type=float, default=0.0)
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
     args = ap.parse_args()
@@ -125,6 +126,7 @@ def main() -> None:
         mask_features=args.mask_features,
         mask_span_s=args.mask_span_s,
         lr_decay=args.lr_decay,
+        readout_weight=args.readout_weight,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))

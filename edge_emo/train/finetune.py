@@ -65,6 +65,22 @@ class FinetuneConfig:
     mask_features: int = 0
     mask_span_s: float = 0.0
     lr_decay: bool = False
+    # Weight of a cross-entropy on the categorical readout the device shows (the strongest emotion if it
+    # reaches PRESENT, else neutral), added to the MSE: the six outputs and a neutral score fixed at PRESENT
+    # are the logits, so the loss pushes the right emotion above the others and above the threshold.
+    readout_weight: float = 0.0
+
+
+# Logit units per intensity point in the readout loss: an output 1 point above another is e^2 : 1 odds.
+READOUT_SCALE = 2.0
+
+
+def readout_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the categorical readout of `pred` against that of `target` (both (B, E))."""
+    top = target.max(1)
+    truth = torch.where(top.values >= PRESENT, top.indices + 1, 0)
+    logits = torch.cat([torch.full_like(pred[:, :1], PRESENT), pred], 1) * READOUT_SCALE
+    return nn.functional.cross_entropy(logits, truth)
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
@@ -302,7 +318,10 @@ def _fit_all(
             for idx in length_batches([len(d) for d in data], config.batch_size, rng):
                 x, lengths = pad([masked(data[i], config.mask_features, span, rng) for i in idx])
                 embedding = nn.functional.dropout(model.embed(x, lengths), config.dropout, training=True)
-                loss = weighted_mse(model.head(embedding), y[idx], config.pos_weight)
+                pred = model.head(embedding)
+                loss = weighted_mse(pred, y[idx], config.pos_weight)
+                if config.readout_weight:
+                    loss = loss + config.readout_weight * readout_loss(pred, y[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
