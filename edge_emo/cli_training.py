@@ -213,6 +213,14 @@ def finetune(
     lr_decay: Annotated[
         bool, typer.Option(help="Anneal the learning rate to 0 along a cosine over the training.")
     ] = False,
+    readout_weight: Annotated[
+        float,
+        typer.Option(
+            help="Add a cross-entropy on the categorical readout (strongest emotion >= 0.5, else neutral) "
+            "with this weight to the MSE.",
+            min=0.0,
+        ),
+    ] = 0.0,
     epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
@@ -273,6 +281,7 @@ def finetune(
         mask_features=mask_features,
         mask_span_s=mask_span_s,
         lr_decay=lr_decay,
+        readout_weight=readout_weight,
     )
     fs = feature_set.value if feature_set else None
     typer.echo(finetune_to_file(data, config, out, init, fs, full, budget, hidden, layers, train_gains))

@@ -166,7 +166,7 @@ def test_finetune_on_two_corpora_with_neutral_speech_cut_to_speech(corpus, tmp_p
     ordinary = make_ordinary_speech(tmp_path / "ordinary")
     out = tmp_path / "ft.safetensors"
     proc = edge_emo("finetune", corpus, second, "--neutral", ordinary, "--cut", "speech", "--crop-s", "0.5",
-                    "--dropout", "0.2", "--mask-features", "2", "--mask-span-s", "0.2", "--lr-decay",
+                    "--dropout", "0.2", "--mask-features", "2", "--mask-span-s", "0.2", "--lr-decay", "--readout-weight", "0.5",
                     "--epochs", "1", "--hidden", "16", "--out", out)  # fmt: skip
     # 20 + 6 labeled clips; the ordinary speech as the voice detector cuts it (two pieces of speech per clip,
     # a piece with a longer pause of its own may come out as two utterances, one too short to count as none)
@@ -181,17 +181,8 @@ def test_finetune_on_two_corpora_with_neutral_speech_cut_to_speech(corpus, tmp_p
     assert ckpt.provenance["finetune"]["cut"] == "speech"
     assert ckpt.provenance["finetune"]["crop_s"] == 0.5
     finetune = ckpt.provenance["finetune"]
-    assert (
-        finetune["dropout"],
-        finetune["mask_features"],
-        finetune["mask_span_s"],
-        finetune["lr_decay"],
-    ) == (
-        0.2,
-        2,
-        0.2,
-        True,
-    )
+    regularised = ("dropout", "mask_features", "mask_span_s", "lr_decay", "readout_weight")
+    assert [finetune[k] for k in regularised] == [0.2, 2, 0.2, True, 0.5]
     assert ckpt.provenance["finetune"]["neutral"] == [str(ordinary)]
 
 

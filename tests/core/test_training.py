@@ -17,6 +17,7 @@ from edge_emo.train.finetune import (
     finetune_head,
     masked,
     predict,
+    readout_loss,
     sample_labeled,
     train_baseline,
 )
@@ -231,3 +232,21 @@ def test_regularised_training_is_seeded_and_differs_from_plain(clips):
     # dropout acts in training only: predictions are deterministic
     np.testing.assert_array_equal(predict(a, clips.features), predict(a, clips.features))
     assert a.provenance["finetune"]["dropout"] == 0.3 and a.provenance["finetune"]["lr_decay"] is True
+
+
+def test_readout_loss_rewards_the_right_category_above_the_threshold():
+    anger = torch.tensor([[0.0, 0.0, 3.0, 0.0, 0.0, 0.0]])
+    calm = torch.zeros(1, 6)
+    right, wrong = anger.clone(), anger.roll(1, 1)  # anger read as anger; as surprise
+    assert readout_loss(right, anger) < readout_loss(wrong, anger)
+    # neutral truth: outputs below the threshold are right, one above it is a false cue
+    assert readout_loss(calm, calm) < readout_loss(anger, calm)
+    # an emotion just under the threshold still loses to neutral: the loss pushes it over
+    assert readout_loss(torch.full((1, 6), 0.4), anger) > readout_loss(
+        torch.full((1, 6), 0.4) + anger / 3, anger
+    )
+    plain = train_baseline(synthetic_clips(24), FinetuneConfig(epochs=1, seed=2), hidden=8)
+    weighted = train_baseline(
+        synthetic_clips(24), FinetuneConfig(epochs=1, seed=2, readout_weight=0.5), hidden=8
+    )
+    assert not torch.equal(plain.model.head.weight, weighted.model.head.weight)
