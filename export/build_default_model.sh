@@ -6,8 +6,10 @@
 # labeled corpora (RAVDESS and emo_speech_wild) cut to the speech the device's voice detector finds, plus
 # LibriSpeech utterances as "no emotion"; a random 2.5 s stretch of each clip per epoch; each clip heard at
 # 0 dB, -20 dB, +12 dB or a random gain; every speaker's frames standardised by that speaker's own
-# statistics (the device estimates its partner's while it listens); every output lowered by a cue margin
-# once trained, chosen from the cross-validation's held-out outputs (benchmarks/cue_margin.py).
+# statistics (the device estimates its partner's while it listens); dropout 0.2, three feature columns and one
+# span of up to 0.3 s masked per clip and epoch, the learning rate annealed along a cosine; every output
+# lowered by a cue margin once trained, chosen from the cross-validation's held-out outputs
+# (benchmarks/cue_margin.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
@@ -15,9 +17,9 @@ DEV=$DATA/emo_speech_dev
 WILD=$DATA/emo_speech_wild
 ORDINARY=$DATA/speech_unlabeled
 BUILD=build/default-model
-MARGIN=0.3
+MARGIN=0.4
 RECIPE=(--feature-set egemaps --hidden 128 --epochs 40 --crop-s 2.5 --cut speech --train-gains=-20,12,random
-        --speaker-adaptation)
+        --speaker-adaptation --dropout 0.2 --mask-features 3 --mask-span-s 0.3 --lr-decay)
 mkdir -p "$BUILD"
 
 # 1. The yardstick: 4-fold cross-validation over RAVDESS speakers, emo_speech_wild speakers and places and
