@@ -106,6 +106,13 @@ def listen(
         float,
         typer.Option(help="Time constant (s) of exponential smoothing of the intensities; 0: none.", min=0),
     ] = 0.0,
+    cue_after: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Seconds of speech an utterance needs before its estimate is shown (its final result is "
+            "always shown); default: 1 s (the first words' estimate is noise).",
+        ),
+    ] = None,
     vad_threshold_db: Annotated[
         Optional[float],
         typer.Option(

@@ -21,7 +21,7 @@ from edge_emo.options import check_range, check_threads
 from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
 from edge_emo.runtime.bundle import Bundle
 from edge_emo.runtime.log_writer import FeatureLogger
-from edge_emo.runtime.recognizer import EmotionRecognizer, EmotionUpdate
+from edge_emo.runtime.recognizer import CUE_AFTER_S, EmotionRecognizer, EmotionUpdate
 from edge_emo.runtime.shipped import sample_path
 from edge_emo.runtime.view import LiveView
 
@@ -110,6 +110,7 @@ class ListenOptions:
     duration: float | None = None
     update_interval: float = 0.1
     smoothing: float = 0.0
+    cue_after: float | None = None  # None: the recognizer's CUE_AFTER_S
     vad_threshold_db: float | None = None
     vad: bool = True
     threads: int = 1
@@ -127,6 +128,7 @@ class ListenOptions:
         """The numbers are finite and in range; --json and a stdout bridge do not share stdout."""
         check_range("--update-interval", self.update_interval, 0.01, 60)
         check_range("--smoothing", self.smoothing, 0, 3600)
+        check_range("--cue-after", self.cue_after, 0, 60)
         check_range("--vad-threshold-db", self.vad_threshold_db, -120, 0)
         check_range("--duration", self.duration, 0.01, 1e7)
         check_range("--buffer", self.buffer, 0.02, 600)
@@ -167,6 +169,7 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
             bundle,
             update_interval_s=options.update_interval,
             smoothing_s=options.smoothing,
+            cue_after_s=CUE_AFTER_S if options.cue_after is None else options.cue_after,
             threads=options.threads,
             vad=Vad(threshold_db=options.vad_threshold_db) if options.vad else None,
             speech_sink=log,

@@ -34,6 +34,12 @@ statistics (`RunningNorm`): the estimate in force is fixed at each utterance sta
 utterance's frames join it as they run. The exactness above then holds with `speaker_norm` in place of the
 bundle's statistics; the first utterance of a stream uses the bundle's own.
 
+Cues. Before an utterance holds `cue_after_s` of speech, its updates carry zero intensities and no dominant
+emotion: the model learned from clips of whole utterances, and its mean over the first few frames is noise
+(docs/QUALITY.md: with the onset shown, an emotion crossed 0.5 at some update in several times as many
+LibriSpeech utterances as the finished utterances did). The final update always carries the utterance's
+result, however short it is, so the exactness above is untouched.
+
 Timing. Frame k covers the audio from k * hop (10 ms) on; openSMILE hands it over about 90 ms of audio
 later. An update is due every `update_interval_s` of frames; inside an utterance the schedule restarts at
 the utterance start, so with the default (100 ms = one model chunk) every update carries a freshly computed
@@ -58,6 +64,7 @@ from edge_emo.features.speech import DEFAULT_VAD, Cut, LoudnessGate, UtteranceCu
 from edge_emo.runtime.bundle import Bundle
 
 _SILENT_DB = -120.0  # the level reported for digital silence
+CUE_AFTER_S = 1.0  # speech an utterance needs before its rolling estimate is shown (see "Cues" above)
 # Audio handed to openSMILE at once. Live, 30 ms instead of every 10 ms block saved about 1.4% of a core
 # (openSMILE's per-wake-up bookkeeping), for about 8 ms more median latency (benchmarks/README.md).
 BATCH_S = 0.03
@@ -155,7 +162,8 @@ class EmotionRecognizer:
     bundle: a loaded `Bundle`. update_interval_s: audio between updates (rounded to whole frames).
     smoothing_s: time constant of exponential smoothing of the reported intensities (0: none, exact model
     output). threads: onnxruntime intra-op threads. vad: a `Vad`, or None for one utterance per stream.
-    dominant_min: the least intensity that names a dominant emotion. input_rate: the PCM rate, if known
+    dominant_min: the least intensity that names a dominant emotion. cue_after_s: speech of an utterance
+    before its updates show an estimate (its final update always does). input_rate: the PCM rate, if known
     before the first `accept_waveform` (which may also give it). speech_sink: gets each utterance's raw
     frames (`SpeechSink`); nothing else of the audio leaves the recognizer. batch_s: audio handed to openSMILE
     at once (see `StreamingExtractor`): less CPU live, updates up to that much later; never other updates.
@@ -170,6 +178,7 @@ class EmotionRecognizer:
         threads: int = 1,
         vad: Vad | None = DEFAULT_VAD,
         dominant_min: float = PRESENT,
+        cue_after_s: float = CUE_AFTER_S,
         input_rate: int | None = None,
         speech_sink: SpeechSink | None = None,
         batch_s: float = BATCH_S,
@@ -180,6 +189,8 @@ class EmotionRecognizer:
         # Written so that NaN fails too (every comparison with NaN is false).
         if not (0 < update_interval_s < math.inf and 0 <= smoothing_s < math.inf and threads >= 1):
             raise ValueError("update_interval_s must be > 0, smoothing_s >= 0 (both finite) and threads >= 1")
+        if not 0 <= cue_after_s < math.inf:
+            raise ValueError(f"cue_after_s must be >= 0 and finite, got {cue_after_s}")
         if vad is not None and vad.threshold_db is not None and not (-120 <= vad.threshold_db <= 0):
             raise ValueError(f"VAD threshold {vad.threshold_db} dBFS is outside -120..0")
         self.bundle = bundle
@@ -189,6 +200,7 @@ class EmotionRecognizer:
         self.smoothing_s = smoothing_s
         self.vad = vad
         self.dominant_min = dominant_min
+        self.cue_after_frames = round(cue_after_s / self.hop_s)
         self.speech_sink = speech_sink
         self.batch_s = batch_s
         self._model = bundle.stream(bundle.session(threads))
@@ -360,7 +372,7 @@ class EmotionRecognizer:
 
     def _emit(self, final: bool) -> None:
         utt = self._utt
-        if utt is not None and self._model.frames:
+        if utt is not None and self._model.frames and (final or utt.frames >= self.cue_after_frames):
             raw = np.clip(self._model.utterance_intensities(), 0.0, MAX_INTENSITY)
         else:
             raw = np.zeros(len(self.emotions), np.float32)

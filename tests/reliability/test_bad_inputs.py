@@ -190,6 +190,8 @@ CASES = [
     Case("update-interval-huge", listen("--update-interval", "1e9"), "within 0.01..60"),
     Case("smoothing-inf", listen("--smoothing", "inf"), "--smoothing inf"),
     refused_by_typer("smoothing-nan", "--smoothing", "nan"),
+    Case("cue-after-nan", listen("--cue-after", "nan"), "--cue-after nan"),
+    Case("cue-after-negative", listen("--cue-after", "-1"), "within 0..60"),
     Case("vad-threshold-nan", listen("--vad-threshold-db", "nan"), "--vad-threshold-db nan"),
     Case("vad-threshold-positive", listen("--vad-threshold-db", "10"), "within -120..0"),
     Case("vad-threshold-minus-inf", listen("--vad-threshold-db", "-inf"), "--vad-threshold-db -inf"),

@@ -120,7 +120,7 @@ def test_utterances_are_cut_at_silence_and_each_is_its_own_clip(bundle):
     # silence is reported as silence
     quiet = [u for u in updates if u.time_s < 0.4 or 3.0 < u.time_s < 3.4]
     assert quiet and all(not u.speech and u.dominant is None and not u.intensities.any() for u in quiet)
-    talking = [u for u in updates if u.speech and not u.final and u.utterance_s >= 0.3]
+    talking = [u for u in updates if u.speech and not u.final and u.utterance_s >= 1.0]  # CUE_AFTER_S
     assert talking and all(u.intensities.any() for u in talking)
 
 
@@ -248,3 +248,20 @@ def test_bad_input_is_refused_with_a_clear_error(bundles):
 )
 def test_short_versions_fit_the_bridge_and_keep_the_graph_hash(bundle, version, short):
     assert dataclasses.replace(bundle, version=version).short_version(31) == short
+
+
+def test_no_estimate_is_shown_before_an_utterance_holds_cue_after_s_of_speech(bundle, clip_path):
+    x, rate = load_audio(clip_path)
+    shown = stream(EmotionRecognizer(bundle, cue_after_s=0.0), x, rate, 1600)
+    held = stream(EmotionRecognizer(bundle, cue_after_s=1.0), x, rate, 1600)
+    assert len(shown) == len(held)
+    early = [(a, b) for a, b in zip(shown, held) if b.speech and not b.final and b.utterance_s < 1.0]
+    assert early and any(a.intensities.any() for a, _ in early)  # the onset has an estimate to hold back
+    for a, b in zip(shown, held):
+        if (a.speech and not a.final and a.utterance_s < 1.0) and not b.final:
+            assert not b.intensities.any() and b.dominant is None
+        else:  # from 1 s of speech on, and every final result, nothing changes
+            np.testing.assert_array_equal(a.intensities, b.intensities)
+            assert a.dominant == b.dominant
+    with pytest.raises(ValueError, match="cue_after_s"):
+        EmotionRecognizer(bundle, cue_after_s=float("nan"))
