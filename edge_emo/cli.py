@@ -110,7 +110,7 @@ def listen(
         Optional[float],
         typer.Option(
             help="Seconds of speech an utterance needs before its estimate is shown (its final result is "
-            "always shown); default: 1 s (the first words' estimate is noise).",
+            "always shown); default: 1.5 s (the first words' estimate is noise).",
         ),
     ] = None,
     vad_threshold_db: Annotated[

@@ -64,7 +64,7 @@ from edge_emo.features.speech import DEFAULT_VAD, Cut, LoudnessGate, UtteranceCu
 from edge_emo.runtime.bundle import Bundle
 
 _SILENT_DB = -120.0  # the level reported for digital silence
-CUE_AFTER_S = 1.0  # speech an utterance needs before its rolling estimate is shown (see "Cues" above)
+CUE_AFTER_S = 1.5  # speech an utterance needs before its rolling estimate is shown (see "Cues" above)
 # Audio handed to openSMILE at once. Live, 30 ms instead of every 10 ms block saved about 1.4% of a core
 # (openSMILE's per-wake-up bookkeeping), for about 8 ms more median latency (benchmarks/README.md).
 BATCH_S = 0.03

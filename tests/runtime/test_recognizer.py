@@ -120,7 +120,7 @@ def test_utterances_are_cut_at_silence_and_each_is_its_own_clip(bundle):
     # silence is reported as silence
     quiet = [u for u in updates if u.time_s < 0.4 or 3.0 < u.time_s < 3.4]
     assert quiet and all(not u.speech and u.dominant is None and not u.intensities.any() for u in quiet)
-    talking = [u for u in updates if u.speech and not u.final and u.utterance_s >= 1.0]  # CUE_AFTER_S
+    talking = [u for u in updates if u.speech and not u.final and u.utterance_s >= 1.5]  # CUE_AFTER_S
     assert talking and all(u.intensities.any() for u in talking)
 
 
