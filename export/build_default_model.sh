@@ -60,5 +60,14 @@ python -m benchmarks.gain_robustness edge_emo/models/default.bundle "$DEV" --cut
 python -m benchmarks.gain_robustness edge_emo/models/default.bundle "$DEV" --cut speech --cold \
   --out docs/quality-gain-default-cold.json
 
-# 4. The README's live view, JSON line and evaluate table, from the shipped model.
+# 4. False cues as the wearer sees them live (any update of an utterance, not only its result), each file a
+#    stranger's first words; the model was trained on these speakers, so the rates are optimistic.
+mkdir -p docs/quality-live-cues
+python -m benchmarks.live_cues edge_emo/models/default.bundle "$ORDINARY" --files 100 \
+  --out docs/quality-live-cues/speech_unlabeled.json
+python -m benchmarks.live_cues edge_emo/models/default.bundle "$DEV" --out docs/quality-live-cues/emo_speech_dev.json
+python -m benchmarks.live_cues edge_emo/models/default.bundle "$WILD" --files 150 \
+  --out docs/quality-live-cues/emo_speech_wild.json
+
+# 5. The README's live view, JSON line and evaluate table, from the shipped model.
 python scripts/readme_examples.py --data "$DEV" --ordinary "$ORDINARY"
