@@ -20,6 +20,7 @@ from edge_emo.features.speech import Vad
 from edge_emo.options import check_range, check_threads
 from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
 from edge_emo.runtime.bundle import Bundle
+from edge_emo.runtime.graph_choice import choose as choose_graph
 from edge_emo.runtime.log_writer import FeatureLogger
 from edge_emo.runtime.recognizer import EmotionRecognizer, EmotionUpdate
 from edge_emo.runtime.shipped import sample_path
@@ -122,6 +123,7 @@ class ListenOptions:
     serve: bool = False
     serve_address: str | None = None
     serve_token: str | None = None
+    graph: str | None = None  # the bundle's graph to run; None: the faster here (runtime/graph_choice.py)
 
     def check(self) -> None:
         """The numbers are finite and in range; --json and a stdout bridge do not share stdout."""
@@ -161,6 +163,8 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
     `say` prints a line on stderr. Bad input raises ValueError/OSError; a failing device AudioSourceError
     (with its exit code); whatever was collected is kept however listening ends."""
     log = None
+    bundle, graph = choose_graph(bundle, options.graph, say)
+    say(f"model {bundle.version}: {graph.describe()}")
 
     def new_recognizer() -> EmotionRecognizer:
         return EmotionRecognizer(
