@@ -12,7 +12,8 @@ drift from what a fresh install prints. Each block sits between marker comments 
 
 Every command runs as a user runs it (`python -m edge_emo ...` from this checkout), with an empty
 $XDG_DATA_HOME so that no personalized model of yours is used, the int8 graph (EDGE_EMO_GRAPH, not the
-graph this machine measures faster) and 80 terminal columns. `listen --fast` on the shipped sample is deterministic, so the blocks are compared exactly (tests/core/test_readme.py).
+graph this machine measures faster) and 80 terminal columns. `listen --fast` on the shipped sample is
+deterministic, so the blocks are compared exactly (tests/core/test_readme.py).
 Not part of the package: the device never runs this."""
 
 from __future__ import annotations
