@@ -680,7 +680,13 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
     all_cores = os.cpu_count() or 1
     thread_counts = sorted({1, all_cores})
     names = [f"model step latency, {t} thread(s)" for t in thread_counts]
-    names += ["the bundle's graphs", "onnxruntime's own cost", "streaming features", "end to end", "paced audio-to-update latency"]
+    names += [
+        "the bundle's graphs",
+        "onnxruntime's own cost",
+        "streaming features",
+        "end to end",
+        "paced audio-to-update latency",
+    ]
     names += ["peak memory (child processes)"]
     with stage("bench", len(names), "stages") as advance:
         started = iter(names)

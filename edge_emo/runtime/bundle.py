@@ -29,7 +29,6 @@ checked with onnxruntime.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -43,7 +42,15 @@ import numpy as np
 
 from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.features.normalization import SpeakerAdaptation, speaker_adapted
-from edge_emo.files import PRIVATE_FILE, PRIVATE_FOLDER, fsync_dir, leftover_pid, private_folder, write_synced
+from edge_emo.files import (
+    PRIVATE_FILE,
+    PRIVATE_FOLDER,
+    fsync_dir,
+    leftover_pid,
+    private_folder,
+    sha256_hex,
+    write_synced,
+)
 from edge_emo.signing import SIGNATURE, SignatureError, verify
 
 FORMAT = "edge-emo-bundle"
@@ -95,7 +102,7 @@ class GraphEntry:
 
 
 def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256_hex(data)
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:

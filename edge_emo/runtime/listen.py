@@ -24,7 +24,6 @@ from edge_emo.runtime.graph_choice import choose as choose_graph
 from edge_emo.runtime.log_writer import FeatureLogger
 from edge_emo.runtime.recognizer import EmotionRecognizer, EmotionUpdate
 from edge_emo.runtime.shipped import sample_path
-from edge_emo.runtime.view import LiveView
 
 
 class Source(Protocol):
@@ -165,6 +164,8 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
     log = None
     bundle, graph = choose_graph(bundle, options.graph, say)
     say(f"model {bundle.version}: {graph.describe()}")
+    if not options.json_out:  # rich only for the view: 1.4 MB a --json process need not hold
+        from edge_emo.runtime.view import LiveView
 
     def new_recognizer() -> EmotionRecognizer:
         return EmotionRecognizer(
