@@ -166,6 +166,13 @@ def listen(
     serve_token: Annotated[
         Optional[str], typer.Option(help="Access token of the web page; default: a new random one.")
     ] = None,
+    graph: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Run this graph of the bundle (int8, fp32-gru); default: the faster on this machine, "
+            "measured on the first run and remembered."
+        ),
+    ] = None,
 ) -> None:
     """Recognize emotions live from the microphone (or a file); a terminal view, or JSON lines with --json."""
     from edge_emo.personalize.choice import listen_bundle

@@ -358,10 +358,8 @@ def export_model(
     from edge_emo.export import export_bundle
 
     bundle = export_bundle(checkpoint, out, precision.value, chunk_frames, sign_key=sign)
-    size = bundle.graph_path.stat().st_size
-    typer.echo(
-        f"wrote {bundle.path} ({bundle.precision}, {size / 1e6:.2f} MB graph), version {bundle.version}"
-    )
+    graphs = " + ".join(f"{g.name} {g.bytes / 1e6:.2f} MB" for g in bundle.graphs)
+    typer.echo(f"wrote {bundle.path} (graphs: {graphs}), version {bundle.version}")
 
 
 @command()

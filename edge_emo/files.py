@@ -12,6 +12,20 @@ PRIVATE_FILE = 0o600
 PRIVATE_FOLDER = 0o700
 
 
+def sha256_hex(data: bytes) -> str:
+    """sha256 of `data` as hex, with Python's built-in implementation where it has one: `hashlib` loads
+    OpenSSL's libcrypto when imported, 3.5 MB of a device's resident memory for a few hashes of small files
+    (some Python builds have no built-in sha256: then hashlib's)."""
+    try:
+        from _sha2 import sha256  # Python 3.12 and later
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.9 to 3.11
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
+
+
 def fsync_dir(folder: Path) -> None:
     """Make renames and deletions in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)

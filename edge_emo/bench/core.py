@@ -34,7 +34,9 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_emo.bench.live import live_markdown, live_share, speech_clip
+from edge_emo.runtime import graph_choice
 from edge_emo.runtime.bundle import OUTPUTS, Bundle, load_bundle
+from edge_emo.runtime.graph_choice import cpu_model
 from edge_emo.runtime.session import ort_session
 
 CHUNKS = (1, 10, 50)
@@ -103,18 +105,6 @@ def torch_available() -> bool:
 # -- machine facts -------------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    for key in ("model name", "Model", "Hardware", "cpu model"):  # x86, Raspberry Pi, Jetson, others
-        for line in info.splitlines():
-            if line.split(":")[0].strip() == key:
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def _version(package: str) -> str | None:
     from importlib import metadata
 
@@ -127,7 +117,7 @@ def _version(package: str) -> str | None:
 def machine_facts() -> dict[str, Any]:
     """What a reader needs to compare runs (never imports torch: versions come from package metadata)."""
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "arch": platform.machine(),
         "os": platform.platform(),
@@ -321,6 +311,26 @@ def latency(
                     }
                 )
     return rows, ratios, sizes
+
+
+# -- the bundle's graphs, and the one this board runs ---------------------------------------------------------
+
+
+def graphs(bundle: Bundle, settings: Settings) -> dict[str, Any]:
+    """The model step of each of the bundle's graphs (10-frame chunks, one thread, interleaved rounds), the
+    faster recorded as this machine's choice for `listen` (edge_emo/runtime/graph_choice.py), and sizes."""
+    calls = max(20, settings.frames_per_round // bundle.chunk_frames)
+    times = graph_choice.measure(bundle, rounds=settings.rounds, calls=calls)
+    notes: list[str] = []
+    choice = graph_choice.record(bundle, times, notes.append)
+    return {
+        "us_per_frame": times,
+        "bytes": {g.name: g.bytes for g in bundle.graphs},
+        "chosen": choice.graph,
+        "reason": choice.reason,
+        "choice_file": str(graph_choice.choice_path()),
+        "notes": notes,
+    }
 
 
 # -- what onnxruntime itself costs ----------------------------------------------------------------------------
@@ -670,7 +680,13 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
     all_cores = os.cpu_count() or 1
     thread_counts = sorted({1, all_cores})
     names = [f"model step latency, {t} thread(s)" for t in thread_counts]
-    names += ["onnxruntime's own cost", "streaming features", "end to end", "paced audio-to-update latency"]
+    names += [
+        "the bundle's graphs",
+        "onnxruntime's own cost",
+        "streaming features",
+        "end to end",
+        "paced audio-to-update latency",
+    ]
     names += ["peak memory (child processes)"]
     with stage("bench", len(names), "stages") as advance:
         started = iter(names)
@@ -690,6 +706,9 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
         int8 = _cell(result, INT8, 1, 10)
         int8_us = None if int8 is None or "skipped" in int8 else int8["us_per_frame"]["median"]
         next_stage()
+        result["graphs"] = graphs(bundle, settings)
+        advance()
+        next_stage()
         result["framework_floor"] = framework_floor(bundle, settings, int8_us)
         advance()
         pcm = speech_clip(settings.clip_s)
@@ -708,6 +727,7 @@ def run(bundle_path: str | Path, quick: bool = False, with_torch: bool | None = 
     result["sizes"] = {
         "bundle_dir_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
         "bundle_graph_bytes": bundle.graph_path.stat().st_size,
+        **{f"bundle_graph_{g.name}_bytes": g.bytes for g in bundle.graphs},
         **sizes,
     }
     result["live"] = live_share(
@@ -784,6 +804,15 @@ def _ratio(result: dict, slow: str, threads: int = 1, chunk: int = 10) -> float 
     return None
 
 
+def _chosen_vs_gru_op(result: dict) -> float | None:
+    """The model step `listen` runs here against the fused fp32 GRU op: the bundle's own GRU-op graph when
+    it has one (measured side by side with the chosen graph), else torch's export of it vs int8."""
+    times = result.get("graphs", {}).get("us_per_frame", {})
+    if "fp32-gru" in times:
+        return round(times["fp32-gru"] / times[result["graphs"]["chosen"]], 2)
+    return _ratio(result, GRU_OP)
+
+
 def _live_case(result: dict, name: str) -> float | None:
     case = next((c for c in result.get("live", {}).get("cases", []) if c["case"] == name), None)
     return None if case is None or "skipped" in case else case["cpu_share_pct"]
@@ -803,7 +832,7 @@ def targets(result: dict) -> list[dict]:
         "live_json_cpu_pct": _live_case(result, "file, --json"),
         "live_view_cpu_pct": _live_case(result, "file, live view"),
         "end_to_end_rtf_cpu_battery": e2e["rtf_cpu"],
-        "model_step_speedup_vs_onnx_gru_op": _ratio(result, GRU_OP),
+        "model_step_speedup_vs_onnx_gru_op": _chosen_vs_gru_op(result),
         "listen_peak_rss_mb": result["memory"]["listen"]["peak_rss_mb"],
     }
     out = []
@@ -831,6 +860,20 @@ def _floor_lines(floor: dict | None) -> list[str]:
             else f", against {floor['int8_us_per_frame']:.1f} us for the whole int8 step "
             f"({100 * share:.0f}%)."
         ),
+        "",
+    ]
+
+
+def _graph_lines(graphs: dict | None) -> list[str]:
+    if not graphs:
+        return []
+    each = ", ".join(
+        f"{name} {us:.1f} us per frame ({graphs['bytes'][name] / 1e6:.2f} MB)"
+        for name, us in graphs["us_per_frame"].items()
+    )
+    return [
+        f"The bundle's graphs (one thread, 10-frame chunks, interleaved): {each}. `listen` here runs "
+        f"{graphs['chosen']} ({graphs['reason']}; recorded in {graphs['choice_file']}).",
         "",
     ]
 
@@ -924,6 +967,7 @@ def markdown(result: dict) -> str:
             else "."
         ),
         "",
+        *_graph_lines(result.get("graphs")),
         *_floor_lines(result.get("framework_floor")),
         *live_markdown(result["live"]),
         "Targets (one thread, 10-frame chunks; live: the whole process):",

@@ -4,7 +4,9 @@
 
 builds the streaming graph (edge_emo/export/graph.py) from the checkpoint's weights, quantizes it for int8 (dynamic,
 every MatMul except the head, inside the Scan bodies too), checks it against the torch model on a short
-sequence, and writes the bundle atomically with its manifest (edge_emo/runtime/bundle.py).
+sequence, and writes the bundle atomically with its manifest (edge_emo/runtime/bundle.py). An int8 bundle also
+carries the fp32 graph with onnxruntime's fused GRU op (same weights, checked the same way): on some CPUs it
+runs faster than the int8 Scan graph, and the device measures which (edge_emo/runtime/graph_choice.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import numpy as np
 import onnx
 import torch
 
-from edge_emo.export.graph import HEAD_NODES, IR_VERSION, OPSET, gru_graph
+from edge_emo.export.graph import HEAD_NODES, IR_VERSION, OPSET, gru_graph, gru_op_graph
 from edge_emo.runtime.bundle import (
+    GRAPH,
+    GRU_GRAPH,
     MAX_CHUNK_FRAMES,
     Bundle,
     check_replaceable,
@@ -133,14 +137,16 @@ def export_bundle(
             "checkpoint is inconsistent: model shape does not match its emotions or feature spec"
         )
 
-    model = gru_graph(_weights(ckpt))
+    weights = _weights(ckpt)
+    model = gru_graph(weights)
     if precision == "int8":
         model = quantize_int8(model)
-    onnx.helper.set_model_props(model, graph_metadata(ckpt.spec.name, ckpt.emotions, precision))
-    graph = model.SerializeToString()
-    max_diff = check_against_torch(ckpt, graph, chunk_frames)
-    if precision == "fp32" and max_diff > FP32_TOLERANCE:
-        raise RuntimeError(f"exported fp32 graph differs from torch by {max_diff:.2e} (> {FP32_TOLERANCE})")
+    graph, max_diff = _checked(ckpt, model, precision, chunk_frames)
+    graphs = [_entry(precision, GRAPH, precision, "Scan", max_diff)]
+    more_graphs = {}
+    if precision == "int8":  # the fp32 graph a CPU without fast int8 runs faster (graph_choice.py)
+        more_graphs[GRU_GRAPH], gru_diff = _checked(ckpt, gru_op_graph(weights), "fp32", chunk_frames)
+        graphs.append(_entry("fp32-gru", GRU_GRAPH, "fp32", "GRU", gru_diff))
 
     prov = _provenance(ckpt, ckpt_file)
     manifest = {
@@ -163,8 +169,33 @@ def export_bundle(
             "head": {"weight": "head.weight", "bias": "head.bias", "math": "hidden @ weight + bias"},
             "check_max_abs_diff_vs_torch": max_diff,
         },
+        "graphs": graphs,
         "provenance": prov,
     }
     if ckpt.adaptation is not None:
         manifest["speaker_adaptation"] = ckpt.adaptation.to_dict()
-    return write_bundle(out_dir, graph, manifest, sign=sign)
+    return write_bundle(out_dir, graph, manifest, sign=sign, more_graphs=more_graphs)
+
+
+def _checked(
+    ckpt: Checkpoint, model: onnx.ModelProto, precision: str, chunk_frames: int
+) -> tuple[bytes, float]:
+    """The graph with its metadata, serialized, and its max difference to torch (an fp32 graph's must be
+    within FP32_TOLERANCE; int8's is recorded: the quantization error)."""
+    onnx.helper.set_model_props(model, graph_metadata(ckpt.spec.name, ckpt.emotions, precision))
+    graph = model.SerializeToString()
+    max_diff = check_against_torch(ckpt, graph, chunk_frames)
+    if precision == "fp32" and max_diff > FP32_TOLERANCE:
+        raise RuntimeError(f"exported fp32 graph differs from torch by {max_diff:.2e} (> {FP32_TOLERANCE})")
+    return graph, max_diff
+
+
+def _entry(name: str, file: str, precision: str, op: str, max_diff: float) -> dict[str, Any]:
+    """A graph of the manifest's `graphs` (write_bundle adds its sha256 and size)."""
+    return {
+        "name": name,
+        "file": file,
+        "precision": precision,
+        "op": op,
+        "check_max_abs_diff_vs_torch": max_diff,
+    }

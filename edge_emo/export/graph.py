@@ -145,9 +145,16 @@ def gru_graph(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
         helper.make_node("Unsqueeze", ["head_out", "axis0"], ["intensities"], name="Unsqueeze_intensities"),
         helper.make_node("ReduceSum", [top, "axis0"], ["hidden_sum"], keepdims=1, name="ReduceSum_hidden"),
     ]
+    return _model(nodes, inits, "edge_emo_streaming_gru", layers, hidden, n_features, n_emotions)
+
+
+def _model(
+    nodes: list, inits: list, name: str, layers: int, hidden: int, n_features: int, n_emotions: int
+) -> onnx.ModelProto:
+    """The streaming graph's inputs and outputs around `nodes`, checked."""
     graph = helper.make_graph(
         nodes,
-        "edge_emo_streaming_gru",
+        name,
         inputs=[
             helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, "T", n_features]),
             helper.make_tensor_value_info("state", TensorProto.FLOAT, [layers, 1, hidden]),
@@ -167,3 +174,72 @@ def gru_graph(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
     )
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _gru_op_weights(w: np.ndarray) -> np.ndarray:
+    """torch's gate order (r, z, n) along axis 0 -> ONNX's (z, r, h), with a leading direction axis."""
+    r, z, n = np.split(w, 3, axis=0)
+    return np.concatenate([z, r, n], axis=0)[None]
+
+
+def gru_op_graph(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """The same model as `gru_graph` with onnxruntime's fused fp32 `GRU` op per layer (linear_before_reset=1
+    is torch's reset gate): no integers, but on some CPUs faster than the int8 Scan graph, because the whole
+    recurrence is one kernel call instead of a dozen nodes per frame. Same inputs, outputs and head
+    initializers (personalization rewrites them the same way)."""
+    layers = sum(1 for k in weights if k.startswith("gru.weight_ih_l"))
+    hidden = weights["gru.weight_hh_l0"].shape[1]
+    n_features = weights["gru.weight_ih_l0"].shape[1]
+    n_emotions = weights["head.weight"].shape[0]
+    inits = [
+        _init(HEAD_WEIGHT, weights["head.weight"].T),
+        _init(HEAD_BIAS, weights["head.bias"]),
+        _const("axis0", [0]),
+        _const("axis1", [1]),
+    ]
+    # features (1, T, F) -> (T, 1, F): ONNX's GRU takes (sequence, batch, input)
+    nodes = [helper.make_node("Transpose", ["features"], ["x_l0"], perm=[1, 0, 2], name="Transpose_features")]
+    finals = []
+    for layer in range(layers):
+        p = f"l{layer}/"
+        b = np.concatenate(
+            [
+                _gru_op_weights(weights[f"gru.bias_ih_l{layer}"])[0],
+                _gru_op_weights(weights[f"gru.bias_hh_l{layer}"])[0],
+            ]
+        )[None]
+        inits += [
+            _init(f"gru.W.{layer}", _gru_op_weights(weights[f"gru.weight_ih_l{layer}"])),
+            _init(f"gru.R.{layer}", _gru_op_weights(weights[f"gru.weight_hh_l{layer}"])),
+            _init(f"gru.B.{layer}", b),
+            _const(f"state_start.{layer}", [layer]),
+            _const(f"state_end.{layer}", [layer + 1]),
+        ]
+        nodes += [
+            helper.make_node(
+                "Slice",
+                ["state", f"state_start.{layer}", f"state_end.{layer}", "axis0"],
+                [p + "h0"],
+                name=p + "Slice_state",
+            ),
+            helper.make_node(
+                "GRU",
+                [f"x_l{layer}", f"gru.W.{layer}", f"gru.R.{layer}", f"gru.B.{layer}", "", p + "h0"],
+                [p + "y", p + "state_out"],
+                hidden_size=hidden,
+                linear_before_reset=1,
+                name=p + "GRU",
+            ),
+            # (T, 1 direction, 1, H) -> (T, 1, H): the next layer's input
+            helper.make_node("Squeeze", [p + "y", "axis1"], [f"x_l{layer + 1}"], name=p + "Squeeze_y"),
+        ]
+        finals.append(p + "state_out")
+    nodes += [
+        helper.make_node("Concat", finals, ["state_out"], axis=0, name="Concat_state"),
+        helper.make_node("Squeeze", [f"x_l{layers}", "axis1"], ["top"], name="Squeeze_top"),  # (T, H)
+        helper.make_node("MatMul", ["top", HEAD_WEIGHT], ["head_raw"], name=HEAD_NODES[0]),
+        helper.make_node("Add", ["head_raw", HEAD_BIAS], ["head_out"], name=HEAD_NODES[1]),
+        helper.make_node("Unsqueeze", ["head_out", "axis0"], ["intensities"], name="Unsqueeze_intensities"),
+        helper.make_node("ReduceSum", ["top", "axis0"], ["hidden_sum"], keepdims=1, name="ReduceSum_hidden"),
+    ]
+    return _model(nodes, inits, "edge_emo_streaming_gru_op", layers, hidden, n_features, n_emotions)

@@ -20,7 +20,6 @@ fsynced), so a shard that exists is complete. Nothing else is stored: no audio, 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_emo.files import sha256_hex
 
 from .spec import FeatureSpec
 
@@ -48,7 +49,7 @@ class FeatureLogError(ValueError):
 def spec_id(spec: FeatureSpec) -> str:
     """A short identity of a feature spec: sha256 of its canonical JSON (name, columns, hop, rate)."""
     text = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return sha256_hex(text.encode())[:16]
 
 
 def shard_name(number: int) -> str:

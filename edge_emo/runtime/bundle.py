@@ -9,6 +9,11 @@ A bundle is a directory `NAME.bundle/` holding
 - `manifest.json`: format version, model version, feature spec, normalisation statistics, emotion order,
   precision, state shape, chunk size, training provenance and the sha256 of model.onnx. Optionally `speaker_adaptation`:
   the model expects frames standardised by the speaker's own statistics, estimated while listening.
+- optionally more graphs of the same weights, listed in the manifest's `graphs` (name, file, precision,
+  sha256, bytes; the first is model.onnx): an int8 export also carries `model-fp32-gru.onnx`, the fp32 model
+  with onnxruntime's fused GRU op, which is faster than the int8 Scan graph on some CPUs. A loaded bundle
+  runs one of them (`Bundle.graph`, model.onnx unless `with_graph` picks another; which one a board runs
+  is chosen by measuring, edge_emo/runtime/graph_choice.py). Readers of bundles without `graphs` see one.
 
 Normalisation happens here, in `BundleStream.run_chunk`, with the manifest's `NormStats`: the graph never
 re-declares it. The utterance prediction is the mean of the per-frame intensities since the utterance
@@ -24,12 +29,11 @@ checked with onnxruntime.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
@@ -38,13 +42,23 @@ import numpy as np
 
 from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.features.normalization import SpeakerAdaptation, speaker_adapted
-from edge_emo.files import PRIVATE_FILE, PRIVATE_FOLDER, fsync_dir, leftover_pid, private_folder, write_synced
+from edge_emo.files import (
+    PRIVATE_FILE,
+    PRIVATE_FOLDER,
+    fsync_dir,
+    leftover_pid,
+    private_folder,
+    sha256_hex,
+    write_synced,
+)
 from edge_emo.signing import SIGNATURE, SignatureError, verify
 
 FORMAT = "edge-emo-bundle"
 FORMAT_VERSION = 1  # bump on any change a reader of version 1 would misread
 MANIFEST = "manifest.json"
 GRAPH = "model.onnx"
+GRU_GRAPH = "model-fp32-gru.onnx"  # the fp32 graph with onnxruntime's fused GRU op
+GRAPH_FILES = (GRAPH, GRU_GRAPH)  # the only names a manifest's graphs may have (no paths)
 PRECISIONS = ("fp32", "int8")
 HEAD_WEIGHT = "head.weight"
 HEAD_BIAS = "head.bias"
@@ -77,8 +91,18 @@ class BundleError(ValueError):
     """A path is not a usable edge-emo bundle: missing, modified, corrupted or of an unknown format."""
 
 
+@dataclass(frozen=True)
+class GraphEntry:
+    """One graph of a bundle: all compute the same model; they differ in arithmetic, size and speed."""
+
+    name: str  # "int8", "fp32" (model.onnx, named by its precision) or "fp32-gru"
+    file: str
+    precision: str
+    bytes: int
+
+
 def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256_hex(data)
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:
@@ -104,10 +128,23 @@ class Bundle:
     # Present when the model expects frames standardised by the speaker's own statistics, which the device
     # estimates as it listens, starting from `norm` (features/normalization.py).
     adaptation: SpeakerAdaptation | None = None
+    graphs: tuple[GraphEntry, ...] = ()  # model.onnx first
+    graph: str = ""  # the name of the graph this Bundle runs; "": model.onnx
+
+    @property
+    def graph_entry(self) -> GraphEntry:
+        return next((g for g in self.graphs if g.name == self.graph), self.graphs[0])
 
     @property
     def graph_path(self) -> Path:
-        return self.path / GRAPH
+        return self.path / self.graph_entry.file
+
+    def with_graph(self, name: str) -> Bundle:
+        """The same bundle running its graph `name` (BundleError if it has none of that name)."""
+        names = [g.name for g in self.graphs]
+        if name not in names:
+            raise BundleError(f"{self.path} has no graph {name!r} (it has: {', '.join(names)})")
+        return replace(self, graph=name)
 
     @property
     def hidden(self) -> int:
@@ -349,8 +386,41 @@ def load_bundle(path: str | Path) -> Bundle:
         provenance=_field(manifest, "provenance", dict, manifest_path),
         adaptation=adaptation,
     )
-    _check_graph(data, bundle, graph_path)
+    _check_graph(data, bundle, graph_path, precision)
+    graphs = _graph_entries(manifest, precision, len(data), path)
+    bundle = replace(bundle, graphs=graphs, graph=graphs[0].name)
+    for entry in graphs[1:]:
+        _check_graph((path / entry.file).read_bytes(), bundle, path / entry.file, entry.precision)
     return bundle
+
+
+def _graph_entries(manifest: dict[str, Any], precision: str, size: int, path: Path) -> tuple[GraphEntry, ...]:
+    """The manifest's `graphs` (model.onnx first), each file present with its sha256; a bundle without the
+    list has model.onnx alone."""
+    primary = GraphEntry(precision, GRAPH, precision, size)
+    if "graphs" not in manifest:
+        return (primary,)
+    where = path / MANIFEST
+    listed = _field(manifest, "graphs", list, where)
+    entries = []
+    for item in listed:
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("name", "file")):
+            raise BundleError(f"{where}: a graph of 'graphs' lacks its name or file: {item!r:.80}")
+        name, file, graph_precision = item["name"], item["file"], item.get("precision")
+        if file not in GRAPH_FILES or graph_precision not in PRECISIONS:
+            raise BundleError(
+                f"{where}: graph {name!r}: unknown file {file!r} or precision {graph_precision!r}"
+            )
+        if not (path / file).is_file():
+            raise BundleError(f"{path}: missing {file}")
+        data = (path / file).read_bytes()
+        if sha256_bytes(data) != item.get("sha256"):
+            raise BundleError(f"{path / file}: sha256 mismatch: the graph was modified or corrupted")
+        entries.append(GraphEntry(name, file, graph_precision, len(data)))
+    names = [e.name for e in entries]
+    if not entries or entries[0] != primary or len(set(names)) != len(names):
+        raise BundleError(f"{where}: 'graphs' must list {GRAPH} ({precision}) first, each name once")
+    return tuple(entries)
 
 
 def graph_metadata(feature_set: str, emotions: Sequence[str], precision: str) -> dict[str, str]:
@@ -364,7 +434,7 @@ def graph_metadata(feature_set: str, emotions: Sequence[str], precision: str) ->
     }
 
 
-def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
+def _check_graph(data: bytes, bundle: Bundle, where: Path, precision: str) -> None:
     """The graph's metadata and its input and output shapes must fit the manifest. Read by onnxruntime, the
     library that runs it, not by `onnx`: importing onnx costs a device about 12 MB of resident memory."""
     from edge_emo.runtime.session import ort_session
@@ -378,7 +448,7 @@ def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
         return {v.name: list(v.shape) for v in values}
 
     metadata = session.get_modelmeta().custom_metadata_map
-    expected = graph_metadata(bundle.spec.name, bundle.emotions, bundle.precision)
+    expected = graph_metadata(bundle.spec.name, bundle.emotions, precision)
     for key, value in expected.items():
         if metadata.get(key) != value:
             raise BundleError(
@@ -399,7 +469,7 @@ def _check_graph(data: bytes, bundle: Bundle, where: Path) -> None:
         )
 
 
-BUNDLE_FILES = frozenset({MANIFEST, GRAPH, SIGNATURE})
+BUNDLE_FILES = frozenset({MANIFEST, *GRAPH_FILES, SIGNATURE})
 
 
 def is_bundle_folder(path: Path) -> bool:
@@ -433,6 +503,7 @@ def write_bundle(
     check: Callable[[Bundle], None] | None = None,
     private: bool = False,
     sign: Callable[[bytes], bytes] | None = None,
+    more_graphs: dict[str, bytes] | None = None,
 ) -> Bundle:
     """Write `graph` and `manifest` (without digests: they are filled in here) as a bundle at `out_dir`,
     atomically and durably, and return the verified bundle. A bundle already at `out_dir` is kept as
@@ -440,6 +511,8 @@ def write_bundle(
     is refused (check_replaceable). `check`, if given, runs on the loaded new bundle before anything is
     replaced (raise to abandon the write). private: files 0600 in a 0700 folder (a personalized bundle).
     sign: manifest bytes -> the content of manifest.sig (edge_emo/signing.py), for a signed bundle.
+    more_graphs: file name -> graph of the manifest's `graphs` besides model.onnx; an entry of `graphs`
+    whose file is not given is left out (e.g. a manifest copied from a bundle, written with one graph).
 
     The protocol, crash-safe at every step (recover_bundle finishes or undoes what a kill interrupted):
     1. write NAME.tmp-PID: files fsynced, then the folder; load and `check` it (a .tmp is never trusted);
@@ -449,6 +522,13 @@ def write_bundle(
     digest = sha256_bytes(graph)
     manifest = {**manifest, "format": FORMAT, "format_version": FORMAT_VERSION}
     manifest["graph"] = {**manifest.get("graph", {}), "file": GRAPH, "sha256": digest}
+    files = {GRAPH: graph, **(more_graphs or {})}
+    if "graphs" in manifest:
+        manifest["graphs"] = [
+            {**g, "sha256": sha256_bytes(files[g["file"]]), "bytes": len(files[g["file"]])}
+            for g in manifest["graphs"]
+            if g.get("file") in files
+        ]
     manifest["manifest_sha256"] = manifest_digest(manifest)
     check_replaceable(out_dir)
     parent = out_dir.parent
@@ -462,7 +542,8 @@ def write_bundle(
     tmp.mkdir(mode=PRIVATE_FOLDER if private else 0o777)
     mode = PRIVATE_FILE if private else 0o666
     try:
-        write_synced(tmp / GRAPH, graph, mode)
+        for name, data in files.items():
+            write_synced(tmp / name, data, mode)
         text = (json.dumps(manifest, indent=1) + "\n").encode()
         write_synced(tmp / MANIFEST, text, mode)
         if sign is not None:
@@ -572,9 +653,6 @@ def write_bundle_with_head(
     version, hashes and, if given, `provenance` recorded as its "personalization". Written atomically at
     `out_dir` (which may be the bundle's own path: the old one is kept as .prev) after `check` (see
     write_bundle) accepts it."""
-    import onnx
-    from onnx import numpy_helper
-
     h, e = bundle.hidden, len(bundle.emotions)
     weight = np.asarray(weight, dtype=np.float32)
     bias = np.asarray(bias, dtype=np.float32)
@@ -584,18 +662,9 @@ def write_bundle_with_head(
         )
     if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
         raise ValueError("head weights contain NaN or inf")
-    model = onnx.load_model_from_string(bundle.graph_path.read_bytes())
-    replaced = 0
-    for i, init in enumerate(model.graph.initializer):
-        if init.name in (HEAD_WEIGHT, HEAD_BIAS):
-            new = weight if init.name == HEAD_WEIGHT else bias
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(new, init.name))
-            replaced += 1
-    if replaced != 2:
-        raise BundleError(
-            f"{bundle.graph_path}: graph has no fp32 head ({HEAD_WEIGHT}, {HEAD_BIAS}) to replace"
-        )
-    graph = model.SerializeToString()
+    # Every graph of the bundle carries the same fp32 head: all are rewritten, so any of them may run.
+    rewritten = {g.file: _with_head(bundle.path / g.file, weight, bias) for g in bundle.graphs}
+    graph = rewritten.pop(GRAPH)
     manifest = {k: v for k, v in bundle.manifest.items() if k != "manifest_sha256"}
     new_provenance = dict(bundle.provenance)
     new_provenance["personalization"] = {
@@ -608,4 +677,23 @@ def write_bundle_with_head(
     # The normalisation may be the wearer's own (edge_emo.personalize.adapt): it is part of the model too.
     norm = json.dumps(manifest["normalization"], sort_keys=True).encode()
     manifest["version"] = model_version(new_provenance, bundle.precision, graph + norm)
-    return write_bundle(out_dir, graph, manifest, check=check, private=private, sign=sign)
+    return write_bundle(
+        out_dir, graph, manifest, check=check, private=private, sign=sign, more_graphs=rewritten
+    )
+
+
+def _with_head(path: Path, weight: np.ndarray, bias: np.ndarray) -> bytes:
+    """The graph at `path` with its head initializers replaced."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_model_from_string(path.read_bytes())
+    replaced = 0
+    for i, init in enumerate(model.graph.initializer):
+        if init.name in (HEAD_WEIGHT, HEAD_BIAS):
+            new = weight if init.name == HEAD_WEIGHT else bias
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(new, init.name))
+            replaced += 1
+    if replaced != 2:
+        raise BundleError(f"{path}: graph has no fp32 head ({HEAD_WEIGHT}, {HEAD_BIAS}) to replace")
+    return model.SerializeToString()

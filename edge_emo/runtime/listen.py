@@ -20,10 +20,10 @@ from edge_emo.features.speech import Vad
 from edge_emo.options import check_range, check_threads
 from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
 from edge_emo.runtime.bundle import Bundle
+from edge_emo.runtime.graph_choice import choose as choose_graph
 from edge_emo.runtime.log_writer import FeatureLogger
 from edge_emo.runtime.recognizer import CUE_AFTER_S, EmotionRecognizer, EmotionUpdate
 from edge_emo.runtime.shipped import sample_path
-from edge_emo.runtime.view import LiveView
 
 
 class Source(Protocol):
@@ -123,6 +123,7 @@ class ListenOptions:
     serve: bool = False
     serve_address: str | None = None
     serve_token: str | None = None
+    graph: str | None = None  # the bundle's graph to run; None: the faster here (runtime/graph_choice.py)
 
     def check(self) -> None:
         """The numbers are finite and in range; --json and a stdout bridge do not share stdout."""
@@ -163,6 +164,10 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
     `say` prints a line on stderr. Bad input raises ValueError/OSError; a failing device AudioSourceError
     (with its exit code); whatever was collected is kept however listening ends."""
     log = None
+    bundle, graph = choose_graph(bundle, options.graph, say)
+    say(f"model {bundle.version}: {graph.describe()}")
+    if not options.json_out:  # rich only for the view: 1.4 MB a --json process need not hold
+        from edge_emo.runtime.view import LiveView
 
     def new_recognizer() -> EmotionRecognizer:
         return EmotionRecognizer(

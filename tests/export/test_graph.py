@@ -112,3 +112,29 @@ def test_graphs_pass_the_checker_with_a_version_old_runtimes_load(bundles, preci
 def test_int8_file_is_a_quarter_of_fp32(bundles):
     fp32, int8 = (bundles[p].graph_path.stat().st_size for p in ("fp32", "int8"))
     assert int8 < 0.3 * fp32
+
+
+def test_int8_bundle_carries_the_gru_op_graph_of_the_same_weights(bundles, reference):
+    """The fused fp32 GRU-op graph matches torch like the fp32 graph, and the int8 graph within the int8
+    tolerance; it is fp32 with one GRU op per layer and no loop, and the int8 graph stays the small one."""
+    x, torch_intensities, torch_hidden = reference
+    bundle = bundles["int8"]
+    assert [(g.name, g.file, g.precision) for g in bundle.graphs] == [
+        ("int8", "model.onnx", "int8"),
+        ("fp32-gru", "model-fp32-gru.onnx", "fp32"),
+    ]
+    gru = bundle.with_graph("fp32-gru")
+    ops = op_types(onnx.load(gru.graph_path).graph)
+    assert ops["GRU"] == 2 and "Scan" not in ops and "MatMulInteger" not in ops
+    intensities, hidden_sums = run_chunked(gru, x, 10)
+    assert np.abs(intensities - torch_intensities).max() <= 1e-4
+    expected_sums = np.stack([torch_hidden[s : s + 10].sum(0) for s in range(0, FRAMES, 10)])
+    assert np.abs(hidden_sums - expected_sums).max() <= 1e-3
+    diff = np.abs(intensities - run_chunked(bundle, x, 10)[0])
+    assert diff.max() <= INT8_MAX_ABS and diff.mean() <= INT8_MEAN_ABS
+    sizes = {g.name: g.bytes for g in bundle.graphs}
+    assert sizes["int8"] < 0.3 * sizes["fp32-gru"]
+    listed = {g["name"]: g for g in bundle.manifest["graphs"]}
+    assert listed["fp32-gru"]["check_max_abs_diff_vs_torch"] <= 1e-4
+    assert listed["fp32-gru"]["bytes"] == gru.graph_path.stat().st_size
+    assert [g.name for g in bundles["fp32"].graphs] == ["fp32"]  # an fp32 export has its one graph

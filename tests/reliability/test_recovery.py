@@ -103,6 +103,7 @@ def test_bundle_files_and_folders_are_fsynced_before_each_rename(wearer, earlier
     parent = str(tmp_path)
     assert ours == [
         ("fsync", f"{tmp}/model.onnx"),
+        ("fsync", f"{tmp}/model-fp32-gru.onnx"),  # an int8 bundle's second graph
         ("fsync", f"{tmp}/manifest.json"),
         ("fsync", tmp),  # the folder: its entries are durable before it is renamed
         ("replace", tmp, new),

@@ -65,6 +65,7 @@ def tampered(signed: dict[str, Path], fp32: Path, tmp_path: Path) -> Path:
     (path / GRAPH).write_bytes(graph)
     manifest = json.loads((path / MANIFEST).read_text())
     manifest["precision"] = "fp32"
+    manifest.pop("graphs")  # a one-graph fp32 bundle (the int8 bundle's second graph stays unlisted)
     manifest["graph"]["sha256"] = sha256_bytes(graph)
     manifest["manifest_sha256"] = manifest_digest(manifest)
     (path / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
