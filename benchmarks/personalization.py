@@ -1,7 +1,7 @@
 """Which personalization helps? Speaker-held-out measurement of the candidates, one rerunnable command.
 
-    EDGE_EMO_CACHE=/work/cache python -m benchmarks.personalization edge_emo/models/default.bundle \
-        /work/shared/data/emo_speech_wild --raw wild_raw.json --out wild.json
+    EDGE_EMO_CACHE=/work/cache python -m benchmarks.personalization BUNDLE DATA_DIR... [--split val] \
+        --raw raw.json --out summary.json
 
 For every speaker of every DATA_DIR (pseudo-speakers whose name contains "unknown" pool many people and are
 left out; speakers with fewer than budget + --min-test clips are left out of that budget) and every draw:
@@ -16,13 +16,24 @@ Every candidate is scored on the test clips against the shipped bundle on the sa
   a fixed relative strength (`ridge_S`); bias only toward the shipped bias (`bias_L`); per-emotion scale and
   offset of the shipped outputs (`calib_L`); each optionally behind the leave-one-out guard (`+guard`).
 
+A bundle that adapts to its speaker on its own (manifest `speaker_adaptation`; --estimate auto) is scored
+as the device runs it instead: the device's estimate (its RunningNorm) after hearing the pool, i.e. the
+speaker's first --unlabeled-s of speech with the labeled clips among them (never a test clip, no label),
+standardises the test clips, for the shipped head (the reference) and every personalized head alike. The
+heads are fitted on the labeled clips heard with that estimate (`estimate/H`: `personalize --labels
+--unlabeled LOG`) or with the estimate from the labeled clips alone (`labeled_estimate/H`: `personalize
+--labels`); `first_words/H` scores the `estimate/H` heads on test clips standardised by the prior (a
+stranger's first words) against the shipped head on the same; budget 0 has `estimate_vs_first_words`, what
+the built-in adaptation does without labels. `shipped_absolute` / `first_words_absolute`: the references.
+
 Fixed strengths are not chosen on the test speaker: `*_heldout` rows pick, for each speaker, the strength
 whose mean macro-F1 change is best over all OTHER speakers (of every DATA_DIR) at that budget.
 
 Reported per budget (0 = unlabeled only): mean change of macro-F1, MAE and the false-cue rate on neutral
 clips (a cue >= 0.5 on a clip labeled all zeros), with 95% intervals by bootstrap over speakers and then
-draws; per DATA_DIR and pooled. With a DATA_DIR the bundle was trained on (its provenance says so), the
-speakers are not unseen: pass --split val with a bundle trained on --split train (same --split-seed).
+draws; per DATA_DIR and pooled. Speakers the bundle was trained on (its provenance's training_speakers) are
+left out: for a model trained on every speaker, measure one trained with its recipe on --split train and
+pass --split val (same --split-seed).
 """
 
 from __future__ import annotations
@@ -88,6 +99,8 @@ def bootstrap(deltas: dict[str, np.ndarray], rng: np.random.Generator, n_boot: i
     speaker's draws (one resample of a speaker's draws per replicate, shared if it is picked twice)."""
     values = [v[np.isfinite(v)] for v in deltas.values()]
     values = [v for v in values if len(v)]
+    if not values:  # e.g. false cues where no test clip is neutral
+        return [float("nan"), float("nan")]
     per_speaker = np.stack([rng.choice(v, (n_boot, len(v))).mean(1) for v in values], 1)  # (B, S)
     chosen = rng.integers(0, len(values), (n_boot, len(values)))
     means = np.take_along_axis(per_speaker, chosen, 1).mean(1)
@@ -301,11 +314,14 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     per_speaker: dict = {}
     groups: dict[str, list[str]] = {}
-    seen = [str(d) for d in bundle.provenance.get("data", [])]
+    seen = [str(d) for d in bundle.provenance.get("data") or []]
+    # A speaker the bundle was trained on is not unseen: left out (the provenance names them).
+    trained_on, skipped = set(bundle.provenance.get("training_speakers") or []), []
     for data in args.data:
         clips = load_corpus(data, bundle.spec, args.split, args.split_seed, cut=args.cut)
         order = [clips.emotions.index(e) for e in bundle.emotions]
-        speakers = sorted(s for s in set(clips.speakers) if "unknown" not in s)
+        speakers = sorted(s for s in set(clips.speakers) if "unknown" not in s and s not in trained_on)
+        skipped += sorted(s for s in set(clips.speakers) if s in trained_on)
         groups[data.name] = []
         for speaker in speakers:
             idx = [i for i, s in enumerate(clips.speakers) if s == speaker]
@@ -319,13 +335,18 @@ def main() -> None:
             groups[data.name].append(speaker)
             print(f"{speaker}: {len(idx)} clips", flush=True)
     groups["all"] = [s for g in groups.values() for s in g]
+    if skipped:
+        print(f"left out {len(skipped)} speakers the bundle was trained on", flush=True)
+    if not groups["all"]:
+        raise SystemExit(
+            f"{args.bundle} was trained on every speaker here: measure a bundle trained with the same "
+            "recipe on `--split train` and pass --split val"
+        )
     results = {
         "bundle": str(args.bundle),
         "bundle_version": bundle.version,
         "bundle_training_data": seen,
-        "speakers_seen_in_training": [
-            str(d) for d in args.data if str(d.resolve()) in seen and args.split == "all"
-        ],
+        "speakers_left_out_as_seen_in_training": skipped,
         "split": {"split": args.split, "seed": args.split_seed},
         "draws": args.draws,
         "speaker_estimate": args.estimate,

@@ -19,7 +19,7 @@ from edge_emo.personalize.guard import accept
 from edge_emo.personalize.method import DEFAULT, HeadFit, Method, fit
 from edge_emo.personalize.ridge import predict
 from edge_emo.personalize.wearer import read_head
-from edge_emo.runtime.bundle import load_bundle, write_bundle
+from edge_emo.runtime.bundle import load_bundle
 from edge_emo.runtime.log_writer import FeatureLogger
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech
@@ -124,18 +124,6 @@ def test_exact_leave_one_out_of_the_bias_and_calibration_fits_equals_refits(head
         np.testing.assert_allclose(held[i], x[i] @ w + b, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def adapting(bundles, tmp_path_factory):
-    """The fp32 test bundle, marked as trained on speaker-standardised frames (a prior worth 1 s of speech,
-    so that the partner's speech moves the estimate far)."""
-    shipped = bundles["fp32"]
-    manifest = {k: v for k, v in shipped.manifest.items() if k != "manifest_sha256"}
-    manifest["speaker_adaptation"] = {"prior_s": 1.0, "memory_s": 600.0}
-    out = tmp_path_factory.mktemp("adapting") / "adapting.bundle"
-    write_bundle(out, shipped.graph_path.read_bytes(), manifest)
-    return load_bundle(out)
-
-
 def heard_by_device(bundle, features, heard) -> np.ndarray:
     """Embeddings of `features` by the device's own path: a stream whose statistics are the running estimate
     after hearing the clips and the logged speech (no forgetting within these few minutes)."""
@@ -155,11 +143,12 @@ def heard_by_device(bundle, features, heard) -> np.ndarray:
 
 @pytest.mark.parametrize("with_log", [False, True])
 def test_an_adapting_bundle_is_personalized_on_the_clips_as_the_device_hears_them(
-    adapting, partner_log, tmp_path, with_log
+    adapting_bundle, partner_log, tmp_path, with_log
 ):
     """The head is fitted on the labeled clips standardised by the partner's estimate (from the clips and,
     with --unlabeled, the logged speech), not by the bundle's prior; the normalisation and the
     speaker_adaptation field stay: the device keeps estimating as it listens."""
+    adapting = adapting_bundle
     labels = write_happy_wearer(tmp_path / "me")
     out = tmp_path / "personal.bundle"
     args = ["--unlabeled", str(partner_log)] if with_log else []
@@ -191,8 +180,8 @@ def test_an_adapting_bundle_is_personalized_on_the_clips_as_the_device_hears_the
         np.testing.assert_allclose(got, predict(x, weight, bias), atol=1e-3)
 
 
-def test_unlabeled_alone_on_an_adapting_bundle_is_a_clear_error(adapting, partner_log, tmp_path):
+def test_unlabeled_alone_on_an_adapting_bundle_is_a_clear_error(adapting_bundle, partner_log, tmp_path):
     out = tmp_path / "personal.bundle"
-    run = edge_emo("personalize", "--model", adapting.path, "--unlabeled", partner_log, "--out", out)
+    run = edge_emo("personalize", "--model", adapting_bundle.path, "--unlabeled", partner_log, "--out", out)
     assert run.returncode == 2 and "adapts to its partner's speech on its own" in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and not out.exists()
