@@ -334,10 +334,11 @@ def main() -> None:
             per_speaker[speaker]["clips"] = len(idx)
             groups[data.name].append(speaker)
             print(f"{speaker}: {len(idx)} clips", flush=True)
-    groups["all"] = [s for g in groups.values() for s in g]
+    if len(groups) > 1:
+        groups["all"] = [s for g in groups.values() for s in g]
     if skipped:
         print(f"left out {len(skipped)} speakers the bundle was trained on", flush=True)
-    if not groups["all"]:
+    if not any(groups.values()):
         raise SystemExit(
             f"{args.bundle} was trained on every speaker here: measure a bundle trained with the same "
             "recipe on `--split train` and pass --split val"

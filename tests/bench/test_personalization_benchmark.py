@@ -26,14 +26,14 @@ def test_an_adapting_bundle_is_scored_with_the_speakers_estimate(adapting_bundle
     run = run_benchmark(adapting_bundle.path, corpus, *common)
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
-    assert result["speaker_estimate"] is True and result["groups"]["all"] == ["spk0", "spk1"]
+    assert result["speaker_estimate"] is True and result["groups"] == {"corpus": ["spk0", "spk1"]}
     five, zero = result["budgets"]["5"], result["budgets"]["0"]
     for variant in ("estimate", "labeled_estimate", "first_words"):
         for head in ("ridge_1", "bias_10", "calib_10+guard", "ridge_heldout"):
-            cell = five[f"{variant}/{head}"]["all"]
+            cell = five[f"{variant}/{head}"]["corpus"]
             assert cell["speakers"] == 2 and cell["macro_f1"]["delta_95"][0] <= cell["macro_f1"]["delta"]
     # The reference is the shipped head with the same estimate: its own change is exactly zero.
-    assert all(five["estimate/shipped"]["all"][k]["delta"] == 0 for k in ("macro_f1", "mae"))
+    assert all(five["estimate/shipped"]["corpus"][k]["delta"] == 0 for k in ("macro_f1", "mae"))
     # The estimate changes what the bundle outputs (the prior is worth 1 s: each speaker's voice moves it).
     draws = json.loads(raw.read_text())["per_speaker"]
     assert any(np.abs(d["deltas"]["0"]["estimate_vs_first_words"]["mae"]).max() > 0 for d in draws.values())
@@ -56,4 +56,4 @@ def test_an_adapting_bundle_is_scored_with_the_speakers_estimate(adapting_bundle
         assert rows.keys() == rebuilt[n].keys()
         for method, cells in rows.items():
             for k in ("macro_f1", "mae"):  # the means; the intervals are new bootstrap draws
-                assert cells["all"][k]["delta"] == rebuilt[n][method]["all"][k]["delta"]
+                assert cells["corpus"][k]["delta"] == rebuilt[n][method]["corpus"][k]["delta"]
