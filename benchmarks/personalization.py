@@ -1,7 +1,7 @@
 """Which personalization helps? Speaker-held-out measurement of the candidates, one rerunnable command.
 
-    EDGE_EMO_CACHE=/work/cache python -m benchmarks.personalization edge_emo/models/default.bundle \
-        /work/shared/data/emo_speech_wild --raw wild_raw.json --out wild.json
+    EDGE_EMO_CACHE=/work/cache python -m benchmarks.personalization BUNDLE DATA_DIR... [--split val] \
+        --raw raw.json --out summary.json
 
 For every speaker of every DATA_DIR (pseudo-speakers whose name contains "unknown" pool many people and are
 left out; speakers with fewer than budget + --min-test clips are left out of that budget) and every draw:
@@ -16,13 +16,24 @@ Every candidate is scored on the test clips against the shipped bundle on the sa
   a fixed relative strength (`ridge_S`); bias only toward the shipped bias (`bias_L`); per-emotion scale and
   offset of the shipped outputs (`calib_L`); each optionally behind the leave-one-out guard (`+guard`).
 
+A bundle that adapts to its speaker on its own (manifest `speaker_adaptation`; --estimate auto) is scored
+as the device runs it instead: the device's estimate (its RunningNorm) after hearing the pool, i.e. the
+speaker's first --unlabeled-s of speech with the labeled clips among them (never a test clip, no label),
+standardises the test clips, for the shipped head (the reference) and every personalized head alike. The
+heads are fitted on the labeled clips heard with that estimate (`estimate/H`: `personalize --labels
+--unlabeled LOG`) or with the estimate from the labeled clips alone (`labeled_estimate/H`: `personalize
+--labels`); `first_words/H` scores the `estimate/H` heads on test clips standardised by the prior (a
+stranger's first words) against the shipped head on the same; budget 0 has `estimate_vs_first_words`, what
+the built-in adaptation does without labels. `shipped_absolute` / `first_words_absolute`: the references.
+
 Fixed strengths are not chosen on the test speaker: `*_heldout` rows pick, for each speaker, the strength
 whose mean macro-F1 change is best over all OTHER speakers (of every DATA_DIR) at that budget.
 
 Reported per budget (0 = unlabeled only): mean change of macro-F1, MAE and the false-cue rate on neutral
 clips (a cue >= 0.5 on a clip labeled all zeros), with 95% intervals by bootstrap over speakers and then
-draws; per DATA_DIR and pooled. With a DATA_DIR the bundle was trained on (its provenance says so), the
-speakers are not unseen: pass --split val with a bundle trained on --split train (same --split-seed).
+draws; per DATA_DIR and pooled. Speakers the bundle was trained on (its provenance's training_speakers) are
+left out: for a model trained on every speaker, measure one trained with its recipe on --split train and
+pass --split val (same --split-seed).
 """
 
 from __future__ import annotations
@@ -34,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emo.data.corpus import load_corpus
-from edge_emo.features.normalization import NormStats
+from edge_emo.data.corpus import SpeechCut, load_corpus
+from edge_emo.features.normalization import NormStats, RunningNorm
 from edge_emo.metrics import false_cues, scores
 from edge_emo.personalize.adapt import speaker_norm
 from edge_emo.personalize.guard import accept
@@ -46,9 +57,9 @@ from edge_emo.runtime.bundle import Bundle, BundleStream, load_bundle
 
 BUDGETS = (0, 5, 10, 20)
 NORMS = ("global", "spk_mean", "spk_full")
-RIDGE = (0.1, 0.3, 1.0, 3.0, 10.0)
-BIAS = (1.0, 3.0, 10.0, 30.0)
-CALIB = (1.0, 3.0, 10.0, 30.0)
+RIDGE = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+BIAS = (1.0, 3.0, 10.0, 30.0, 100.0)
+CALIB = (1.0, 3.0, 10.0, 30.0, 100.0)
 METRICS = ("macro_f1", "mae", "false_cues")
 
 
@@ -65,38 +76,21 @@ def embed(bundle: Bundle, norm: NormStats, features: list[np.ndarray], session) 
     return out
 
 
-def fit_calib(p: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-emotion scale and offset of the shipped outputs, ridge toward (1, 0), lam in clips."""
-    scale, offset = np.ones(p.shape[1]), np.zeros(p.shape[1])
-    for e in range(p.shape[1]):
-        a = np.stack([p[:, e], np.ones(len(p))], 1)
-        z = y[:, e] - p[:, e]
-        delta = np.linalg.solve(a.T @ a + lam * np.eye(2), a.T @ z)
-        scale[e], offset[e] = 1 + delta[0], delta[1]
-    return scale, offset
-
-
 def metrics(y: np.ndarray, pred: np.ndarray, emotions) -> dict[str, float]:
     s = scores(y, pred, emotions)
     cues = false_cues(y, pred)
     return {"macro_f1": s["macro_f1"], "mae": s["mae"], "false_cues": np.nan if cues is None else cues}
 
 
-def heads(x_lab, y_lab, x_test, w0, b0, n) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def heads(x_lab, y_lab, x_test, w0, b0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every labeled candidate: name -> (test predictions, leave-one-out predictions on the labeled clips)."""
     out = {}
-    p_lab, p_test = predict(x_lab, w0, b0), predict(x_test, w0, b0)
     old = fit_head(x_lab, y_lab, w0, b0)
     out["ridge_loo"] = (predict(x_test, old.weight, old.bias), None)
-    for s in RIDGE:
-        weight, bias, held = fit(Method(head=HeadFit.ridge, strength=s), x_lab, y_lab, w0, b0)
-        out[f"ridge_{s:g}"] = (predict(x_test, weight, bias), held)
-    for lam in BIAS:
-        weight, bias, held = fit(Method(head=HeadFit.bias, strength=lam), x_lab, y_lab, w0, b0)
-        out[f"bias_{lam:g}"] = (predict(x_test, weight, bias), held)
-    for lam in CALIB:
-        scale, offset = fit_calib(p_lab, y_lab, lam)
-        out[f"calib_{lam:g}"] = (p_test * scale + offset, None)
+    for kind, strengths in ((HeadFit.ridge, RIDGE), (HeadFit.bias, BIAS), (HeadFit.calib, CALIB)):
+        for strength in strengths:
+            weight, bias, held = fit(Method(head=kind, strength=strength), x_lab, y_lab, w0, b0)
+            out[f"{kind.value}_{strength:g}"] = (predict(x_test, weight, bias), held)
     return out
 
 
@@ -105,10 +99,47 @@ def bootstrap(deltas: dict[str, np.ndarray], rng: np.random.Generator, n_boot: i
     speaker's draws (one resample of a speaker's draws per replicate, shared if it is picked twice)."""
     values = [v[np.isfinite(v)] for v in deltas.values()]
     values = [v for v in values if len(v)]
+    if not values:  # e.g. false cues where no test clip is neutral
+        return [float("nan"), float("nan")]
     per_speaker = np.stack([rng.choice(v, (n_boot, len(v))).mean(1) for v in values], 1)  # (B, S)
     chosen = rng.integers(0, len(values), (n_boot, len(values)))
     means = np.take_along_axis(per_speaker, chosen, 1).mean(1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def device_estimate(bundle: Bundle, frames: list[np.ndarray]) -> NormStats:
+    """The adapting device's statistics after hearing `frames` (utterances, in order): its own RunningNorm,
+    the prior plus that speech, forgetting included."""
+    running = RunningNorm(bundle.norm, bundle.adaptation, bundle.spec.hop_s)
+    for f in frames:
+        running.add(f)
+    return running.stats()
+
+
+def score_heads(out, n, variant, y, labeled, test, x_fit, x_test, current, emotions, w0, b0) -> None:
+    """Every head fitted on the labeled rows of `x_fit`, scored on the test rows of `x_test` against the
+    current bundle as the device has it: `current` = (its predictions on all clips as the guard sees the
+    labeled ones, its predictions on the test clips). Appends the deltas to out[n]."""
+    on_labeled, on_test = current
+    base = metrics(y[test], on_test, emotions)
+    preds = {"shipped": predict(x_test[test], w0, b0)}
+    if n:
+        for name, (pred, held) in heads(x_fit[labeled], y[labeled], x_test[test], w0, b0).items():
+            preds[name] = pred
+            if held is not None:
+                ok = accept(y[labeled], on_labeled[labeled], held, emotions)
+                preds[name + "+guard"] = pred if ok else on_test
+    for name, pred in preds.items():
+        m = metrics(y[test], pred, emotions)
+        rows = out[n].setdefault(f"{variant}/{name}", {k: [] for k in METRICS})
+        for k in METRICS:
+            rows[k].append(m[k] - base[k])
+
+
+def add_absolute(out, n, name, values) -> None:
+    rows = out[n].setdefault(name, {k: [] for k in METRICS})
+    for k in METRICS:
+        rows[k].append(values[k])
 
 
 def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
@@ -125,33 +156,56 @@ def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
         pool = min(max(enough, budgets[-1]), len(feats) - args.min_test)
         unlabeled, test = perm[:pool], perm[pool:]
         used_s.append(float(seconds[unlabeled].sum()))
+        if args.estimate:
+            run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_global, w0, b0)
+            continue
         xs = {
             name: x_global
             if name == "global"
             else embed(bundle, speaker_norm(bundle.norm, [feats[i] for i in unlabeled], name), feats, session)
             for name in args.norms.split(",")
         }
-        base = metrics(y[test], predict(x_global[test], w0, b0), bundle.emotions)
+        current = (predict(x_global, w0, b0), predict(x_global[test], w0, b0))
         for n in budgets:
-            labeled = perm[:n]
-            rows = out[n].setdefault("shipped_absolute", {k: [] for k in METRICS})
-            for k in METRICS:
-                rows[k].append(base[k])
+            add_absolute(out, n, "shipped_absolute", metrics(y[test], current[1], bundle.emotions))
             for norm_name, x in xs.items():
-                preds = {"shipped": predict(x[test], w0, b0)}
-                if n:
-                    p_lab = predict(x_global[labeled], w0, b0)  # the current head, as the device has it
-                    for name, (pred, held) in heads(x[labeled], y[labeled], x[test], w0, b0, n).items():
-                        preds[name] = pred
-                        if held is not None:
-                            ok = accept(y[labeled], p_lab, held, bundle.emotions)
-                            preds[name + "+guard"] = pred if ok else predict(x_global[test], w0, b0)
-                for name, pred in preds.items():
-                    m = metrics(y[test], pred, bundle.emotions)
-                    rows = out[n].setdefault(f"{norm_name}/{name}", {k: [] for k in METRICS})
-                    for k in METRICS:
-                        rows[k].append(m[k] - base[k])
+                score_heads(out, n, norm_name, y, perm[:n], test, x, x, current, bundle.emotions, w0, b0)
     return {"deltas": out, "unlabeled_s": float(np.mean(used_s)), "test_clips": len(feats) - pool}
+
+
+def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w0, b0) -> None:
+    """One draw for a speaker-adapting bundle. The device's estimate comes from the pool (the speaker's
+    first --unlabeled-s of speech, labeled clips included; never a test clip, never a label); every head is
+    scored on the test clips embedded with it, against the shipped head with the same estimate:
+    - `estimate/H`: H fitted on the labeled clips embedded with the same estimate (`personalize --labels
+      --unlabeled LOG`: the logged speech and the labeled clips make the estimate);
+    - `labeled_estimate/H`: H fitted with the estimate from the labeled clips alone (`personalize --labels`
+      without a log), scored with the pool's estimate (what the device has later);
+    - `first_words/H`: the `estimate/H` heads scored on the test clips standardised by the prior (a device
+      that has not heard the speaker yet), against the shipped head on the same.
+    Absolute rows: `shipped_absolute` (with the estimate), `first_words_absolute` (prior)."""
+    unlabeled, test = perm[:pool], perm[pool:]
+    x_est = embed(bundle, device_estimate(bundle, [feats[i] for i in unlabeled]), feats, session)
+    emotions = bundle.emotions
+    now, first = predict(x_est, w0, b0), predict(x_prior, w0, b0)
+    for n in budgets:
+        add_absolute(out, n, "shipped_absolute", metrics(y[test], now[test], emotions))
+        add_absolute(out, n, "first_words_absolute", metrics(y[test], first[test], emotions))
+        if not n:  # what the adaptation itself does: the estimate against the prior on the same clips
+            m_now, m_first = metrics(y[test], now[test], emotions), metrics(y[test], first[test], emotions)
+            add_absolute(out, n, "estimate_vs_first_words", {k: m_now[k] - m_first[k] for k in METRICS})
+        labeled = perm[:n]
+        score_heads(out, n, "estimate", y, labeled, test, x_est, x_est, (now, now[test]), emotions, w0, b0)
+        if not n:
+            continue
+        x_lab = np.array(x_est)
+        own = device_estimate(bundle, [feats[i] for i in labeled])
+        x_lab[labeled] = embed(bundle, own, [feats[i] for i in labeled], session)
+        current = (predict(x_lab, w0, b0), now[test])
+        score_heads(out, n, "labeled_estimate", y, labeled, test, x_lab, x_est, current, emotions, w0, b0)
+        score_heads(
+            out, n, "first_words", y, labeled, test, x_est, x_prior, (now, first[test]), emotions, w0, b0
+        )
 
 
 def family(method: str) -> str | None:
@@ -229,6 +283,15 @@ def main() -> None:
     parser.add_argument(
         "--norms", default=",".join(NORMS), help=f"Input normalisations to try (of {', '.join(NORMS)})."
     )
+    parser.add_argument(
+        "--estimate",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="Score with the device's speaker estimate (auto: when the bundle has speaker_adaptation).",
+    )
+    parser.add_argument(
+        "--cut", default="speech", choices=[c.value for c in SpeechCut], help="What of each clip is scored."
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/personalization.json"))
     parser.add_argument(
         "--raw", type=Path, help="Also write every draw's deltas here (JSON), or with --summarize read them."
@@ -243,16 +306,22 @@ def main() -> None:
         return
 
     bundle = load_bundle(args.bundle)
+    args.estimate = bundle.adaptation is not None if args.estimate == "auto" else args.estimate == "on"
+    if args.estimate and bundle.adaptation is None:
+        parser.error(f"{args.bundle} has no speaker_adaptation: --estimate on needs an adapting bundle")
     w0, b0 = read_head(bundle)
     session = bundle.session()
     rng = np.random.default_rng(args.seed)
     per_speaker: dict = {}
     groups: dict[str, list[str]] = {}
-    seen = [str(d) for d in bundle.provenance.get("data", [])]
+    seen = [str(d) for d in bundle.provenance.get("data") or []]
+    # A speaker the bundle was trained on is not unseen: left out (the provenance names them).
+    trained_on, skipped = set(bundle.provenance.get("training_speakers") or []), []
     for data in args.data:
-        clips = load_corpus(data, bundle.spec, args.split, args.split_seed)
+        clips = load_corpus(data, bundle.spec, args.split, args.split_seed, cut=args.cut)
         order = [clips.emotions.index(e) for e in bundle.emotions]
-        speakers = sorted(s for s in set(clips.speakers) if "unknown" not in s)
+        speakers = sorted(s for s in set(clips.speakers) if "unknown" not in s and s not in trained_on)
+        skipped += sorted(s for s in set(clips.speakers) if s in trained_on)
         groups[data.name] = []
         for speaker in speakers:
             idx = [i for i, s in enumerate(clips.speakers) if s == speaker]
@@ -265,17 +334,25 @@ def main() -> None:
             per_speaker[speaker]["clips"] = len(idx)
             groups[data.name].append(speaker)
             print(f"{speaker}: {len(idx)} clips", flush=True)
-    groups["all"] = [s for g in groups.values() for s in g]
+    if len(groups) > 1:
+        groups["all"] = [s for g in groups.values() for s in g]
+    if skipped:
+        print(f"left out {len(skipped)} speakers the bundle was trained on", flush=True)
+    if not any(groups.values()):
+        raise SystemExit(
+            f"{args.bundle} was trained on every speaker here: measure a bundle trained with the same "
+            "recipe on `--split train` and pass --split val"
+        )
     results = {
         "bundle": str(args.bundle),
         "bundle_version": bundle.version,
         "bundle_training_data": seen,
-        "speakers_seen_in_training": [
-            str(d) for d in args.data if str(d.resolve()) in seen and args.split == "all"
-        ],
+        "speakers_left_out_as_seen_in_training": skipped,
         "split": {"split": args.split, "seed": args.split_seed},
         "draws": args.draws,
-        "norms": args.norms.split(","),
+        "speaker_estimate": args.estimate,
+        "cut": args.cut,
+        "norms": ["estimate", "labeled_estimate", "first_words"] if args.estimate else args.norms.split(","),
         "unlabeled_s": args.unlabeled_s,
         "min_test": args.min_test,
         "groups": groups,
@@ -295,7 +372,7 @@ def print_tables(results: dict, top: int = 12) -> None:
     """For each budget and group, the shipped bundle and the best candidates by macro-F1 change."""
     for n, methods in results["budgets"].items():
         for group in results["groups"]:
-            rows = [(m, r[group]) for m, r in methods.items() if group in r and m != "shipped_absolute"]
+            rows = [(m, r[group]) for m, r in methods.items() if group in r and not m.endswith("_absolute")]
             if not rows:
                 continue
             base = methods["shipped_absolute"][group]
@@ -303,10 +380,18 @@ def print_tables(results: dict, top: int = 12) -> None:
                 f"\n### {n} labeled clips, {group} ({rows[0][1]['speakers']} speakers): shipped macro-F1 "
                 f"{base['macro_f1']['delta']:.3f}, false cues on neutral {base['false_cues']['delta']:.0%}"
             )
+            if "first_words_absolute" in methods:
+                cold = methods["first_words_absolute"][group]
+                print(
+                    f"(with the speaker estimate; as a stranger's first words: macro-F1 "
+                    f"{cold['macro_f1']['delta']:.3f}, false cues on neutral {cold['false_cues']['delta']:.0%})"
+                )
             print("| method | macro-F1 change [95% CI] | MAE change [95% CI] | false cues change [95% CI] |")
             print("|---|---|---|---|")
             rows.sort(key=lambda r: -r[1]["macro_f1"]["delta"])
-            keep = rows[:top] + [r for r in rows[top:] if r[0] in ("global/ridge_loo", "global/shipped")]
+            keep = rows[:top] + [
+                r for r in rows[top:] if r[0] in ("global/ridge_loo", "global/shipped", "estimate/ridge_loo")
+            ]
             for m, r in keep:
                 cells = " | ".join(
                     f"{r[k]['delta']:+.3f} [{r[k]['delta_95'][0]:+.3f}, {r[k]['delta_95'][1]:+.3f}]"

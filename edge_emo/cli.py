@@ -334,7 +334,8 @@ def personalize(
         Optional[Path],
         typer.Option(
             help="A feature log of the partner's speech (`listen --log-features DIR`, 60 s or more): adapt "
-            "the input normalisation to it, without labels."
+            "the input normalisation to it, without labels (a speaker-adapting bundle does that itself: "
+            "there, with --labels, the log only sets how the labeled clips are heard)."
         ),
     ] = None,
     trust: TrustOpt = None,

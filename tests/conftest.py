@@ -82,3 +82,17 @@ def bundles(tmp_path_factory) -> dict[str, Bundle]:
 @pytest.fixture(scope="session")
 def bundle(bundles) -> Bundle:
     return bundles["int8"]
+
+
+@pytest.fixture(scope="session")
+def adapting_bundle(bundles, tmp_path_factory) -> Bundle:
+    """The fp32 test bundle, marked as trained on speaker-standardised frames (manifest `speaker_adaptation`,
+    a prior worth 1 s of speech, so that a speaker's speech moves the estimate far)."""
+    from edge_emo.runtime.bundle import write_bundle
+
+    shipped = bundles["fp32"]
+    manifest = {k: v for k, v in shipped.manifest.items() if k != "manifest_sha256"}
+    manifest["speaker_adaptation"] = {"prior_s": 1.0, "memory_s": 600.0}
+    out = tmp_path_factory.mktemp("adapting") / "adapting.bundle"
+    write_bundle(out, shipped.graph_path.read_bytes(), manifest)
+    return load_bundle(out)

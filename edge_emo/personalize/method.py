@@ -18,6 +18,7 @@ class HeadFit(str, Enum):
     shipped = "shipped"  # keep the head
     ridge = "ridge"  # the whole head, ridge toward the current one (strength relative to the embeddings)
     bias = "bias"  # only the bias, ridge toward the current one (strength in clips)
+    calib = "calib"  # per-emotion scale and offset of the current outputs, ridge toward (1, 0), in clips
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,26 @@ def fit(method: Method, x: np.ndarray, y: np.ndarray, weight0: np.ndarray, bias0
         return weight, bias, held_out_fixed(x, y, weight0, bias0, method.strength)
     p = predict(x, weight0, bias0)
     z = np.asarray(y, np.float64) - p
+    if method.head is HeadFit.calib:
+        return calibrate(p, z, weight0, bias0, method.strength)
     bias = np.asarray(bias0, np.float64) + z.sum(0) / (len(z) + method.strength)
     held = p + (z.sum(0) - z) / (len(z) - 1 + method.strength)  # exact leave-one-out
     return np.asarray(weight0, np.float32), bias.astype(np.float32), held
+
+
+def calibrate(p: np.ndarray, z: np.ndarray, weight0: np.ndarray, bias0: np.ndarray, lam: float):
+    """Per emotion e, the outputs p_e rescaled: p_e (1 + a) + c with (a, c) the ridge fit of the residual
+    z_e = y_e - p_e on (p_e, 1), penalty lam; as a head: column e of the weight times 1 + a, bias
+    b_e (1 + a) + c. Leave-one-out exact (hat matrix): residual / (1 - leverage)."""
+    weight, bias = np.array(weight0, np.float64), np.array(bias0, np.float64)
+    held = np.empty_like(p)
+    for e in range(p.shape[1]):
+        a = np.stack([p[:, e], np.ones(len(p))], 1)
+        inverse = np.linalg.inv(a.T @ a + lam * np.eye(2))
+        scale, offset = inverse @ a.T @ z[:, e]
+        leverage = np.einsum("ij,jk,ik->i", a, inverse, a)
+        residual = z[:, e] - a @ np.array([scale, offset])
+        held[:, e] = p[:, e] + z[:, e] - residual / (1.0 - leverage)
+        weight[:, e] *= 1 + scale
+        bias[e] = bias[e] * (1 + scale) + offset
+    return weight.astype(np.float32), bias.astype(np.float32), held

@@ -26,6 +26,7 @@ import numpy as np
 from edge_emo.data.labels import read_labels
 from edge_emo.emotions import EMOTIONS, MAX_INTENSITY
 from edge_emo.features import audio_seconds, extract, load_audio
+from edge_emo.features.normalization import speaker_adapted
 from edge_emo.features.speech import Vad, speech_seconds
 from edge_emo.files import fsync_dir
 from edge_emo.metrics import false_cues, report
@@ -119,16 +120,24 @@ def load_wearer_clips(labels_csv: str | os.PathLike, bundle: Bundle) -> WearerCl
     return WearerClips([r.path for r in records], features, labels)
 
 
-def partner(features: list[np.ndarray]) -> list[str]:
-    """Every clip the wearer labels is of the one partner: a speaker-adapting bundle standardises them by
-    that partner's estimate, as the device does once it has heard them."""
-    return ["partner"] * len(features)
+def device_view(bundle: Bundle, features: list[np.ndarray], heard: list[np.ndarray]) -> list[np.ndarray]:
+    """The wearer's clips as the device running `bundle` sees them once it has heard their one partner.
+    A speaker-adapting bundle standardises them by that partner's estimate from all of the partner's speech
+    at hand: the labeled clips and the logged speech `heard` (re-expressed for the bundle's own
+    normalisation, features/normalization.py: speaker_adapted). Any other bundle: the clips unchanged."""
+    if bundle.adaptation is None:
+        return list(features)
+    speech = [*features, *heard]
+    adapted = speaker_adapted(
+        speech, ["partner"] * len(speech), bundle.norm, bundle.adaptation, bundle.spec.hop_s
+    )
+    return adapted[: len(features)]
 
 
 def check_outputs(bundle: Bundle, features: list[np.ndarray], expected: np.ndarray) -> None:
-    """The bundle runs on the clips, its outputs are finite, within RANGE_MARGIN of 0..3 and equal to
-    `expected` (the fitted head's); else BundleError."""
-    got = bundle.predict_utterances(features, speakers=partner(features))
+    """The bundle runs on the clips (as device_view gives them), its outputs are finite, within RANGE_MARGIN
+    of 0..3 and equal to `expected` (the fitted head's); else BundleError."""
+    got = bundle.predict_utterances(features)
     if not np.all(np.isfinite(got)):
         raise BundleError(f"{bundle.path}: non-finite outputs on the wearer's clips")
     low, high = float(got.min()), float(got.max())
@@ -191,7 +200,16 @@ def personalize(
     weight0, bias0 = read_head(bundle)
     check_writable(out)
     check_replaceable(out)
-    norm, seconds = bundle.norm, 0.0
+    norm, seconds, frames = bundle.norm, 0.0, []
+    if bundle.adaptation is not None:
+        # The device estimates its partner's statistics as it listens: the bundle's normalisation stays
+        # its prior, and the logged speech only makes the estimate the labeled clips are seen with.
+        method = replace(method, norm=SpeakerNorm.global_)
+        if labels_csv is None:
+            raise PersonalizeError(
+                f"{bundle.path} adapts to its partner's speech on its own while listening: --unlabeled "
+                "alone changes nothing (add --labels: the logged speech then sets how they are heard)"
+            )
     if unlabeled is not None:
         frames = load_unlabeled(unlabeled, bundle)
         norm = speaker_norm(bundle.norm, frames, method.norm)
@@ -206,8 +224,9 @@ def personalize(
 
     clips = load_wearer_clips(labels_csv, bundle)
     current = current_bundle(bundle, out)
-    now = current.predict_utterances(clips.features, speakers=partner(clips.features))
-    x = adapted.embed_utterances(clips.features, speakers=partner(clips.features))
+    now = current.predict_utterances(device_view(current, clips.features, frames))
+    seen = device_view(adapted, clips.features, frames)
+    x = adapted.embed_utterances(seen)
     fitted = method if unlabeled is not None else replace(method, norm=SpeakerNorm.global_)
     weight, bias, held_out = fit(fitted, x, clips.labels, weight0, bias0)
     if not accept(clips.labels, now, held_out, bundle.emotions) and unlabeled is not None:
@@ -233,7 +252,7 @@ def personalize(
         bias,
         out,
         provenance=provenance,
-        check=lambda b: check_outputs(b, clips.features, expected),
+        check=lambda b: check_outputs(b, device_view(b, clips.features, frames), expected),
         sign=sign,
     )
     return PersonalizeResult(new, fitted, before, after, len(clips.paths), seconds, kept=False)
@@ -297,6 +316,7 @@ def describe(result: PersonalizeResult, out: Path) -> str:
         HeadFit.shipped: "head unchanged",
         HeadFit.ridge: f"head refitted toward the current one (strength {m.strength:g})",
         HeadFit.bias: f"head bias refitted (strength {m.strength:g} clips)",
+        HeadFit.calib: f"each emotion's output rescaled and shifted (strength {m.strength:g} clips)",
     }[m.head]
     lines.append(f"{head}; normalisation {m.norm.value}")
     lines.append(

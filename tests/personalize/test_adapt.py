@@ -13,16 +13,17 @@ import pytest
 from edge_emo.data.labels import read_labels
 from edge_emo.data.log_corpus import load_feature_log
 from edge_emo.features import extract, extract_file, spec_for
-from edge_emo.features.normalization import NormStats
+from edge_emo.features.normalization import NormStats, RunningNorm
 from edge_emo.personalize.adapt import speaker_norm
 from edge_emo.personalize.guard import accept
-from edge_emo.personalize.method import HeadFit, Method, fit
+from edge_emo.personalize.method import DEFAULT, HeadFit, Method, fit
+from edge_emo.personalize.ridge import predict
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import load_bundle
 from edge_emo.runtime.log_writer import FeatureLogger
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech
-from tests.personalize.conftest import write_wearer
+from tests.personalize.conftest import write_happy_wearer, write_wearer
 
 
 def write_log(folder, seconds: float, spec_name: str = "egemaps", gain: float = 0.5):
@@ -110,13 +111,77 @@ def test_the_guard_keeps_the_current_bundle_when_held_out_clips_get_worse(bundle
     assert "kept the current bundle" in run.stdout and "nothing written" in run.stdout and not out.exists()
 
 
-def test_exact_leave_one_out_of_the_bias_fit_equals_refits():
+@pytest.mark.parametrize("head", [HeadFit.bias, HeadFit.calib])
+def test_exact_leave_one_out_of_the_bias_and_calibration_fits_equals_refits(head):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(6, 4)), rng.uniform(0, 3, size=(6, 3))
     w0, b0 = rng.normal(size=(4, 3)), rng.normal(size=3)
-    method = Method(head=HeadFit.bias, strength=2.0)
+    method = Method(head=head, strength=2.0)
     _, _, held = fit(method, x, y, w0, b0)
     for i in range(6):
         rest = np.arange(6) != i
         w, b, _ = fit(method, x[rest], y[rest], w0, b0)
         np.testing.assert_allclose(held[i], x[i] @ w + b, atol=1e-5)
+
+
+def heard_by_device(bundle, features, heard) -> np.ndarray:
+    """Embeddings of `features` by the device's own path: a stream whose statistics are the running estimate
+    after hearing the clips and the logged speech (no forgetting within these few minutes)."""
+    running = RunningNorm(bundle.norm, bundle.adaptation, bundle.spec.hop_s)
+    for frames in [*features, *heard]:
+        running.add(frames)
+    stream = bundle.stream()
+    stream.norm = running.stats()
+    out = []
+    for frames in features:
+        stream.reset()
+        for start in range(0, len(frames), bundle.chunk_frames):
+            stream.run_chunk(frames[start : start + bundle.chunk_frames])
+        out.append(stream.utterance_embedding())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("with_log", [False, True])
+def test_an_adapting_bundle_is_personalized_on_the_clips_as_the_device_hears_them(
+    adapting_bundle, partner_log, tmp_path, with_log
+):
+    """The head is fitted on the labeled clips standardised by the partner's estimate (from the clips and,
+    with --unlabeled, the logged speech), not by the bundle's prior; the normalisation and the
+    speaker_adaptation field stay: the device keeps estimating as it listens."""
+    adapting = adapting_bundle
+    labels = write_happy_wearer(tmp_path / "me")
+    out = tmp_path / "personal.bundle"
+    args = ["--unlabeled", str(partner_log)] if with_log else []
+    run = edge_emo("personalize", "--model", adapting.path, "--labels", labels, "--out", out, "--json", *args)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert not result["kept"] and result["method"]["norm"] == "global"
+    features = [extract_file(r.path, adapting.spec) for r in read_labels(labels)]
+    y = np.array([r.intensities for r in read_labels(labels)])
+    heard = load_feature_log(partner_log, adapting.spec).features if with_log else []
+    x = heard_by_device(adapting, features, heard)
+    cold = adapting.embed_utterances(features)  # the prior alone: what the old code fitted on
+    assert np.abs(x - cold).max() > 1e-2
+    if with_log:
+        assert np.abs(x - heard_by_device(adapting, features, [])).max() > 1e-3
+    fit_weight, fit_bias, _ = fit(DEFAULT, x, y, *read_head(adapting))
+    new = load_bundle(out)
+    weight, bias = read_head(new)
+    # Two float32 routes to the same standardised frames (re-expressed clips vs the stream's estimate)
+    # differ in the last bits; the fit on the prior alone differs by far more.
+    np.testing.assert_allclose(weight, fit_weight, atol=2e-3)
+    np.testing.assert_allclose(bias, fit_bias, atol=2e-3)
+    assert np.abs(fit(DEFAULT, cold, y, *read_head(adapting))[0] - weight).max() > 2e-2
+    assert new.adaptation == adapting.adaptation
+    np.testing.assert_array_equal(new.norm.mean, adapting.norm.mean)
+    np.testing.assert_array_equal(new.norm.std, adapting.norm.std)
+    if not with_log:  # the runtime's own offline path (one partner) gives the fitted head's outputs
+        got = new.predict_utterances(features, speakers=["partner"] * len(features))
+        np.testing.assert_allclose(got, predict(x, weight, bias), atol=1e-3)
+
+
+def test_unlabeled_alone_on_an_adapting_bundle_is_a_clear_error(adapting_bundle, partner_log, tmp_path):
+    out = tmp_path / "personal.bundle"
+    run = edge_emo("personalize", "--model", adapting_bundle.path, "--unlabeled", partner_log, "--out", out)
+    assert run.returncode == 2 and "adapts to its partner's speech on its own" in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not out.exists()

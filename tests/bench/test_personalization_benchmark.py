@@ -1,0 +1,59 @@
+"""benchmarks/personalization.py end to end on a small synthetic corpus: a speaker-adapting bundle is scored
+with the device's estimate of each speaker (and as a stranger's first words), any other bundle with its own
+normalisation; the summary is rebuilt from the raw draws."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.cli import ROOT, cli_env
+from tests.core.conftest import make_corpus
+
+
+def run_benchmark(*args) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "benchmarks.personalization", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=cli_env(), timeout=600)
+
+
+def test_an_adapting_bundle_is_scored_with_the_speakers_estimate(adapting_bundle, bundles, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", n_speakers=2, per_speaker=12)
+    out, raw = tmp_path / "summary.json", tmp_path / "raw.json"
+    common = ["--draws", "3", "--unlabeled-s", "4", "--out", out, "--raw", raw]
+    run = run_benchmark(adapting_bundle.path, corpus, *common)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["speaker_estimate"] is True and result["groups"] == {"corpus": ["spk0", "spk1"]}
+    five, zero = result["budgets"]["5"], result["budgets"]["0"]
+    for variant in ("estimate", "labeled_estimate", "first_words"):
+        for head in ("ridge_1", "bias_10", "calib_10+guard", "ridge_heldout"):
+            cell = five[f"{variant}/{head}"]["corpus"]
+            assert cell["speakers"] == 2 and cell["macro_f1"]["delta_95"][0] <= cell["macro_f1"]["delta"]
+    # The reference is the shipped head with the same estimate: its own change is exactly zero.
+    assert all(five["estimate/shipped"]["corpus"][k]["delta"] == 0 for k in ("macro_f1", "mae"))
+    # The estimate changes what the bundle outputs (the prior is worth 1 s: each speaker's voice moves it).
+    draws = json.loads(raw.read_text())["per_speaker"]
+    assert any(np.abs(d["deltas"]["0"]["estimate_vs_first_words"]["mae"]).max() > 0 for d in draws.values())
+    assert "first_words_absolute" in zero and "estimate_vs_first_words" in zero
+    assert "first words" in run.stdout
+
+    # Any other bundle: its own normalisation (`global`), no estimate rows.
+    run = run_benchmark(bundles["fp32"].path, corpus, *common, "--norms", "global")
+    assert run.returncode == 0, run.stderr
+    plain = json.loads(out.read_text())
+    assert plain["speaker_estimate"] is False and "global/ridge_1" in plain["budgets"]["5"]
+    assert not any(k.startswith("estimate") for k in plain["budgets"]["5"])
+
+    # The summary is rebuilt from the raw draws alone.
+    again = tmp_path / "again.json"
+    run = run_benchmark(bundles["fp32"].path, corpus, "--raw", raw, "--summarize", "--out", again)
+    assert run.returncode == 0, run.stderr
+    rebuilt = json.loads(again.read_text())["budgets"]
+    for n, rows in plain["budgets"].items():
+        assert rows.keys() == rebuilt[n].keys()
+        for method, cells in rows.items():
+            for k in ("macro_f1", "mae"):  # the means; the intervals are new bootstrap draws
+                assert cells["corpus"][k]["delta"] == rebuilt[n][method]["corpus"][k]["delta"]
