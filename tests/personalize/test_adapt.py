@@ -185,3 +185,17 @@ def test_unlabeled_alone_on_an_adapting_bundle_is_a_clear_error(adapting_bundle,
     run = edge_emo("personalize", "--model", adapting_bundle.path, "--unlabeled", partner_log, "--out", out)
     assert run.returncode == 2 and "adapts to its partner's speech on its own" in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_guard_refuses_a_head_that_cues_on_more_neutral_clips_even_if_it_scores_better():
+    emotions = ("happiness", "sadness", "anger", "surprise", "disgust", "fear")
+    y = np.zeros((6, 6))
+    y[:4, 2] = 2.0  # four angry clips, two neutral ones
+    current = np.zeros((6, 6))  # misses every anger, cues nothing
+    better = y.copy()
+    better[4, 1] = 0.6  # finds every anger, but cues sadness on a neutral clip
+    assert not accept(y, current, better, emotions)
+    better[4, 1] = 0.4  # the same without the false cue: accepted
+    assert accept(y, current, better, emotions)
+    angry_only = y[:4]  # no neutral clips: nothing to check, error and F1 decide
+    assert accept(angry_only, current[:4], y[:4], emotions)
