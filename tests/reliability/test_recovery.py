@@ -196,7 +196,7 @@ def test_wearer_data_is_private(wearer, tmp_path):
             "--input",
             clip,
             "--label",
-            f"happy={i % 3}",
+            "happy=3",  # learnable from five clips, so the guard lets the personalized bundle be written
             env=xdg(tmp_path),
             check=True,
         )
