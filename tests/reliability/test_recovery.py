@@ -188,7 +188,7 @@ def test_wearer_data_is_private(wearer, tmp_path):
     folder = tmp_path / "new" / "me"
     labels = folder / "labels.csv"
     clip = wearer.parent / "clips" / "0001.wav"
-    for i in range(5):
+    for _ in range(5):
         edge_emo(
             "record",
             "--labels",
