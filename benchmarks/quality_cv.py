@@ -91,6 +91,13 @@ def main() -> None:
     ap.add_argument("--readout-weight", type=float, default=0.0)
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
+    ap.add_argument(
+        "--keep-models",
+        type=float,
+        default=None,
+        metavar="MARGIN",
+        help="also write each fold's model (foldK.safetensors) with its outputs lowered to this cue margin",
+    )
     args = ap.parse_args()
 
     from edge_emo.data.gain import parse_gains
@@ -149,6 +156,8 @@ def main() -> None:
             ckpt = train_baseline(versions[0], cfg, args.hidden, 2, versions[1:])
         else:
             ckpt = finetune_all(init, versions[0], cfg, versions[1:])
+        if args.keep_models is not None:
+            keep_model(ckpt, args.keep_models - args.cue_margin, args.out / f"fold{k}.safetensors")
         for out, per_speaker in zip(outs, (True, False)):
             result = {"fold": k, "train_clips": len(versions[0]), "corpora": {}, "ordinary": {}}
             outputs = {}  # unclipped, for choosing a cue margin afterwards (it only shifts the outputs)
@@ -158,6 +167,7 @@ def main() -> None:
                 outputs[f"{name}/pred"], outputs[f"{name}/labels"] = pred, held.labels
                 result["corpora"][name] = {
                     "n": len(held),
+                    "speakers": sorted(set(held.speakers)),
                     "model": scores(held.labels, pred, held.emotions),
                     "zeros": scores(held.labels, np.zeros_like(held.labels), held.emotions),
                 }
@@ -165,7 +175,10 @@ def main() -> None:
                 held = parts(v[0], folds[name], k)[1]
                 pred = predict(ckpt, held.features, held.speakers if per_speaker else None)
                 outputs[f"{name}/pred"] = pred
-                result["ordinary"][name] = cue_rates(pred, held.emotions)
+                result["ordinary"][name] = {
+                    **cue_rates(pred, held.emotions),
+                    "speakers": sorted(set(held.speakers)),
+                }
             result["seconds"] = round(time.time() - t0)
             (out / path.name).write_text(json.dumps(result, indent=1))
             np.savez_compressed(out / f"fold{k}-predictions.npz", **outputs)
@@ -177,6 +190,22 @@ def main() -> None:
             (out / "summary.json").write_text(json.dumps(summary, indent=1))
             (out / "summary.md").write_text(markdown(summary))
             print(markdown(summary))
+
+
+def keep_model(ckpt, lower_by: float, path: Path) -> None:
+    """Write a fold's model for the benchmarks that need one (gain, live cues on its held-out speakers), its
+    outputs lowered by `lower_by` as `FinetuneConfig.cue_margin` lowers the shipped model's."""
+    import copy
+
+    import torch
+
+    from edge_emo.train.checkpoint import save_checkpoint
+
+    kept = copy.deepcopy(ckpt)
+    with torch.no_grad():
+        kept.model.head.bias -= lower_by
+    kept.provenance = {**kept.provenance, "cue_margin_applied": lower_by}
+    save_checkpoint(kept, path)
 
 
 def summary_line(result: dict) -> str:
