@@ -58,6 +58,72 @@ def column_shift(base: list[np.ndarray], gained: list[np.ndarray], columns, std:
     return dict(sorted(((c, round(float(v), 4)) for c, v in zip(columns, values)), key=lambda kv: -kv[1]))
 
 
+def measure(
+    model_path: Path,
+    data_dir: Path,
+    gains: list[float],
+    speakers: set[str] | None = None,
+    cut: str = "whole",
+    cold: bool = False,
+) -> dict:
+    """The report of the module docstring for one model on `data_dir` (only `speakers`' clips if given)."""
+    model = load_predictor(model_path)
+    spec, emotions, predict = model.spec, model.emotions, model.predict
+    records = read_labels(data_dir / "labels.csv")
+    keep = [i for i, r in enumerate(records) if speakers is None or r.speaker in speakers]
+
+    def clips(gain: Gain | None):
+        return load_corpus(data_dir, spec, gain=gain).subset(keep)
+
+    def predicted(gain: Gain | None) -> tuple[np.ndarray, int]:
+        """Predictions at this gain, and how many clips the detector found no speech in."""
+        c = clips(gain)
+        if cut == "whole":
+            return predict(c.features, speakers=None if cold else c.speakers), 0
+        segments = speech_segments_of(data_dir, records, spec, gain=gain)
+        segments = [segments[i] for i in keep]
+        found = [i for i, seg in enumerate(segments) if len(seg)]
+        spoken = cut_speech(c.subset(found), [segments[i] for i in found], SpeechCut.speech, spec.hop_s)
+        pred = np.zeros((len(c), len(emotions)), np.float32)
+        pred[found] = predict(spoken.features, speakers=None if cold else spoken.speakers)
+        return pred, len(c) - len(found)
+
+    base = clips(None)
+    std = NormStats.fit(base.features).std
+    pred0, missed0 = predicted(None)
+    result = {
+        "model": str(model_path),
+        "data": str(data_dir),
+        "n_clips": len(base),
+        "speakers": sorted(set(base.speakers)),
+        "cut": cut,
+        "speaker_estimate": not cold,
+        "gains": {},
+    }
+    for gain in [Gain(db=g) for g in gains if g != 0.0] + [RANDOM]:
+        gained = clips(gain)
+        pred, missed = predicted(gain)
+        asked, applied = applied_gains(data_dir, gained.names, gain)
+        change = np.abs(pred - pred0)
+        entry = {
+            "asked_db": gain.db if gain.db is not None else [gain.low, gain.high],
+            "applied_db_mean": round(float(applied.mean()), 2),
+            "clips_turned_down_to_avoid_clipping": int(np.sum(applied < asked - 1e-6)),
+            "intensity_change_mean": round(float(change.mean()), 4),
+            "intensity_change_per_emotion": {e: round(float(v), 4) for e, v in zip(emotions, change.mean(0))},
+            "intensity_change_p95": round(float(np.percentile(change, 95)), 4),
+            "clips_without_speech": missed,
+            "metrics": report(gained.labels, pred, emotions),
+            "feature_column_shift_std": column_shift(base.features, gained.features, spec.columns, std),
+        }
+        result["gains"][gain.name] = entry
+    result["gains"]["gain+0dB"] = {
+        "clips_without_speech": missed0,
+        "metrics": report(base.labels, pred0, emotions),
+    }
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -76,8 +142,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="JSON file to write")
     args = parser.parse_args()
 
-    model = load_predictor(args.model)
-    spec, emotions, predict = model.spec, model.emotions, model.predict
     gains = [float(g) for g in args.gains.split(",")]
     if 0.0 not in gains:
         parser.error("--gains must include 0 (the reference)")
@@ -85,59 +149,7 @@ def main() -> None:
     known = {r.speaker for r in read_labels(args.data_dir / "labels.csv")}
     if speakers and not speakers <= known:
         parser.error(f"unknown speakers {sorted(speakers - known)}")
-
-    records = read_labels(args.data_dir / "labels.csv")
-    keep = [i for i, r in enumerate(records) if speakers is None or r.speaker in speakers]
-
-    def clips(gain: Gain | None):
-        return load_corpus(args.data_dir, spec, gain=gain).subset(keep)
-
-    def predicted(gain: Gain | None) -> tuple[np.ndarray, int]:
-        """Predictions at this gain, and how many clips the detector found no speech in."""
-        c = clips(gain)
-        if args.cut == "whole":
-            return predict(c.features, speakers=None if args.cold else c.speakers), 0
-        segments = speech_segments_of(args.data_dir, records, spec, gain=gain)
-        segments = [segments[i] for i in keep]
-        found = [i for i, seg in enumerate(segments) if len(seg)]
-        spoken = cut_speech(c.subset(found), [segments[i] for i in found], SpeechCut.speech, spec.hop_s)
-        pred = np.zeros((len(c), len(emotions)), np.float32)
-        pred[found] = predict(spoken.features, speakers=None if args.cold else spoken.speakers)
-        return pred, len(c) - len(found)
-
-    base = clips(None)
-    std = NormStats.fit(base.features).std
-    pred0, missed0 = predicted(None)
-    result = {
-        "model": str(args.model),
-        "data": str(args.data_dir),
-        "n_clips": len(base),
-        "speakers": sorted(set(base.speakers)),
-        "cut": args.cut,
-        "speaker_estimate": not args.cold,
-        "gains": {},
-    }
-    for gain in [Gain(db=g) for g in gains if g != 0.0] + [RANDOM]:
-        gained = clips(gain)
-        pred, missed = predicted(gain)
-        asked, applied = applied_gains(args.data_dir, gained.names, gain)
-        change = np.abs(pred - pred0)
-        entry = {
-            "asked_db": gain.db if gain.db is not None else [gain.low, gain.high],
-            "applied_db_mean": round(float(applied.mean()), 2),
-            "clips_turned_down_to_avoid_clipping": int(np.sum(applied < asked - 1e-6)),
-            "intensity_change_mean": round(float(change.mean()), 4),
-            "intensity_change_per_emotion": {e: round(float(v), 4) for e, v in zip(emotions, change.mean(0))},
-            "intensity_change_p95": round(float(np.percentile(change, 95)), 4),
-            "clips_without_speech": missed,
-            "metrics": report(gained.labels, pred, emotions),
-            "feature_column_shift_std": column_shift(base.features, gained.features, spec.columns, std),
-        }
-        result["gains"][gain.name] = entry
-    result["gains"]["gain+0dB"] = {
-        "clips_without_speech": missed0,
-        "metrics": report(base.labels, pred0, emotions),
-    }
+    result = measure(args.model, args.data_dir, gains, speakers, args.cut, args.cold)
     print(markdown(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

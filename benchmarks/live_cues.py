@@ -8,7 +8,7 @@ shares of utterances with 95% Wilson intervals, for each `--cue-after` (seconds 
 before its estimate is shown; the final result is always shown).
 
 Usage:
-    python -m benchmarks.live_cues BUNDLE DATA_DIR [--files 60] [--cue-after 0,0.5,1,1.5] [--out x.json]
+    python -m benchmarks.live_cues BUNDLE DATA_DIR [--files 60] [--speakers a,b] [--cue-after 0,0.5,1,1.5] [--out x.json]
 A bundle trained on DATA_DIR's speakers scores speech it learned from: say so beside its numbers.
 """
 
@@ -30,14 +30,14 @@ from edge_emo.runtime.recognizer import EmotionRecognizer
 BLOCK_S = 0.1  # audio handed to the recognizer at once, as the microphone does
 
 
-def neutral_files(data_dir: Path, n_files: int | None) -> list[Path]:
-    """The first `n_files` audio files of a folder: all of an unlabeled one, the neutral clips of a labeled one."""
+def neutral_files(data_dir: Path, n_files: int | None, speakers: set[str] | None = None) -> list[Path]:
+    """The first `n_files` audio files of a folder (of `speakers` only, if given): all of an unlabeled one,
+    the neutral clips of a labeled one."""
     if (data_dir / "labels.csv").is_file():
-        table = read_labels(data_dir / "labels.csv")
-        paths = [r.path for r in table if max(r.intensities) < PRESENT]
+        table = [r for r in read_labels(data_dir / "labels.csv") if max(r.intensities) < PRESENT]
     else:
-        paths = [r.path for r in read_manifest(data_dir / "manifest.csv")]
-    return paths[:n_files]
+        table = read_manifest(data_dir / "manifest.csv")
+    return [r.path for r in table if speakers is None or r.speaker in speakers][:n_files]
 
 
 def utterance_cues(bundle: Bundle, path: Path, cue_after_s: float) -> list[tuple[bool, bool]]:
@@ -99,11 +99,18 @@ def main() -> None:
     ap.add_argument("bundle", type=Path)
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("--files", type=int, default=None, help="the first N audio files (default: all)")
+    ap.add_argument(
+        "--speakers", help="only these speakers (comma-separated), e.g. a CV fold's held-out ones"
+    )
     ap.add_argument("--cue-after", default="0,0.5,1,1.5")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     bundle = load_bundle(args.bundle)
-    files = neutral_files(args.data_dir, args.files)
+    files = neutral_files(args.data_dir, args.files, set(args.speakers.split(",")) if args.speakers else None)
+    if not files:
+        raise SystemExit(
+            f"{args.data_dir}: no neutral audio files" + (" of those speakers" if args.speakers else "")
+        )
     rows = measure(bundle, files, [float(c) for c in args.cue_after.split(",")])
     report = {"bundle": bundle.version, "data": str(args.data_dir), "files": len(files), "rows": rows}
     if args.out:

@@ -35,3 +35,5 @@ def test_a_labeled_folder_gives_its_neutral_clips_only(tmp_path):
     lines[1] = ",".join(lines[1].split(",")[:4] + ["0"] * 6)  # spk0/clip0: neutral (calm)
     (corpus / "labels.csv").write_text("\n".join(lines) + "\n")
     assert neutral_files(corpus, None) == [corpus / "spk0/clip0.wav"]
+    assert neutral_files(corpus, None, {"spk0"}) == [corpus / "spk0/clip0.wav"]
+    assert neutral_files(corpus, None, {"spk1"}) == []  # a CV fold's held-out speakers only

@@ -32,7 +32,7 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality_cv", str(first), str(second), "--neutral", str(ordinary),
          "--out", str(out), "--folds", "2", "--hidden", "8", "--epochs", "1", "--crop-s", "0.5",
-         "--cue-margin", "0.1", "--speaker-adaptation"],
+         "--cue-margin", "0.1", "--speaker-adaptation", "--keep-models", "0.3"],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -69,3 +69,31 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
     assert summary["ordinary"]["ordinary"]["pooled"]["n"] >= 4
     text = (out / "summary.md").read_text()
     assert "| first | categorical UAR |" in text and "false cues per utterance" in text
+    # each fold's model is kept at the asked margin, and its held-out speakers are named
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    kept = load_checkpoint(out / "fold0.safetensors")
+    assert kept.provenance["cue_margin_applied"] == pytest.approx(0.2)  # 0.3 asked, 0.1 trained
+    assert set(folds[0]["corpora"]["first"]["speakers"]).isdisjoint(folds[1]["corpora"]["first"]["speakers"])
+    check_heldout(out, {"first": first, "second": second, "ordinary": ordinary}, folds)
+
+
+def check_heldout(run: Path, dirs: dict[str, Path], folds: list[dict]) -> None:
+    """benchmarks/heldout.py on the kept fold models: gain per held-out corpus, live cues pooled over folds."""
+    from benchmarks.heldout import fold_models, gain_changes, live_rates, markdown
+
+    models = fold_models(run)
+    assert [k for k, _, _ in models] == [0, 1]
+    gain = gain_changes(models, dirs)
+    for name in ("first", "second"):
+        for who in ("estimate", "first_words"):
+            assert set(gain[name][who]) == {"gain-20dB", "gain+12dB", "gain-20to+12dB-seed0"}
+            assert len(gain[name][who]["gain-20dB"]["per_fold"]) == 2
+    live = live_rates(models, dirs, 1.5)
+    assert (run / "fold0.bundle" / "manifest.json").is_file()
+    # every held-out ordinary file is streamed once over the folds; an update shows at least the result
+    assert live["ordinary"]["final"]["n"] >= 4
+    for rates in live.values():
+        assert rates["any_update"]["k"] >= rates["final"]["k"]
+    text = markdown({"run": str(run), "folds": 2, "gain": gain, "live": live, "cue_after_s": 1.5})
+    assert "| first | gain-20dB |" in text and "| ordinary |" in text
