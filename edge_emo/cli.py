@@ -117,7 +117,7 @@ def listen(
         Optional[float],
         typer.Option(
             help="A fixed level (dBFS) at which audio counts as speech; default: a threshold 12 dB above the "
-            "noise floor it tracks (-70..-35 dBFS)."
+            "noise floor it tracks (-70..-25 dBFS)."
         ),
     ] = None,
     vad: Annotated[

@@ -26,7 +26,8 @@ mkdir -p "$BUILD"
 #    LibriSpeech readers at once (every one held out once), scored as the device shows it.
 #    Trained without a margin; the margin only shifts the outputs, so the sweep and the margin-$MARGIN folds
 #    come from the same held-out outputs (benchmarks/cue_margin.py).
-python -m benchmarks.quality_cv "$DEV" "$WILD" --neutral "$ORDINARY" "${RECIPE[@]}" --cue-margin 0 --out "$BUILD/cv"
+python -m benchmarks.quality_cv "$DEV" "$WILD" --neutral "$ORDINARY" "${RECIPE[@]}" --cue-margin 0 \
+  --keep-models "$MARGIN" --out "$BUILD/cv"
 python -m benchmarks.cue_margin "$BUILD/cv" --margins 0,0.1,0.2,0.3,0.4,0.5 --apply "$MARGIN" \
   --to docs/quality-cv-default
 python -m benchmarks.cue_margin "$BUILD/cv" --margins 0,0.1,0.2,0.3,0.4,0.5 --out docs/quality-cv-default/cue-margins.md
@@ -48,6 +49,10 @@ python -m benchmarks.cue_margin "$BUILD/cv/cold" --margins 0,0.1,0.2,0.3,0.4,0.5
   echo
   cat docs/quality-cv-default/cold/summary.md
 } > docs/default-model-metrics.md
+
+# 1b. What needs a model, on each fold's model and its held-out speakers only: microphone gain (voice detector
+#     included) and live false cues.
+python -m benchmarks.heldout "$BUILD/cv" "$DEV" "$WILD" "$ORDINARY" --out docs/quality-heldout
 
 # 2. The shipped model: the recipe on every clip, exported to int8.
 edge-emo finetune "$DEV" "$WILD" --neutral "$ORDINARY" "${RECIPE[@]}" --cue-margin "$MARGIN" \

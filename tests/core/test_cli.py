@@ -126,6 +126,18 @@ def test_every_command_documents_its_options():
         assert "Show this message and exit" in out and "Seed of the speaker split" in out
 
 
+def test_listen_help_states_the_defaults_the_runtime_uses():
+    """The help cannot import the runtime (every command would pay for it), so it states its defaults in
+    words: this keeps the words equal to the constants."""
+    from edge_emo.features.speech import DEFAULT_VAD
+    from edge_emo.runtime.recognizer import CUE_AFTER_S
+
+    out = " ".join(edge_emo("listen", "--help").stdout.replace("│", " ").split())
+    assert f"default: {CUE_AFTER_S:g} s" in out
+    assert f"{DEFAULT_VAD.margin_db:g} dB above the noise floor" in out
+    assert f"({DEFAULT_VAD.min_threshold_db:g}..{DEFAULT_VAD.max_threshold_db:g} dBFS)" in out
+
+
 def test_evaluate_runs_on_an_exported_bundle_without_torch(corpus, trained, tmp_path):
     bundle = tmp_path / "m.bundle"
     edge_emo("export", trained / "ft.safetensors", "--out", bundle, "--precision", "fp32")
