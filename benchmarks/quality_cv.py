@@ -82,6 +82,7 @@ def main() -> None:
     )
     ap.add_argument("--init", type=Path, help="pretrained checkpoint: fine-tune every weight from it")
     ap.add_argument("--train-gains", default=None)
+    ap.add_argument("--cut-at-gain", action="store_true", help="cut gained clips as heard at their gain")
     ap.add_argument("--speaker-adaptation", action="store_true")
     ap.add_argument("--cold-start", type=float, default=0.0)
     ap.add_argument("--dropout", type=float, default=0.0)
@@ -112,7 +113,11 @@ def main() -> None:
     spec = init.spec if init else feature_spec(args.feature_set)
     gains = parse_gains(args.train_gains)
     labeled = {
-        d.name: [load_corpus(d, spec, cut=args.cut, gain=g) for g in [None, *gains]] for d in args.labeled
+        d.name: [
+            load_corpus(d, spec, cut=args.cut, gain=g, cut_at_gain=args.cut_at_gain and g is not None)
+            for g in [None, *gains]
+        ]
+        for d in args.labeled
     }
     neutral = {
         d.name: [load_corpus(d, spec, cut=SpeechCut.utterances, gain=g).as_neutral() for g in [None, *gains]]

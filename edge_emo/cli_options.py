@@ -118,6 +118,15 @@ TrainGainsOpt = Annotated[
 ]
 
 
+CutAtGainOpt = Annotated[
+    bool,
+    typer.Option(
+        help="With --train-gains and --cut speech: cut each gained clip as the voice detector hears it at "
+        "that gain, as the device would (a clip it hears no speech in is used as recorded).",
+    ),
+]
+
+
 PosWeightOpt = Annotated[
     float,
     typer.Option(

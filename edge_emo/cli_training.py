@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from edge_emo.cli_options import (
+    CutAtGainOpt,
     CutOpt,
     CvChoice,
     DataDir,
@@ -233,6 +234,7 @@ def finetune(
     ] = False,
     pos_weight: PosWeightOpt = 1.0,
     train_gains: TrainGainsOpt = None,
+    cut_at_gain: CutAtGainOpt = False,
     hidden: HiddenOpt = 256,
     layers: LayersOpt = 2,
     feature_set: Annotated[
@@ -258,6 +260,8 @@ def finetune(
         typer.secho("warning: `finetune --labels N` is deprecated; use --budget N", err=True, fg="yellow")
         budget = labels
     check_mosei_pair(mosei_covarep, mosei_labels)
+    if cut_at_gain and not (train_gains and cut.value == "speech"):
+        raise ValueError("--cut-at-gain needs --train-gains and --cut speech")
     data = TrainingData(
         labeled=list(data_dirs or []),
         neutral=list(neutral or []),
@@ -266,6 +270,7 @@ def finetune(
         split_seed=split_seed,
         cut=cut.value,
         gains=parse_gains(train_gains),
+        cut_at_gain=cut_at_gain,
     )
     config = FinetuneConfig(
         epochs=epochs,

@@ -62,14 +62,20 @@ def load_corpus(
     workers: int = 0,
     gain: Gain | None = None,
     cut: SpeechCut | str = SpeechCut.whole,
+    cut_at_gain: bool = False,
 ) -> ClipSet:
     """Load a DATA_DIR as a ClipSet of `spec` features. `split` applies to labeled corpora; unlabeled audio
     and feature logs are never evaluated on, so they are always used whole. With `gain`, audio clips are
     heard through that microphone gain (cached apart from the plain features). `cut` keeps the speech of
     audio clips as the device's voice detector finds it in the plain audio (`SpeechCut`); feature logs
-    already hold only the detector's utterances and CMU-MOSEI only frames, so it does not apply to them."""
+    already hold only the detector's utterances and CMU-MOSEI only frames, so it does not apply to them.
+    With `cut_at_gain` (cut `speech` and a `gain` only) each clip is cut as the detector hears it through
+    that gain, as the device would; a clip in which it hears no speech at that gain is the plain clip, so
+    that no label is lost and nothing the device would never hear is learned."""
     data_dir = Path(data_dir)
     cut = SpeechCut(cut)
+    if cut_at_gain and (gain is None or cut is not SpeechCut.speech):
+        raise ValueError("cutting at a gain needs a gain and the 'speech' cut")
     if not data_dir.exists():
         raise CorpusError(f"{data_dir} does not exist")
     if not data_dir.is_dir():
@@ -79,9 +85,10 @@ def load_corpus(
             records = read(data_dir / table)
             clips = _audio_corpus(data_dir, records, spec, workers, gain)
             if cut is not SpeechCut.whole:
-                clips = cut_speech(
-                    clips, speech_segments_of(data_dir, records, spec, workers), cut, spec.hop_s
-                )
+                segments = speech_segments_of(data_dir, records, spec, workers)
+                if cut_at_gain:
+                    clips, segments = _as_heard(data_dir, records, spec, workers, gain, clips, segments)
+                clips = cut_speech(clips, segments, cut, spec.hop_s)
             return clips.split(split, seed) if table == "labels.csv" else clips
     if gain is not None:
         raise CorpusError(f"{data_dir}: a gain needs audio (labels.csv or manifest.csv)")
@@ -118,6 +125,28 @@ def _audio_corpus(
     if records[0].intensities is not None:
         labels = np.asarray([r.intensities for r in records], dtype=np.float32)
     return ClipSet(spec, features, [r.speaker for r in records], names, labels)
+
+
+def _as_heard(
+    root: Path,
+    records: list[ClipRecord],
+    spec: FeatureSpec,
+    workers: int,
+    gain: Gain,
+    clips: ClipSet,
+    plain_segments: list[np.ndarray],
+) -> tuple[ClipSet, list[np.ndarray]]:
+    """`clips` (heard through `gain`) with the segments the detector finds at that gain; where it finds none,
+    the plain clip and its plain segments."""
+    segments = speech_segments_of(root, records, spec, workers, gain=gain)
+    unheard = [i for i, s in enumerate(segments) if not len(s)]
+    if not unheard:
+        return clips, segments
+    plain = _audio_corpus(root, records, spec, workers)
+    features = list(clips.features)
+    for i in unheard:
+        features[i], segments[i] = plain.features[i], plain_segments[i]
+    return ClipSet(spec, features, clips.speakers, clips.names, clips.labels, clips.emotions), segments
 
 
 def _segments(

@@ -103,12 +103,22 @@ class TrainingData:
         "whole"  # a SpeechCut: 'whole' clips or their 'speech'; neutral speech is always cut in utterances
     )
     gains: list = field(default_factory=list)  # Gain renditions for whole-network training
+    cut_at_gain: bool = False  # cut each labeled rendition as the detector hears it at its gain
 
     def load(self, spec: FeatureSpec, gain: Gain | None = None) -> tuple[ClipSet, ClipSet | None]:
         """(labeled clips, neutral utterances or None), heard through `gain`; the same clips in the same
         order for every gain."""
         sets = [
-            load_corpus(d, spec, self.split, self.split_seed, gain=gain, cut=self.cut) for d in self.labeled
+            load_corpus(
+                d,
+                spec,
+                self.split,
+                self.split_seed,
+                gain=gain,
+                cut=self.cut,
+                cut_at_gain=self.cut_at_gain and gain is not None,
+            )
+            for d in self.labeled
         ]
         if self.mosei is not None:
             if gain is not None:
@@ -166,6 +176,8 @@ def train(
     ckpt.provenance["data"] = [str(d) for d in data.labeled] + ([str(data.mosei[0])] if data.mosei else [])
     ckpt.provenance["split"] = {"split": data.split, "seed": data.split_seed}
     ckpt.provenance["finetune"]["cut"] = data.cut
+    if data.cut_at_gain:
+        ckpt.provenance["finetune"]["cut_at_gain"] = True
     if data.neutral:
         ckpt.provenance["finetune"]["neutral"] = [str(d) for d in data.neutral]
     n_labeled = len(clips) - (0 if neutral_count is None else neutral_count)

@@ -112,3 +112,37 @@ def test_gain_robustness_benchmark_on_a_small_corpus(bundle, small, tmp_path, cu
     assert "| gain+12dB |" in proc.stdout and result["cut"] == cut
     # the adaptive detector hears the synthetic speech at every gain (-20 dB included)
     assert all(g["clips_without_speech"] == 0 for g in result["gains"].values())
+
+
+def test_cut_at_gain_cuts_each_clip_as_heard_and_keeps_unheard_clips_as_recorded(tmp_path):
+    """--cut-at-gain: a gained rendition is cut where the detector hears speech at that gain; a clip it hears
+    nothing in at -20 dB (recorded very quietly) is learned as recorded, never as inaudible frames."""
+    from edge_emo.data.corpus import SpeechCut, cut_speech, speech_segments_of
+    from edge_emo.data.labels import read_labels
+    from tests.fixtures import synth_speech, write_wav
+
+    corpus = make_corpus(tmp_path / "c", n_speakers=1, per_speaker=3, seconds=1.0)
+    write_wav(corpus / "spk0/clip1.wav", synth_speech(1.0, seed=1) * 0.002)  # about -55 dBFS
+    spec, quiet = spec_for("egemaps"), Gain(db=-20.0)
+    records = read_labels(corpus / "labels.csv")
+    heard = speech_segments_of(corpus, records, spec, gain=quiet)
+    assert [len(s) > 0 for s in heard] == [True, False, True]
+    plain = load_corpus(corpus, spec, cut="speech")
+    gained = load_corpus(corpus, spec, gain=quiet)
+    as_heard = load_corpus(corpus, spec, gain=quiet, cut="speech", cut_at_gain=True)
+    expected = cut_speech(gained, heard, SpeechCut.speech, spec.hop_s)
+    assert as_heard.names == plain.names and as_heard.labels.tolist() == plain.labels.tolist()
+    np.testing.assert_array_equal(as_heard.features[0], expected.features[0])
+    np.testing.assert_array_equal(as_heard.features[2], expected.features[2])
+    np.testing.assert_array_equal(as_heard.features[1], plain.features[1])  # unheard: the clip as recorded
+    with pytest.raises(ValueError, match="needs a gain"):
+        load_corpus(corpus, spec, cut="speech", cut_at_gain=True)
+    proc = edge_emo("finetune", corpus, "--cut-at-gain", "--out", tmp_path / "x.safetensors", check=False)
+    assert proc.returncode != 0 and "--cut-at-gain needs --train-gains and --cut speech" in proc.stderr
+    assert not (tmp_path / "x.safetensors").exists()
+    ckpt = tmp_path / "heard.safetensors"
+    edge_emo("finetune", corpus, "--train-gains=-20", "--cut", "speech", "--cut-at-gain", "--epochs", "1",
+             "--hidden", "4", "--out", ckpt)  # fmt: skip
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt).provenance["finetune"]["cut_at_gain"] is True
