@@ -22,7 +22,8 @@ def bars(driver, emotions) -> dict[str, str]:
     return {e: driver.find_element("id", f"value-{e}").text for e in emotions}
 
 
-def test_the_page_loads_offline_and_follows_a_file_streamed_in_real_time(bundle, browser, tmp_path):
+def test_the_page_loads_offline_and_follows_a_file_streamed_in_real_time(adapting_bundle, browser, tmp_path):
+    bundle = adapting_bundle  # as the shipped default: it estimates its partner while it listens
     from selenium.webdriver.support.wait import WebDriverWait
 
     listen = Listening(
@@ -45,6 +46,8 @@ def test_the_page_loads_offline_and_follows_a_file_streamed_in_real_time(bundle,
     assert bars(browser, bundle.emotions) == {e: f"{v:.2f}" for e, v in last["intensities"].items()}
     footer = browser.find_element("id", "footer").text
     assert f"t = {last['time_s']:.1f} s" in footer and "utterances:" in footer
+    heard = re.search(r"speaker heard: (\d+) s", footer)  # what the speaker estimate rests on
+    assert heard and abs(int(heard.group(1)) - last["speaker_heard_s"]) <= 0.5 and last["speaker_heard_s"] > 1
     # offline: one document and its event stream, both from listen; nothing the browser could not resolve
     origin = "{0.scheme}://{0.netloc}/".format(urlsplit(listen.url))
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
