@@ -69,6 +69,7 @@ def test_personalizing_again_keeps_the_previous_and_rollback_undoes_once(bundles
     run = edge_emo("personalize", "--model", str(out), "--labels", str(wearer_labels))  # --out: itself
     assert run.returncode == 0, run.stderr
     assert "held out" in run.stdout and "all-zeros" in run.stdout and "--rollback" in run.stdout
+    assert "no labeled clip is calm or neutral" in run.stdout  # these labels name an emotion on every clip
     personal_version = load_bundle(out).version
     assert load_bundle(f"{out}.prev").version == shipped_version != personal_version
     run = edge_emo("personalize", "--rollback", "--model", str(out))
