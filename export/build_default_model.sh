@@ -74,5 +74,16 @@ python -m benchmarks.live_cues edge_emo/models/default.bundle "$DEV" --out docs/
 python -m benchmarks.live_cues edge_emo/models/default.bundle "$WILD" --files 150 \
   --out docs/quality-live-cues/emo_speech_wild.json
 
-# 5. The README's live view, JSON line and evaluate table, from the shipped model.
+# 5. Across corpora: the recipe trained on one labeled corpus (plus LibriSpeech as "no emotion") and scored on
+#    the whole other one, with the speaker's estimate and as a stranger's first words.
+mkdir -p docs/quality-cross-corpus
+for pair in "emo_speech_dev emo_speech_wild dev-on-wild" "emo_speech_wild emo_speech_dev wild-on-dev"; do
+  set -- $pair
+  edge-emo finetune "$DATA/$1" --neutral "$ORDINARY" "${RECIPE[@]}" --cue-margin "$MARGIN" --out "$BUILD/$3.safetensors"
+  edge-emo evaluate "$BUILD/$3.safetensors" "$DATA/$2" --cut speech --speaker-estimate > "docs/quality-cross-corpus/$3.md"
+  edge-emo evaluate "$BUILD/$3.safetensors" "$DATA/$2" --cut speech --no-speaker-estimate \
+    > "docs/quality-cross-corpus/$3-first-words.md"
+done
+
+# 6. The README's live view, JSON line and evaluate table, from the shipped model.
 python scripts/readme_examples.py --data "$DEV" --ordinary "$ORDINARY"

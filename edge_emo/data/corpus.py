@@ -274,7 +274,7 @@ def _write_shard(shard: Path, features: list[np.ndarray]) -> None:
     offsets = np.cumsum([0] + [len(f) for f in features])
     frames = np.concatenate(features).astype(np.float32)
     for path, array in ((_offsets_file(shard), offsets), (_frames_file(shard), frames)):
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two runs may fill the same shard at once
         with open(tmp, "wb") as f:
             np.save(f, array)
         os.replace(tmp, path)
