@@ -75,6 +75,11 @@ def measure(
     def clips(gain: Gain | None):
         return load_corpus(data_dir, spec, gain=gain).subset(keep)
 
+    def heard(gain: Gain | None) -> np.ndarray:
+        """Per clip, how many frames the detector calls speech at this gain."""
+        segments = speech_segments_of(data_dir, records, spec, gain=gain)
+        return np.array([sum(int(b - a) for a, b in segments[i]) for i in keep])
+
     def predicted(gain: Gain | None) -> tuple[np.ndarray, int]:
         """Predictions at this gain, and how many clips the detector found no speech in."""
         c = clips(gain)
@@ -91,6 +96,7 @@ def measure(
     base = clips(None)
     std = NormStats.fit(base.features).std
     pred0, missed0 = predicted(None)
+    speech0 = heard(None)
     result = {
         "model": str(model_path),
         "data": str(data_dir),
@@ -113,6 +119,8 @@ def measure(
             "intensity_change_per_emotion": {e: round(float(v), 4) for e, v in zip(emotions, change.mean(0))},
             "intensity_change_p95": round(float(np.percentile(change, 95)), 4),
             "clips_without_speech": missed,
+            # speech the detector still finds at this gain, against what it finds at 0 dB
+            "clips_heard_under_half": int(np.sum(heard(gain) < 0.5 * speech0)),
             "metrics": report(gained.labels, pred, emotions),
             "feature_column_shift_std": column_shift(base.features, gained.features, spec.columns, std),
         }
@@ -160,15 +168,15 @@ def markdown(result: dict) -> str:
         f"{result['n_clips']} clips of {len(result['speakers'])} speakers; model {result['model']}; "
         f"cut: {result['cut']}",
         "",
-        "| gain | applied (mean dB) | clips turned down | clips without speech | mean abs intensity change vs 0 dB "
-        "| p95 change | macro-F1 | acc4 | MAE |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| gain | applied (mean dB) | clips turned down | clips without speech | clips with under half their "
+        "0 dB speech | mean abs intensity change vs 0 dB | p95 change | macro-F1 | acc4 | MAE |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in result["gains"].items():
         m = e["metrics"]["model"]
         lines.append(
             f"| {name} | {e.get('applied_db_mean', 0.0)} | {e.get('clips_turned_down_to_avoid_clipping', '')} "
-            f"| {e.get('clips_without_speech', 0)} "
+            f"| {e.get('clips_without_speech', 0)} | {e.get('clips_heard_under_half', 0)} "
             f"| {e.get('intensity_change_mean', 0.0)} | {e.get('intensity_change_p95', 0.0)} "
             f"| {m['macro_f1']:.3f} | {m['acc4']:.3f} | {m['mae']:.3f} |"
         )

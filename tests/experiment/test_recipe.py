@@ -112,6 +112,7 @@ def test_gain_robustness_benchmark_on_a_small_corpus(bundle, small, tmp_path, cu
     assert "| gain+12dB |" in proc.stdout and result["cut"] == cut
     # the adaptive detector hears the synthetic speech at every gain (-20 dB included)
     assert all(g["clips_without_speech"] == 0 for g in result["gains"].values())
+    assert all(g["clips_heard_under_half"] == 0 for n, g in result["gains"].items() if n != "gain+0dB")
 
 
 def test_cut_at_gain_cuts_each_clip_as_heard_and_keeps_unheard_clips_as_recorded(tmp_path):
