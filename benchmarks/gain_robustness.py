@@ -27,15 +27,17 @@ the F1 values are not (use `edge-emo experiment --cv speakers` for F1 on unseen 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 
+from edge_emo.data.clips import ClipSet
 from edge_emo.data.corpus import SpeechCut, cut_speech, load_corpus, speech_segments_of
 from edge_emo.data.gain import Gain, apply_gain
 from edge_emo.data.labels import read_labels
-from edge_emo.features import NormStats, load_audio
+from edge_emo.features import FeatureSpec, NormStats, load_audio
 from edge_emo.metrics import report
 from edge_emo.predictor import load_predictor
 
@@ -58,6 +60,12 @@ def column_shift(base: list[np.ndarray], gained: list[np.ndarray], columns, std:
     return dict(sorted(((c, round(float(v), 4)) for c, v in zip(columns, values)), key=lambda kv: -kv[1]))
 
 
+@functools.lru_cache(maxsize=8)
+def _corpus(data_dir: Path, spec: FeatureSpec, gain: Gain | None) -> ClipSet:
+    """A corpus at a gain, loaded once per process: benchmarks/heldout.py measures every fold's model on it."""
+    return load_corpus(data_dir, spec, gain=gain)
+
+
 def measure(
     model_path: Path,
     data_dir: Path,
@@ -73,7 +81,7 @@ def measure(
     keep = [i for i, r in enumerate(records) if speakers is None or r.speaker in speakers]
 
     def clips(gain: Gain | None):
-        return load_corpus(data_dir, spec, gain=gain).subset(keep)
+        return _corpus(data_dir, spec, gain).subset(keep)
 
     def heard(gain: Gain | None) -> np.ndarray:
         """Per clip, how many frames the detector calls speech at this gain."""
