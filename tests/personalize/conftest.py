@@ -11,7 +11,7 @@ import pytest
 from edge_emo.emotions import EMOTIONS
 from tests.fixtures import synth_speech, write_wav
 
-N_CLIPS = 12
+N_CLIPS = 24
 
 
 def wearer_intensities(i: int) -> np.ndarray:
