@@ -66,6 +66,12 @@ def _corpus(data_dir: Path, spec: FeatureSpec, gain: Gain | None) -> ClipSet:
     return load_corpus(data_dir, spec, gain=gain)
 
 
+@functools.lru_cache(maxsize=8)
+def _segments(data_dir: Path, spec: FeatureSpec, gain: Gain | None) -> list[np.ndarray]:
+    """The detector's utterances in every clip of a corpus at a gain, read once per process."""
+    return speech_segments_of(data_dir, read_labels(data_dir / "labels.csv"), spec, gain=gain)
+
+
 def measure(
     model_path: Path,
     data_dir: Path,
@@ -83,20 +89,23 @@ def measure(
     def clips(gain: Gain | None):
         return _corpus(data_dir, spec, gain).subset(keep)
 
+    def segments(gain: Gain | None) -> list[np.ndarray]:
+        """The utterances the detector finds in each kept clip at this gain."""
+        found = _segments(data_dir, spec, gain)
+        return [found[i] for i in keep]
+
     def heard(gain: Gain | None) -> np.ndarray:
         """Per clip, how many frames the detector calls speech at this gain."""
-        segments = speech_segments_of(data_dir, records, spec, gain=gain)
-        return np.array([sum(int(b - a) for a, b in segments[i]) for i in keep])
+        return np.array([sum(int(b - a) for a, b in seg) for seg in segments(gain)])
 
     def predicted(gain: Gain | None) -> tuple[np.ndarray, int]:
         """Predictions at this gain, and how many clips the detector found no speech in."""
         c = clips(gain)
         if cut == "whole":
             return predict(c.features, speakers=None if cold else c.speakers), 0
-        segments = speech_segments_of(data_dir, records, spec, gain=gain)
-        segments = [segments[i] for i in keep]
-        found = [i for i, seg in enumerate(segments) if len(seg)]
-        spoken = cut_speech(c.subset(found), [segments[i] for i in found], SpeechCut.speech, spec.hop_s)
+        spans = segments(gain)
+        found = [i for i, seg in enumerate(spans) if len(seg)]
+        spoken = cut_speech(c.subset(found), [spans[i] for i in found], SpeechCut.speech, spec.hop_s)
         pred = np.zeros((len(c), len(emotions)), np.float32)
         pred[found] = predict(spoken.features, speakers=None if cold else spoken.speakers)
         return pred, len(c) - len(found)

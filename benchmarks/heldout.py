@@ -24,6 +24,7 @@ from pathlib import Path
 
 from benchmarks import gain_robustness, live_cues
 from edge_emo.experiment.stats import describe_folds
+from edge_emo.files import sha256_hex
 from edge_emo.metrics import proportion
 
 GAINS = [-20.0, 0.0, 12.0]
@@ -60,13 +61,17 @@ def gain_changes(folds: list[tuple[int, Path, dict]], dirs: dict[str, Path]) -> 
 
 def live_rates(folds: list[tuple[int, Path, dict]], dirs: dict[str, Path], cue_after: float) -> dict:
     """corpus -> pooled final / any-update false-cue rates of the held-out neutral speech."""
-    from edge_emo.export.export_bundle import export_bundle
+    from edge_emo.export import export_bundle  # the package API (importing the submodule shadows it)
     from edge_emo.runtime.bundle import load_bundle
 
     counts: dict[str, dict[str, list[int]]] = {}
     for _, model, result in folds:
         path = model.with_suffix(".bundle")
-        bundle = load_bundle(path) if path.is_dir() else export_bundle(model, path, precision="int8")
+        bundle = load_bundle(path) if path.is_dir() else None
+        if bundle is None or bundle.provenance.get("export", {}).get("checkpoint_sha256") != sha256_hex(
+            model.read_bytes()
+        ):  # none yet, or exported from an earlier run's model of this fold
+            bundle = export_bundle(model, path, precision="int8")
         held = {**result["corpora"], **result["ordinary"]}
         for name, entry in held.items():
             files = live_cues.neutral_files(dirs[name], None, set(entry["speakers"]))

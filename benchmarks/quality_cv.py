@@ -100,6 +100,8 @@ def main() -> None:
         help="also write each fold's model (foldK.safetensors) with its outputs lowered to this cue margin",
     )
     args = ap.parse_args()
+    if args.cut_at_gain and not (args.train_gains and args.cut == "speech"):
+        ap.error("--cut-at-gain needs --train-gains and --cut speech")
 
     from edge_emo.data.gain import parse_gains
     from edge_emo.data.sources import feature_spec
@@ -202,13 +204,11 @@ def keep_model(ckpt, lower_by: float, path: Path) -> None:
     outputs lowered by `lower_by` as `FinetuneConfig.cue_margin` lowers the shipped model's."""
     import copy
 
-    import torch
-
     from edge_emo.train.checkpoint import save_checkpoint
+    from edge_emo.train.finetune import lower_outputs
 
     kept = copy.deepcopy(ckpt)
-    with torch.no_grad():
-        kept.model.head.bias -= lower_by
+    lower_outputs(kept.model, lower_by)
     kept.provenance = {**kept.provenance, "cue_margin_applied": lower_by}
     save_checkpoint(kept, path)
 

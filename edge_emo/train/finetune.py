@@ -356,6 +356,13 @@ def masked(frames: np.ndarray, n_features: int, span: int, rng: np.random.Genera
     return out
 
 
+def lower_outputs(model: EmotionGRU, margin: float) -> None:
+    """Every output lowered by `margin` (the cue margin): the head is linear, so its bias carries it."""
+    if margin:
+        with torch.no_grad():
+            model.head.bias -= margin
+
+
 def _finetuned(
     model,
     init: Checkpoint,
@@ -364,9 +371,7 @@ def _finetuned(
     stage: str,
     renditions: Sequence[ClipSet] = (),
 ) -> Checkpoint:
-    if config.cue_margin:
-        with torch.no_grad():
-            model.head.bias -= config.cue_margin
+    lower_outputs(model, config.cue_margin)
     return Checkpoint(
         model,
         init.spec,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.quality_cv import fold_of
@@ -74,6 +75,15 @@ def test_cross_validation_over_two_corpora_and_ordinary_speech(tmp_path):
 
     kept = load_checkpoint(out / "fold0.safetensors")
     assert kept.provenance["cue_margin_applied"] == pytest.approx(0.2)  # 0.3 asked, 0.1 trained
+    from edge_emo.data.corpus import load_corpus
+    from edge_emo.train.finetune import predict
+
+    clips = load_corpus(first, kept.spec, cut="speech")
+    held = set(folds[0]["corpora"]["first"]["speakers"])
+    held_clips = clips.subset([i for i, s in enumerate(clips.speakers) if s in held])
+    trained = np.load(out / "fold0-predictions.npz")["first/pred"]  # the fold's outputs, margin 0.1
+    got = predict(kept, held_clips.features, held_clips.speakers)
+    np.testing.assert_allclose(got, trained - 0.2, atol=1e-5)
     assert set(folds[0]["corpora"]["first"]["speakers"]).isdisjoint(folds[1]["corpora"]["first"]["speakers"])
     check_heldout(out, {"first": first, "second": second, "ordinary": ordinary}, folds)
 
@@ -91,6 +101,16 @@ def check_heldout(run: Path, dirs: dict[str, Path], folds: list[dict]) -> None:
             assert len(gain[name][who]["gain-20dB"]["per_fold"]) == 2
     live = live_rates(models, dirs, 1.5)
     assert (run / "fold0.bundle" / "manifest.json").is_file()
+    # a later run's model of the fold is exported again, never scored through the earlier bundle
+    from edge_emo.runtime.bundle import load_bundle
+
+    (run / "fold0.safetensors").write_bytes((run / "fold1.safetensors").read_bytes())
+    assert live_rates(fold_models(run), dirs, 1.5)["ordinary"]["final"]["n"] >= 4
+    export = load_bundle(run / "fold0.bundle").provenance["export"]
+    assert (
+        export["checkpoint_sha256"]
+        == load_bundle(run / "fold1.bundle").provenance["export"]["checkpoint_sha256"]
+    )
     # every held-out ordinary file is streamed once over the folds; an update shows at least the result
     assert live["ordinary"]["final"]["n"] >= 4
     for rates in live.values():
