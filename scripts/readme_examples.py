@@ -10,6 +10,9 @@ drift from what a fresh install prints. Each block sits between marker comments 
         [--ordinary ../shared/data/speech_unlabeled]                          # and the false cues
     python scripts/readme_examples.py --check          # exit 1 and show the difference if README differs
 
+The quality table (`quality-cv`) is made from the cross-validation summaries the build script writes
+(docs/quality-cv-default/summary.json and cold/summary.json), so it is always rewritten and checked.
+
 Every command runs as a user runs it (`python -m edge_emo ...` from this checkout), with an empty
 $XDG_DATA_HOME so that no personalized model of yours is used, the int8 graph (EDGE_EMO_GRAPH, not the
 graph this machine measures faster) and 80 terminal columns. `listen --fast` on the shipped sample is
@@ -76,8 +79,78 @@ def ordinary_table(ordinary: Path) -> str:
     return fenced(shown + "".join(f"{w}\n" for w in warnings) + run.stdout)
 
 
+CV_SUMMARY = ROOT / "docs" / "quality-cv-default"
+LABELED, WILD, ORDINARY = "emo_speech_dev", "emo_speech_wild", "speech_unlabeled"
+# issue 16's targets: (corpus, measure, row label, limit, higher is better); None: reported only
+TARGETS = (
+    (LABELED, "macro_f1", "RAVDESS actors | macro-F1", 0.55, True),
+    (LABELED, "uar", "RAVDESS actors | categorical UAR (7 classes, calm = neutral)", 0.60, True),
+    (LABELED, "false_cue_neutral", "RAVDESS actors | neutral and calm clips with a false cue", 0.20, False),
+    (
+        WILD,
+        "macro_f1",
+        "`emo_speech_wild` speakers and places | macro-F1 (happiness, anger, fear)",
+        0.40,
+        True,
+    ),
+    (
+        WILD,
+        "false_cue_neutral",
+        "`emo_speech_wild` speakers and places | calm clips with a false cue",
+        None,
+        False,
+    ),
+)
+
+
+def _interval(stat: dict, percent: bool) -> str:
+    fmt = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.3f}")
+    return f"{fmt(stat['mean'])} [{fmt(max(stat['ci95'][0], 0.0))}, {fmt(stat['ci95'][1])}]"
+
+
+def _verdict(mean: float, limit: float | None, higher: bool, percent: bool) -> str:
+    if limit is None:
+        return "reported"
+    shown = f"{100 * limit:.0f}%" if percent else f"{limit:.2f}"
+    met = mean >= limit if higher else mean <= limit
+    by = f"{100 * abs(mean - limit):.1f} points" if percent else f"{abs(mean - limit):.3f}"
+    return f"{shown}: **met**" if met else f"{shown}: missed by {by}"
+
+
+def quality_table() -> str:
+    """The cross-validation table of README's "Model quality", from the summaries the build script wrote."""
+    import json
+
+    warm = json.loads((CV_SUMMARY / "summary.json").read_text())
+    cold = json.loads((CV_SUMMARY / "cold" / "summary.json").read_text())
+    lines = [
+        f"{warm['folds']}-fold cross-validation, mean [95% interval over folds], outputs clipped to 0..3, "
+        "from docs/quality-cv-default/:",
+        "",
+        "| on unseen ... | measure | with the estimate | first words | all-zeros | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for corpus, measure, label, limit, higher in TARGETS:
+        percent = measure.startswith("false_cue")
+        stat, first = warm["corpora"][corpus]["model"][measure], cold["corpora"][corpus]["model"][measure]
+        zeros = warm["corpora"][corpus]["zeros"][measure]["mean"]
+        shown_zeros = f"{100 * zeros:.0f}%" if percent else f"{zeros:.3f}"
+        verdict = _verdict(stat["mean"], limit, higher, percent)
+        lines.append(
+            f"| {label} | {_interval(stat, percent)} | {_interval(first, percent)} | {shown_zeros} | {verdict} |"
+        )
+    for summary, column in ((warm, "estimate"), (cold, "first words")):
+        pooled = summary["ordinary"][ORDINARY]["pooled"]
+        summary[column] = f"{100 * pooled['rate']:.1f}% ({pooled['k']} of {pooled['n']})"
+    lines.append(
+        f"| LibriSpeech readers | utterances with a false cue | {warm['estimate']} | {cold['first words']} | 0% | "
+        f"{_verdict(warm['ordinary'][ORDINARY]['pooled']['rate'], 0.10, False, True)} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def blocks(data: Path | None, ordinary: Path | None = None) -> dict[str, str]:
-    out = {"listen-view": listen_view(), "listen-json": listen_json()}
+    out = {"listen-view": listen_view(), "listen-json": listen_json(), "quality-cv": quality_table()}
     if data is not None:
         out["evaluate"] = evaluate_table(data)
     if ordinary is not None:
