@@ -23,7 +23,7 @@ that much of them) and by the prior alone (`cold/summary.md`, a stranger's first
 Usage:
     python -m benchmarks.quality_cv LABELED_DIR... --neutral DIR --out RUN [--feature-set compare]
         [--hidden 64] [--epochs 20] [--crop-s 2.5] [--cut speech] [--init PRE] [--train-gains=-20,12,random]
-        [--speaker-adaptation [--cold-start 0.3]] [--folds 4] [--only 0,1]
+        [--speaker-adaptation [--cold-start 0.3]] [--folds 4] [--only 0,1] [--seed 100]
 """
 
 from __future__ import annotations
@@ -91,6 +91,12 @@ def main() -> None:
     ap.add_argument("--lr-decay", action="store_true")
     ap.add_argument("--readout-weight", type=float, default=0.0)
     ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="fold k trains with seed k + this (another draw of the same recipe)",
+    )
     ap.add_argument("--only", default=None, help="run only these folds (comma-separated, 0-based)")
     ap.add_argument(
         "--keep-models",
@@ -158,7 +164,7 @@ def main() -> None:
             ClipSet.concat([parts(v[g], folds[name], k)[0] for name, v in {**labeled, **neutral}.items()])
             for g in range(1 + len(gains))
         ]
-        cfg = FinetuneConfig(**{**vars(config), "seed": k})
+        cfg = FinetuneConfig(**{**vars(config), "seed": k + args.seed})
         if init is None:
             ckpt = train_baseline(versions[0], cfg, args.hidden, 2, versions[1:])
         else:
