@@ -1,5 +1,6 @@
 """The openSMILE engine behind both extractors: one LLD-only configuration per feature set, built from the
-config files shipped inside the `opensmile` package, with an external audio source and an external sink.
+config files shipped inside the `opensmile` package (only the components its frames need), with an external
+audio source and an external sink.
 
 The same configuration serves offline and streaming extraction; only the wave level differs (a growing
 buffer that takes a whole clip at once, or a fixed ring buffer fed chunk by chunk). The levels after it are
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
 import sys
 from types import ModuleType
 
@@ -86,8 +88,65 @@ def _feature_set(feature_set: FeatureSet | str) -> FeatureSet:
     return fs
 
 
-def _config_text(feature_set: FeatureSet, streaming: bool) -> str:
+_SECTION = re.compile(r"^\[(\w+):\w+\]\s*$")
+_INSTANCE = re.compile(r"^\s*instance\[(\w+)\]\.type\s*=")
+
+
+def _needed_components(texts: list[str], levels: list[str]) -> set[str]:
+    """The components whose output the given data-memory levels are computed from (read back from every
+    `*.dmLevel` input, e.g. `reader.dmLevel`, `F0reader.dmLevel`, to the wave level)."""
+    reads: dict[str, list[str]] = {}
+    writer_of: dict[str, str] = {}
+    for text in texts:
+        component = None
+        for line in text.splitlines():
+            section = _SECTION.match(line.strip())
+            if section:
+                component = section.group(1)
+            elif component and "=" in line:
+                key, value = (part.strip() for part in line.split("=", 1))
+                if key.endswith("dmLevel"):
+                    names = [name.strip() for name in value.split(";") if name.strip()]
+                    if key == "writer.dmLevel":
+                        writer_of.update((name, component) for name in names)
+                    else:
+                        reads.setdefault(component, []).extend(names)
+    needed: set[str] = set()
+    todo = list(levels)
+    while todo:
+        component = writer_of.get(todo.pop())
+        if component is not None and component not in needed:
+            needed.add(component)
+            todo.extend(reads.get(component, []))
+    return needed
+
+
+@functools.cache
+def _lld_components(feature_set: FeatureSet) -> str:
+    """The shipped LLD include files of `feature_set`, inlined, declaring only the components its frames need.
+
+    The shipped includes also declare the selectors and smoothers that feed the functionals of the full
+    configurations (eGeMAPS: 25 of its 54 components); nothing here reads them, but openSMILE runs every
+    declared component on every tick. Left out, the frames are the same (tests compare them with
+    `opensmile.Smile`) and listening live costs less. Their sections stay; a section without an instance is
+    never read."""
     includes, levels = _LLD[feature_set]
+    texts = []
+    for include in includes:
+        with open(os.path.join(_CONFIG_ROOT, include), encoding="utf-8") as f:
+            texts.append(f.read())
+    needed = _needed_components(texts, levels.split(";"))
+    kept = []
+    for text in texts:
+        for line in text.splitlines():
+            instance = _INSTANCE.match(line)
+            if instance is None or instance.group(1) in needed:
+                kept.append(line)
+    return "\n".join(kept)
+
+
+def _config_text(feature_set: FeatureSet, streaming: bool) -> str:
+    levels = _LLD[feature_set][1]
     if streaming:
         wave = "writer.levelconf.isRb = 1\nwriter.levelconf.growDyn = 0\n"
         wave += f"writer.levelconf.nT = {STREAM_WAVE_SAMPLES}"
@@ -107,7 +166,7 @@ def _config_text(feature_set: FeatureSet, streaming: bool) -> str:
         "nBits = 16",
         "channels = 1",
         "",
-        *(f"\\{{{os.path.join(_CONFIG_ROOT, inc)}}}" for inc in includes),
+        _lld_components(feature_set),
         "",
         "[lldconcat:cVectorConcat]",
         f"reader.dmLevel = {levels}",

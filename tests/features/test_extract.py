@@ -55,6 +55,40 @@ def test_offline_equals_opensmile_python_lld(feature_set, speech, offline_frames
     assert len(got) == 296  # 3 s at a 10 ms hop; openSMILE's last frames need 60 ms of audio
 
 
+def test_the_configuration_runs_only_the_components_the_frames_need(feature_set):
+    """openSMILE runs every declared component on every tick: the functionals' selectors and smoothers of
+    the shipped includes are left out (the frames above are still opensmile-python's, exactly), and every
+    component that stays feeds the frames."""
+    import re
+
+    from edge_emo.features import smile
+
+    text = smile._config_text(FeatureSet(feature_set), streaming=True)
+    declared = set(re.findall(r"^\s*instance\[(\w+)\]\.type", text, re.M))
+    shipped = set()
+    for include in smile._LLD[FeatureSet(feature_set)][0]:
+        with open(f"{smile._CONFIG_ROOT}/{include}") as f:
+            shipped |= set(re.findall(r"^\s*instance\[(\w+)\]\.type", f.read(), re.M))
+    left_out = {"egemaps": {"egemapsv02_smoSpectralZ", "gemapsv01b_smoE", "egemapsv02_energyRMS"}}
+    assert left_out.get(feature_set, set()) <= shipped - declared
+    assert len(shipped - declared) == {"egemaps": 25, "compare": 5}[feature_set]
+    # every kept component writes a level that another kept component (or the frame concatenation) reads
+    writes, reads, component = {}, set(), None
+    for line in text.splitlines():
+        section = re.match(r"^\[(\w+):\w+\]", line.strip())
+        if section:
+            component = section.group(1)
+        elif component in declared and "dmLevel" in line and "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            names = {name.strip() for name in value.split(";")}
+            if key == "writer.dmLevel":
+                writes[component] = names
+            else:
+                reads |= names
+    for component in declared - {"dataMemory", smile.SINK}:
+        assert writes[component] & (reads | {"lld"}), component
+
+
 def test_pitch_is_found_in_the_fixture(offline_frames):
     """The synthetic speech is voiced where it should be: a fixture without pitch would test little."""
     spec = spec_for("compare")
