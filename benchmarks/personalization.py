@@ -2,6 +2,7 @@
 
     EDGE_EMO_CACHE=/work/cache python -m benchmarks.personalization BUNDLE DATA_DIR... [--split val] \
         --raw raw.json --out summary.json
+    python -m benchmarks.personalization - - --summarize --raw raw0.json raw1.json ... --out pooled.json
 
 For every speaker of every DATA_DIR (pseudo-speakers whose name contains "unknown" pool many people and are
 left out; speakers with fewer than budget + --min-test clips are left out of that budget) and every draw:
@@ -270,6 +271,33 @@ def summarize(per_speaker: dict, groups: dict[str, list[str]], rng: np.random.Ge
     return out
 
 
+def pool_raw(paths: list[Path]) -> dict:
+    """Several runs' draws as one (e.g. each cross-validation fold's model on its own held-out speakers, so
+    every speaker is unseen by the model that measured it). A speaker in two runs is refused."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    if len(runs) == 1:
+        return runs[0]
+    pooled = {
+        **runs[0],
+        "bundle": [r["bundle"] for r in runs],
+        "bundle_version": [r["bundle_version"] for r in runs],
+    }
+    pooled["per_speaker"], pooled["speakers"], pooled["groups"] = {}, {}, {}
+    for path, run in zip(paths, runs):
+        for speaker, draws in run["per_speaker"].items():
+            if speaker in pooled["per_speaker"]:
+                raise SystemExit(f"{path}: speaker {speaker} is in another --raw file too")
+            pooled["per_speaker"][speaker] = draws
+            pooled["speakers"][speaker] = run["speakers"][speaker]
+        for group, members in run["groups"].items():
+            pooled["groups"].setdefault(group, []).extend(members)
+    if len(pooled["groups"]) > 1:  # every run's "all" group, rebuilt over the pooled corpora
+        pooled["groups"]["all"] = [
+            s for g, members in pooled["groups"].items() if g != "all" for s in members
+        ]
+    return pooled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", type=Path)
@@ -294,12 +322,19 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/personalization.json"))
     parser.add_argument(
-        "--raw", type=Path, help="Also write every draw's deltas here (JSON), or with --summarize read them."
+        "--raw",
+        type=Path,
+        nargs="+",
+        help="Also write every draw's deltas here (JSON), or with --summarize read them (several: pooled).",
     )
     parser.add_argument("--summarize", action="store_true", help="Only summarize --raw (no measuring).")
     args = parser.parse_args()
+    if args.raw and len(args.raw) > 1 and not args.summarize:
+        parser.error("--raw takes several files only with --summarize (they are pooled)")
     if args.summarize:
-        raw = json.loads(args.raw.read_text())
+        if not args.raw:
+            parser.error("--summarize needs --raw")
+        raw = pool_raw(args.raw)
         raw["budgets"] = summarize(raw.pop("per_speaker"), raw["groups"], np.random.default_rng(args.seed))
         args.out.write_text(json.dumps(raw, indent=1) + "\n")
         print_tables(raw)
@@ -361,7 +396,7 @@ def main() -> None:
         },
     }
     if args.raw:
-        args.raw.write_text(json.dumps({**results, "per_speaker": per_speaker}) + "\n")
+        args.raw[0].write_text(json.dumps({**results, "per_speaker": per_speaker}) + "\n")
     results["budgets"] = summarize(per_speaker, groups, rng)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print_tables(results)

@@ -57,3 +57,39 @@ def test_an_adapting_bundle_is_scored_with_the_speakers_estimate(adapting_bundle
         for method, cells in rows.items():
             for k in ("macro_f1", "mae"):  # the means; the intervals are new bootstrap draws
                 assert cells["corpus"][k]["delta"] == rebuilt[n][method]["corpus"][k]["delta"]
+
+
+def test_runs_on_other_speakers_are_pooled(bundles, tmp_path):
+    """Each cross-validation fold's model measured on its own held-out speakers, pooled into one summary (the
+    same means as one run over all of them); a speaker in two runs is refused."""
+    corpus = make_corpus(tmp_path / "corpus", n_speakers=2, per_speaker=12)
+    raw, whole = tmp_path / "raw.json", tmp_path / "whole.json"
+    common = ["--draws", "2", "--unlabeled-s", "4", "--norms", "global"]
+    run = run_benchmark(bundles["fp32"].path, corpus, *common, "--raw", raw, "--out", whole)
+    assert run.returncode == 0, run.stderr
+    one = json.loads(raw.read_text())
+    parts = []
+    for speaker in ("spk0", "spk1"):  # as if two folds' models had measured one speaker each
+        part = {
+            **one,
+            "per_speaker": {speaker: one["per_speaker"][speaker]},
+            "speakers": {speaker: one["speakers"][speaker]},
+            "groups": {"corpus": [speaker]},
+        }
+        parts.append(tmp_path / f"raw-{speaker}.json")
+        parts[-1].write_text(json.dumps(part))
+    pooled = tmp_path / "pooled.json"
+    run = run_benchmark("-", "-", "--summarize", "--raw", *parts, "--out", pooled)
+    assert run.returncode == 0, run.stderr
+    result, expected = json.loads(pooled.read_text()), json.loads(whole.read_text())
+    assert result["groups"] == {"corpus": ["spk0", "spk1"]}
+    for method in ("global/ridge_1", "global/ridge_heldout"):
+        cell, same = result["budgets"]["5"][method]["corpus"], expected["budgets"]["5"][method]["corpus"]
+        assert cell["speakers"] == 2 and cell["macro_f1"]["delta"] == same["macro_f1"]["delta"]
+    # a speaker measured twice is refused with one line
+    run = run_benchmark("-", "-", "--summarize", "--raw", parts[0], parts[0], "--out", pooled)
+    assert run.returncode != 0 and "spk0 is in another --raw file too" in run.stderr
+    assert "Traceback" not in run.stderr
+    # several --raw files only when summarizing
+    run = run_benchmark(bundles["fp32"].path, corpus, "--raw", *parts)
+    assert run.returncode != 0 and "only with --summarize" in run.stderr
