@@ -465,11 +465,11 @@ def _blocks(pcm: np.ndarray):
 
 def feature_rtf(pcm: np.ndarray) -> list[dict]:
     """Streaming openSMILE, fed 10 ms blocks as fast as it takes them: wall and CPU time per audio second."""
-    from edge_emo.features import FeatureSet, StreamingExtractor, spec_for
+    from edge_emo.features import StreamingExtractor, extractable_sets, spec_for
 
     rows = []
     audio_s = len(pcm) / SAMPLE_RATE
-    for feature_set in (FeatureSet.egemaps, FeatureSet.compare):
+    for feature_set in extractable_sets():
         spec = spec_for(feature_set)
         wall, cpu = time.perf_counter(), time.process_time()
         frames = 0

@@ -403,12 +403,12 @@ def frontend_costs(pcm: np.ndarray, rounds: int = 3) -> list[dict[str, Any]]:
     them: CPU seconds (this thread's writes + openSMILE's thread) per second of audio, x 100 (% of a core
     when live). Sets alternate round by round (A B A B) and the ratio to eGeMAPS is taken per round, so a
     machine whose speed drifts slows both alike."""
-    from edge_emo.features import FeatureSet, StreamingExtractor, spec_for
+    from edge_emo.features import FeatureSet, StreamingExtractor, extractable_sets, spec_for
     from edge_emo.runtime.recognizer import BATCH_S
 
     step = int(BATCH_S * RATE)
     audio_s = len(pcm) / RATE
-    sets = (FeatureSet.egemaps, FeatureSet.compare)
+    sets = extractable_sets()
     cost: dict[FeatureSet, list[float]] = {fs: [] for fs in sets}
     for _ in range(rounds):
         for fs in sets:

@@ -17,7 +17,7 @@ from .audio import (
 )
 from .extract import extract, extract_file
 from .normalization import NormStats
-from .smile import OpenSmileError, spec_for
+from .smile import OpenSmileError, extractable_sets, spec_for
 from .spec import FeatureMismatchError, FeatureSet, FeatureSpec
 from .streaming import StreamingExtractor
 
@@ -38,6 +38,7 @@ __all__ = [
     "check_rate",
     "extract",
     "extract_file",
+    "extractable_sets",
     "load_audio",
     "resample",
     "spec_for",

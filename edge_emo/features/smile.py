@@ -56,18 +56,39 @@ STREAM_WAVE_SAMPLES = 2 * SAMPLE_RATE
 
 _CONFIG_ROOT = os.path.join(_opensmile_root(), "core", "config")
 
+_EGEMAPS_INCLUDES = ("gemaps/v01b/GeMAPSv01b_core.lld.conf.inc", "egemaps/v02/eGeMAPSv02_core.lld.conf.inc")
+_EGEMAPS_LEVELS = "egemapsv02_lldsetE_smo;egemapsv02_lldsetF_smo"
+
 # Per feature set: the shipped LLD include files and the levels whose concatenation is the LLD frame
 # (the same as the `lld` level of the shipped eGeMAPSv02.conf and ComParE_2016.conf).
 _LLD = {
-    FeatureSet.egemaps: (
-        ("gemaps/v01b/GeMAPSv01b_core.lld.conf.inc", "egemaps/v02/eGeMAPSv02_core.lld.conf.inc"),
-        "egemapsv02_lldsetE_smo;egemapsv02_lldsetF_smo",
-    ),
+    FeatureSet.egemaps: (_EGEMAPS_INCLUDES, _EGEMAPS_LEVELS),
+    FeatureSet.egemaps_lite: (_EGEMAPS_INCLUDES, _EGEMAPS_LEVELS),
     FeatureSet.compare: (
         ("compare/ComParE_2016_core.lld.conf.inc",),
         "is13_lld_nzsmo;is13_lldA_smo;is13_lldB_smo",
     ),
 }
+
+
+# Settings that differ from the shipped includes: section -> key -> value. egemaps-lite's frequency-related
+# selection keeps F0, jitter and shimmer and reads neither formants nor harmonics, so the components that
+# compute those (spectrum resampling, LPC, formant tracking, harmonics and HNR: about half of eGeMAPS's CPU)
+# are left out with everything else no frame needs. Every value it keeps is eGeMAPS's, bit for bit (tested).
+_SETTINGS = {
+    FeatureSet.egemaps_lite: {
+        "egemapsv02_lldSetSelectorF": {
+            "reader.dmLevel": "gemapsv01b_logPitch;gemapsv01b_jitterShimmer",
+            "selected": "F0finalLog;jitterLocal;shimmerLocalDB",
+            "newNames": "F0semitoneFrom27.5Hz;jitterLocal;shimmerLocaldB",
+        }
+    }
+}
+
+
+def extractable_sets() -> tuple[FeatureSet, ...]:
+    """The feature sets this openSMILE front end extracts from audio."""
+    return tuple(_LLD)
 
 
 class OpenSmileError(RuntimeError):
@@ -121,6 +142,31 @@ def _needed_components(texts: list[str], levels: list[str]) -> set[str]:
     return needed
 
 
+def _with_settings(text: str, settings: dict[str, dict[str, str]]) -> str:
+    """`text` with the given keys of the given sections (those of them it has) set to other values."""
+    out, component = [], None
+    for line in text.splitlines():
+        section = _SECTION.match(line.strip())
+        if section:
+            component = section.group(1)
+        elif component in settings and "=" in line:
+            key = line.split("=", 1)[0].strip()
+            if key in settings[component]:
+                line = f"{key} = {settings[component][key]}"
+        out.append(line)
+    return "\n".join(out)
+
+
+def _check_settings(texts: list[str], settings: dict[str, dict[str, str]]) -> None:
+    """Every setting must have found its key: an openSMILE release that renamed one would otherwise emit
+    other frames under the same name."""
+    text = "\n".join(texts)
+    for component, keys in settings.items():
+        for key, value in keys.items():
+            if f"{key} = {value}" not in text:
+                raise OpenSmileError(f"openSMILE's configuration has no '{key}' in [{component}] to set")
+
+
 @functools.cache
 def _lld_components(feature_set: FeatureSet) -> str:
     """The shipped LLD include files of `feature_set`, inlined, declaring only the components its frames need.
@@ -134,7 +180,8 @@ def _lld_components(feature_set: FeatureSet) -> str:
     texts = []
     for include in includes:
         with open(os.path.join(_CONFIG_ROOT, include), encoding="utf-8") as f:
-            texts.append(f.read())
+            texts.append(_with_settings(f.read(), _SETTINGS.get(feature_set, {})))
+    _check_settings(texts, _SETTINGS.get(feature_set, {}))
     needed = _needed_components(texts, levels.split(";"))
     kept = []
     for text in texts:
@@ -229,7 +276,8 @@ def column_names(feature_set: FeatureSet | str) -> tuple[str, ...]:
 
 
 def spec_for(feature_set: FeatureSet | str) -> FeatureSpec:
-    """The `FeatureSpec` of an extractable set (egemaps: 25 values, compare: 65), 10 ms hop, 16 kHz."""
+    """The `FeatureSpec` of an extractable set (egemaps: 25 values, egemaps-lite: 13, compare: 65), 10 ms hop,
+    16 kHz."""
     fs = _feature_set(feature_set)
     return FeatureSpec(name=fs.value, columns=column_names(fs), hop_s=HOP_S, sample_rate=SAMPLE_RATE)
 

@@ -12,6 +12,9 @@ class FeatureSet(str, Enum):
     """Frame-level feature sets edge-emo can train on."""
 
     egemaps = "egemaps"  # openSMILE eGeMAPSv02 low-level descriptors, 25 per frame
+    # eGeMAPSv02 without formants and harmonics (13 per frame: loudness, spectral shape, MFCC 1-4, F0, jitter,
+    # shimmer; the same values as those columns of egemaps) at about half its CPU
+    egemaps_lite = "egemaps-lite"
     compare = "compare"  # openSMILE ComParE_2016 low-level descriptors, 65 per frame
     covarep = "covarep"  # CMU-MOSEI's precomputed COVAREP frames, 74 per frame (no extractor on device)
 

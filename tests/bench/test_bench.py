@@ -57,7 +57,7 @@ def _check_structure(result: dict, table: str, with_torch: bool) -> None:
     pairs = {r["pair"] for r in result["ratios"]}
     assert any(p.startswith(TORCH) for p in pairs) is with_torch
     assert all(r["speedup_median"] > 0 for r in result["ratios"])
-    assert {f["feature_set"] for f in result["features"]} == {"egemaps", "compare"}
+    assert {f["feature_set"] for f in result["features"]} == {"egemaps", "egemaps-lite", "compare"}
     assert all(f["frames"] > 0 and f["rtf_cpu"] > 0 for f in result["features"])
     assert all(e["updates"] > 0 and e["rtf_wall"] > 0 for e in result["end_to_end"])
     latency = result["audio_to_update_latency"]

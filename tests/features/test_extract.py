@@ -72,6 +72,12 @@ def test_the_configuration_runs_only_the_components_the_frames_need(feature_set)
     left_out = {"egemaps": {"egemapsv02_smoSpectralZ", "gemapsv01b_smoE", "egemapsv02_energyRMS"}}
     assert left_out.get(feature_set, set()) <= shipped - declared
     assert len(shipped - declared) == {"egemaps": 25, "compare": 5}[feature_set]
+    # egemaps-lite also leaves out the formant and harmonics components
+    if feature_set == "egemaps":
+        lite = smile._config_text(FeatureSet.egemaps_lite, streaming=True)
+        lite_declared = set(re.findall(r"^\s*instance\[(\w+)\]\.type", lite, re.M))
+        formants = {"gemapsv01b_resampLpc", "gemapsv01b_lpc", "gemapsv01b_formantLpc", "gemapsv01b_harmonics"}
+        assert lite_declared == declared - formants
     # every kept component writes a level that another kept component (or the frame concatenation) reads
     writes, reads, component = {}, set(), None
     for line in text.splitlines():
@@ -87,6 +93,40 @@ def test_the_configuration_runs_only_the_components_the_frames_need(feature_set)
                 reads |= names
     for component in declared - {"dataMemory", smile.SINK}:
         assert writes[component] & (reads | {"lld"}), component
+
+
+def test_egemaps_lite_is_egemaps_without_formants_and_harmonics(speech, offline_frames):
+    """Its 13 values are eGeMAPS's columns of the same names, bit for bit, offline and streaming."""
+    from edge_emo.features import StreamingExtractor
+
+    full, lite = spec_for("egemaps"), spec_for("egemaps-lite")
+    dropped = [c for c in full.columns if c not in lite.columns]
+    assert lite.dim == 13 and len(dropped) == 12
+    assert all(c.startswith(("F1", "F2", "F3", "HNR", "logRelF0")) for c in dropped)
+    keep = [full.columns.index(c) for c in lite.columns]
+    frames = extract(speech, 16000, lite)
+    assert np.array_equal(frames, offline_frames["egemaps"][:, keep])
+    with StreamingExtractor(lite) as stream:
+        pieces = []
+        for start in range(0, len(speech), 480):
+            stream.accept_waveform(speech[start : start + 480])
+            pieces.append(stream.frames())
+        pieces.append(stream.end_of_input())
+    assert np.array_equal(np.concatenate(pieces), frames)
+
+
+def test_a_setting_that_finds_no_key_is_an_error(monkeypatch):
+    """An openSMILE release whose configuration lost a key egemaps-lite sets must not emit other frames."""
+    from edge_emo.features import smile
+
+    settings = {FeatureSet.egemaps_lite: {"egemapsv02_lldSetSelectorF": {"noSuchKey": "1"}}}
+    monkeypatch.setattr(smile, "_SETTINGS", settings)
+    smile._lld_components.cache_clear()
+    try:
+        with pytest.raises(smile.OpenSmileError, match="no 'noSuchKey' in \\[egemapsv02_lldSetSelectorF\\]"):
+            smile._lld_components(FeatureSet.egemaps_lite)
+    finally:
+        smile._lld_components.cache_clear()
 
 
 def test_pitch_is_found_in_the_fixture(offline_frames):
