@@ -133,6 +133,17 @@ def test_random_bundle_of_another_size_runs(tmp_path):
     frames = np.random.default_rng(0).standard_normal((23, bundle.spec.dim)).astype(np.float32)
     assert bundle.predict_utterances([frames]).shape == (1, len(bundle.emotions))
 
+    # another front end: its spec, the shipped statistics of the columns it shares with the shipped set
+    from edge_emo.features import spec_for
+
+    lite = load_bundle(random_bundle(tmp_path / "lite.bundle", hidden=16, feature_set="egemaps-lite").path)
+    shipped = load_bundle(ROOT / "edge_emo" / "models" / "default.bundle")
+    assert lite.spec == spec_for("egemaps-lite") and lite.spec.dim == 13
+    loudness = shipped.spec.columns.index("Loudness_sma3")
+    assert lite.norm.mean[0] == shipped.norm.mean[loudness]
+    frames = np.random.default_rng(0).standard_normal((23, 13)).astype(np.float32)
+    assert lite.predict_utterances([frames]).shape == (1, len(lite.emotions))
+
 
 def test_a_loaded_machine_is_named_in_the_results():
     """The warning logic on the facts a bench records (a real run's load cannot be ordered in a test)."""
