@@ -890,8 +890,6 @@ def markdown(result: dict) -> str:
         f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end. "
         f"Command: `{result['command']}`.",
         "",
-        *(f"**Warning:** {w}." for w in result.get("warnings", [])),
-        *([""] if result.get("warnings") else []),
     ]
     if "latency" not in result:  # --live-only
         return "\n".join(lines + live_markdown(result["live"]))

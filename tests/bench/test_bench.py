@@ -184,3 +184,6 @@ def test_bench_live_only(tmp_path):
     assert result["command"].startswith("edge-emo bench --live-only") and "latency" not in result
     assert "Model step latency" not in done.stdout
     _check_live(result, done.stdout)
+    # a loaded machine's warnings open the table, each once
+    for warning in (f"**Warning:** {w}." for w in result["warnings"]):
+        assert done.stdout.count(warning) == 1 and done.stdout.index(warning) < done.stdout.index("Machine:")
