@@ -27,6 +27,9 @@ heads are fitted on the labeled clips heard with that estimate (`estimate/H`: `p
 stranger's first words) against the shipped head on the same; budget 0 has `estimate_vs_first_words`, what
 the built-in adaptation does without labels. `shipped_absolute` / `first_words_absolute`: the references.
 
+Every head aims at the labels lowered by the bundle's cue margin (manifest `cue_margin`), as `personalize`
+fits it; `--targets labels` measures heads aimed at the labels themselves (how `personalize` fitted before).
+
 Fixed strengths are not chosen on the test speaker: `*_heldout` rows pick, for each speaker, the strength
 whose mean macro-F1 change is best over all OTHER speakers (of every DATA_DIR) at that budget.
 
@@ -83,14 +86,15 @@ def metrics(y: np.ndarray, pred: np.ndarray, emotions) -> dict[str, float]:
     return {"macro_f1": s["macro_f1"], "mae": s["mae"], "false_cues": np.nan if cues is None else cues}
 
 
-def heads(x_lab, y_lab, x_test, w0, b0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every labeled candidate: name -> (test predictions, leave-one-out predictions on the labeled clips)."""
+def heads(x_lab, y_lab, x_test, w0, b0, margin: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every labeled candidate: name -> (test predictions, leave-one-out predictions on the labeled clips).
+    Every head aims at the labels lowered by `margin` (the bundle's cue margin, as `personalize` fits)."""
     out = {}
-    old = fit_head(x_lab, y_lab, w0, b0)
+    old = fit_head(x_lab, y_lab - margin, w0, b0)
     out["ridge_loo"] = (predict(x_test, old.weight, old.bias), None)
     for kind, strengths in ((HeadFit.ridge, RIDGE), (HeadFit.bias, BIAS), (HeadFit.calib, CALIB)):
         for strength in strengths:
-            weight, bias, held = fit(Method(head=kind, strength=strength), x_lab, y_lab, w0, b0)
+            weight, bias, held = fit(Method(head=kind, strength=strength), x_lab, y_lab, w0, b0, margin)
             out[f"{kind.value}_{strength:g}"] = (predict(x_test, weight, bias), held)
     return out
 
@@ -117,7 +121,7 @@ def device_estimate(bundle: Bundle, frames: list[np.ndarray]) -> NormStats:
     return running.stats()
 
 
-def score_heads(out, n, variant, y, labeled, test, x_fit, x_test, current, emotions, w0, b0) -> None:
+def score_heads(out, n, variant, y, labeled, test, x_fit, x_test, current, emotions, w0, b0, margin) -> None:
     """Every head fitted on the labeled rows of `x_fit`, scored on the test rows of `x_test` against the
     current bundle as the device has it: `current` = (its predictions on all clips as the guard sees the
     labeled ones, its predictions on the test clips). Appends the deltas to out[n]."""
@@ -125,10 +129,10 @@ def score_heads(out, n, variant, y, labeled, test, x_fit, x_test, current, emoti
     base = metrics(y[test], on_test, emotions)
     preds = {"shipped": predict(x_test[test], w0, b0)}
     if n:
-        for name, (pred, held) in heads(x_fit[labeled], y[labeled], x_test[test], w0, b0).items():
+        for name, (pred, held) in heads(x_fit[labeled], y[labeled], x_test[test], w0, b0, margin).items():
             preds[name] = pred
             if held is not None:
-                ok = accept(y[labeled], on_labeled[labeled], held, emotions)
+                ok = accept(y[labeled], on_labeled[labeled], held, emotions, margin)
                 preds[name + "+guard"] = pred if ok else on_test
     for name, pred in preds.items():
         m = metrics(y[test], pred, emotions)
@@ -151,6 +155,7 @@ def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
     used_s = []
     budgets = [n for n in BUDGETS if n + args.min_test <= len(feats)]
     x_global = embed(bundle, bundle.norm, feats, session)
+    margin = bundle.cue_margin if args.targets == "margin" else 0.0
     for _ in range(args.draws):
         perm = rng.permutation(len(feats))
         enough = int(np.searchsorted(np.cumsum(seconds[perm]), args.unlabeled_s)) + 1
@@ -158,7 +163,7 @@ def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
         unlabeled, test = perm[:pool], perm[pool:]
         used_s.append(float(seconds[unlabeled].sum()))
         if args.estimate:
-            run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_global, w0, b0)
+            run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_global, w0, b0, margin)
             continue
         xs = {
             name: x_global
@@ -170,11 +175,13 @@ def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
         for n in budgets:
             add_absolute(out, n, "shipped_absolute", metrics(y[test], current[1], bundle.emotions))
             for norm_name, x in xs.items():
-                score_heads(out, n, norm_name, y, perm[:n], test, x, x, current, bundle.emotions, w0, b0)
+                score_heads(
+                    out, n, norm_name, y, perm[:n], test, x, x, current, bundle.emotions, w0, b0, margin
+                )
     return {"deltas": out, "unlabeled_s": float(np.mean(used_s)), "test_clips": len(feats) - pool}
 
 
-def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w0, b0) -> None:
+def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w0, b0, margin) -> None:
     """One draw for a speaker-adapting bundle. The device's estimate comes from the pool (the speaker's
     first --unlabeled-s of speech, labeled clips included; never a test clip, never a label); every head is
     scored on the test clips embedded with it, against the shipped head with the same estimate:
@@ -196,16 +203,32 @@ def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w
             m_now, m_first = metrics(y[test], now[test], emotions), metrics(y[test], first[test], emotions)
             add_absolute(out, n, "estimate_vs_first_words", {k: m_now[k] - m_first[k] for k in METRICS})
         labeled = perm[:n]
-        score_heads(out, n, "estimate", y, labeled, test, x_est, x_est, (now, now[test]), emotions, w0, b0)
+        score_heads(
+            out, n, "estimate", y, labeled, test, x_est, x_est, (now, now[test]), emotions, w0, b0, margin
+        )
         if not n:
             continue
         x_lab = np.array(x_est)
         own = device_estimate(bundle, [feats[i] for i in labeled])
         x_lab[labeled] = embed(bundle, own, [feats[i] for i in labeled], session)
         current = (predict(x_lab, w0, b0), now[test])
-        score_heads(out, n, "labeled_estimate", y, labeled, test, x_lab, x_est, current, emotions, w0, b0)
         score_heads(
-            out, n, "first_words", y, labeled, test, x_est, x_prior, (now, first[test]), emotions, w0, b0
+            out, n, "labeled_estimate", y, labeled, test, x_lab, x_est, current, emotions, w0, b0, margin
+        )
+        score_heads(
+            out,
+            n,
+            "first_words",
+            y,
+            labeled,
+            test,
+            x_est,
+            x_prior,
+            (now, first[test]),
+            emotions,
+            w0,
+            b0,
+            margin,
         )
 
 
@@ -320,6 +343,13 @@ def main() -> None:
     parser.add_argument(
         "--cut", default="speech", choices=[c.value for c in SpeechCut], help="What of each clip is scored."
     )
+    parser.add_argument(
+        "--targets",
+        choices=("margin", "labels"),
+        default="margin",
+        help="What the heads aim at: the labels lowered by the bundle's cue margin (as `personalize` fits), "
+        "or the labels themselves (how it fitted before 2026-12-02).",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/personalization.json"))
     parser.add_argument(
         "--raw",
@@ -387,6 +417,10 @@ def main() -> None:
         "draws": args.draws,
         "speaker_estimate": args.estimate,
         "cut": args.cut,
+        "targets": {
+            "aim": args.targets,
+            "cue_margin": bundle.cue_margin if args.targets == "margin" else 0.0,
+        },
         "norms": ["estimate", "labeled_estimate", "first_words"] if args.estimate else args.norms.split(","),
         "unlabeled_s": args.unlabeled_s,
         "min_test": args.min_test,

@@ -34,7 +34,7 @@ from edge_emo.runtime.bundle import (
 )
 from edge_emo.runtime.session import ort_session
 from edge_emo.signing import signer
-from edge_emo.train.checkpoint import Checkpoint, load_checkpoint, provenance
+from edge_emo.train.checkpoint import Checkpoint, applied_cue_margin, load_checkpoint, provenance
 
 FP32_TOLERANCE = 1e-4  # max abs difference to torch of the fp32 graph, per frame and emotion
 CHECK_FRAMES = 300  # 3 s of frames for the export-time check against torch
@@ -174,6 +174,8 @@ def export_bundle(
     }
     if ckpt.adaptation is not None:
         manifest["speaker_adaptation"] = ckpt.adaptation.to_dict()
+    if applied_cue_margin(ckpt.provenance):
+        manifest["cue_margin"] = applied_cue_margin(ckpt.provenance)
     return write_bundle(out_dir, graph, manifest, sign=sign, more_graphs=more_graphs)
 
 

@@ -33,8 +33,19 @@ class Method:
 DEFAULT = Method()
 
 
-def fit(method: Method, x: np.ndarray, y: np.ndarray, weight0: np.ndarray, bias0: np.ndarray):
-    """The new head (weight (H, E), bias (E,)) and its exact leave-one-out predictions (n, E) on (x, y)."""
+def fit(
+    method: Method,
+    x: np.ndarray,
+    y: np.ndarray,
+    weight0: np.ndarray,
+    bias0: np.ndarray,
+    cue_margin: float = 0.0,
+):
+    """The new head (weight (H, E), bias (E,)) and its exact leave-one-out predictions (n, E) on (x, y).
+    The head aims at the labels lowered by the current head's `cue_margin`, as the shipped head was lowered
+    after training: fitted to the labels themselves it would lift every output by the margin and cue on the
+    partner's calm speech (measured: docs/PERSONALIZATION.md)."""
+    y = np.asarray(y, np.float64) - cue_margin
     if method.head is HeadFit.shipped:
         return weight0, bias0, predict(x, weight0, bias0)
     if method.head is HeadFit.ridge:

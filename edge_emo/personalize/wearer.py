@@ -228,16 +228,16 @@ def personalize(
     seen = device_view(adapted, clips.features, frames)
     x = adapted.embed_utterances(seen)
     fitted = method if unlabeled is not None else replace(method, norm=SpeakerNorm.global_)
-    weight, bias, held_out = fit(fitted, x, clips.labels, weight0, bias0)
-    if not accept(clips.labels, now, held_out, bundle.emotions) and unlabeled is not None:
+    weight, bias, held_out = fit(fitted, x, clips.labels, weight0, bias0, bundle.cue_margin)
+    if not accept(clips.labels, now, held_out, bundle.emotions, bundle.cue_margin) and unlabeled is not None:
         # the labels did not help: does the unlabeled normalisation alone (not fitted on them)?
         fitted = replace(method, head=HeadFit.shipped)
-        weight, bias, held_out = fit(fitted, x, clips.labels, weight0, bias0)
+        weight, bias, held_out = fit(fitted, x, clips.labels, weight0, bias0, bundle.cue_margin)
     before = report(clips.labels, now, bundle.emotions)
     after = report(clips.labels, held_out, bundle.emotions)
     before["false_cues_on_neutral"] = false_cues(clips.labels, now)
     after["false_cues_on_neutral"] = false_cues(clips.labels, held_out)
-    if not accept(clips.labels, now, held_out, bundle.emotions):
+    if not accept(clips.labels, now, held_out, bundle.emotions, bundle.cue_margin):
         return PersonalizeResult(current, fitted, before, after, len(clips.paths), seconds, kept=True)
     provenance = {
         **_provenance(fitted, len(clips.paths), seconds),

@@ -9,6 +9,8 @@ A bundle is a directory `NAME.bundle/` holding
 - `manifest.json`: format version, model version, feature spec, normalisation statistics, emotion order,
   precision, state shape, chunk size, training provenance and the sha256 of model.onnx. Optionally `speaker_adaptation`:
   the model expects frames standardised by the speaker's own statistics, estimated while listening.
+  Optionally `cue_margin`: every output was lowered by it after training (fewer false cues); a head fitted
+  on the device keeps it (edge_emo/personalize/method.py).
 - optionally more graphs of the same weights, listed in the manifest's `graphs` (name, file, precision,
   sha256, bytes; the first is model.onnx): an int8 export also carries `model-fp32-gru.onnx`, the fp32 model
   with onnxruntime's fused GRU op, which is faster than the int8 Scan graph on some CPUs. A loaded bundle
@@ -40,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_emo.emotions import MAX_INTENSITY
 from edge_emo.features import FeatureSpec, NormStats
 from edge_emo.features.normalization import SpeakerAdaptation, speaker_adapted
 from edge_emo.files import (
@@ -128,6 +131,9 @@ class Bundle:
     # Present when the model expects frames standardised by the speaker's own statistics, which the device
     # estimates as it listens, starting from `norm` (features/normalization.py).
     adaptation: SpeakerAdaptation | None = None
+    # What every output was lowered by after training (the head's bias carries it): a personalized head is
+    # fitted to the labels lowered by it too, or it would undo the margin and cue more.
+    cue_margin: float = 0.0
     graphs: tuple[GraphEntry, ...] = ()  # model.onnx first
     graph: str = ""  # the name of the graph this Bundle runs; "": model.onnx
 
@@ -353,10 +359,13 @@ def load_bundle(path: str | Path) -> Bundle:
             if "speaker_adaptation" in manifest
             else None
         )
+        cue_margin = float(manifest.get("cue_margin", 0.0))
     except BundleError:
         raise
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise BundleError(f"{manifest_path}: invalid manifest ({e})") from e
+    if not 0.0 <= cue_margin < MAX_INTENSITY:
+        raise BundleError(f"{manifest_path}: cue_margin {cue_margin:g} is outside [0, {MAX_INTENSITY:g})")
     if not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:
         raise BundleError(f"{manifest_path}: chunk_frames {chunk_frames} is outside 1..{MAX_CHUNK_FRAMES}")
     if (
@@ -385,6 +394,7 @@ def load_bundle(path: str | Path) -> Bundle:
         version=str(manifest["version"]),
         provenance=_field(manifest, "provenance", dict, manifest_path),
         adaptation=adaptation,
+        cue_margin=cue_margin,
     )
     _check_graph(data, bundle, graph_path, precision)
     graphs = _graph_entries(manifest, precision, len(data), path)

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -171,3 +172,11 @@ def load_training_state(
     as_saved["state"] = state
     optimizer.load_state_dict(as_saved)
     return json.loads(metadata["progress"])
+
+
+def applied_cue_margin(provenance: dict[str, Any]) -> float:
+    """What a checkpoint's outputs were lowered by: the margin it was trained with plus any applied later
+    (a cross-validation fold kept at another margin, benchmarks/quality_cv.py). Export writes it into the
+    bundle, so that a head fitted on the device keeps it."""
+    finetune = provenance.get("finetune") or {}
+    return float(finetune.get("cue_margin") or 0.0) + float(provenance.get("cue_margin_applied") or 0.0)

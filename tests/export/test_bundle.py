@@ -232,3 +232,22 @@ def test_export_command(checkpoint_path, tmp_path):
     bad = edge_emo("export", tmp_path / "missing.safetensors", "--out", out, "--precision", "fp32")
     assert bad.returncode == 2
     assert "error:" in bad.stderr and "missing.safetensors" in bad.stderr
+
+
+def test_the_cue_margin_travels_in_the_bundle(bundles, checkpoint_path, tmp_path):
+    """A checkpoint trained with a cue margin (and a fold kept at a further one) exports the total, which
+    the runtime reads; a bundle without it has none; a margin outside the 0..3 scale is refused."""
+    from edge_emo.train.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(checkpoint_path)
+    ckpt.provenance = {**ckpt.provenance, "finetune": {**ckpt.provenance["finetune"], "cue_margin": 0.25}}
+    ckpt.provenance["cue_margin_applied"] = 0.125
+    save_checkpoint(ckpt, tmp_path / "margin.safetensors")
+    bundle = export_bundle(tmp_path / "margin.safetensors", tmp_path / "margin.bundle", precision="fp32")
+    assert bundle.cue_margin == 0.375 and bundle.manifest["cue_margin"] == 0.375
+    assert bundles["fp32"].cue_margin == 0.0 and "cue_margin" not in bundles["fp32"].manifest
+    for bad in (3.0, -0.1, "high"):
+        path = copy_bundle(bundle, tmp_path / f"bad{bad}")
+        rewrite_manifest(path, lambda m, bad=bad: m.update(cue_margin=bad))
+        with pytest.raises(BundleError, match="cue_margin"):
+            load_bundle(path)
