@@ -61,7 +61,7 @@ def gain_changes(folds: list[tuple[int, Path, dict]], dirs: dict[str, Path]) -> 
 
 def live_rates(folds: list[tuple[int, Path, dict]], dirs: dict[str, Path], cue_after: float) -> dict:
     """corpus -> pooled final / any-update false-cue rates of the held-out neutral speech."""
-    from edge_emo.export import export_bundle  # the package API (importing the submodule shadows it)
+    from edge_emo.export import export_bundle
     from edge_emo.runtime.bundle import load_bundle
 
     counts: dict[str, dict[str, list[int]]] = {}

@@ -6,7 +6,7 @@ the time of a step does not depend on the weights' values. Needs the `train` ext
     PYTHONPATH=. python benchmarks/random_bundle.py --hidden 128 --feature-set egemaps-lite --out build/lite.bundle
 
 The feature spec, normalisation and emotions are the shipped model's (or, with --feature-set, another front
-end's spec), so the runtime treats it like the real thing; the export is the one export path (edge_emo/export/export_bundle.py), int8 by default.
+end's spec), so the runtime treats it like the real thing; the export is the one export path (edge_emo/export/bundle_export.py), int8 by default.
 """
 
 from __future__ import annotations

@@ -251,3 +251,12 @@ def test_the_cue_margin_travels_in_the_bundle(bundles, checkpoint_path, tmp_path
         rewrite_manifest(path, lambda m, bad=bad: m.update(cue_margin=bad))
         with pytest.raises(BundleError, match="cue_margin"):
             load_bundle(path)
+
+
+def test_the_export_function_is_not_shadowed_by_its_submodule():
+    """Importing a submodule sets the package attribute of its name: the module that defines export_bundle
+    is named otherwise, so the package's export_bundle stays the function whatever was imported first."""
+    import edge_emo.export
+    import edge_emo.export.bundle_export
+
+    assert callable(edge_emo.export.export_bundle) and callable(edge_emo.export.quantize_int8)
