@@ -93,3 +93,30 @@ def test_runs_on_other_speakers_are_pooled(bundles, tmp_path):
     # several --raw files only when summarizing
     run = run_benchmark(bundles["fp32"].path, corpus, "--raw", *parts)
     assert run.returncode != 0 and "only with --summarize" in run.stderr
+
+
+def test_heads_aim_at_the_labels_lowered_by_the_bundles_cue_margin(bundles, tmp_path):
+    from edge_emo.runtime.bundle import write_bundle
+
+    plain = bundles["fp32"]
+    manifest = {k: v for k, v in plain.manifest.items() if k != "manifest_sha256"}
+    margin = write_bundle(
+        tmp_path / "margin.bundle", plain.graph_path.read_bytes(), {**manifest, "cue_margin": 0.4}
+    )
+    corpus = make_corpus(tmp_path / "corpus", n_speakers=2, per_speaker=12)
+    results = {}
+    for aim in ("margin", "labels"):
+        out = tmp_path / f"{aim}.json"
+        run = run_benchmark(
+            margin.path, corpus, "--draws", "2", "--norms", "global", "--targets", aim, "--out", out
+        )
+        assert run.returncode == 0, run.stderr
+        results[aim] = json.loads(out.read_text())
+    assert results["margin"]["targets"] == {"aim": "margin", "cue_margin": 0.4}
+    assert results["labels"]["targets"] == {"aim": "labels", "cue_margin": 0.0}
+    mae = {aim: r["budgets"]["5"]["global/ridge_1"]["corpus"]["mae"]["delta"] for aim, r in results.items()}
+    assert mae["margin"] != mae["labels"]  # other heads: the labels lowered by 0.4 are another target
+    shipped = {
+        aim: r["budgets"]["5"]["global/shipped"]["corpus"]["mae"]["delta"] for aim, r in results.items()
+    }
+    assert shipped == {"margin": 0.0, "labels": 0.0}  # the same draws, the same reference
