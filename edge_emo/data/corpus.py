@@ -27,7 +27,7 @@ from edge_emo.data.gain import Gain, apply_gain, gained_extract
 from edge_emo.data.labels import ClipRecord, CorpusError, read_labels, read_manifest
 from edge_emo.data.splits import Split
 from edge_emo.features import FeatureSpec, extract, load_audio
-from edge_emo.features.speech import DEFAULT_VAD, LoudnessGate, Vad, frame_squares, speech_segments
+from edge_emo.features.speech import DEFAULT_VAD, Vad, utterance_spans
 from edge_emo.progress import progress
 
 # Peak amplitude (full scale 1.0) below which a clip is treated as silence, not speech.
@@ -156,8 +156,7 @@ def _segments(
     (heard through `gain`, if given)."""
     if gain is not None:
         signal = apply_gain(signal, gain.for_clip(source))[0]
-    loud = LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s))
-    return np.asarray(speech_segments(loud, vad, hop_s), np.float32).reshape(-1, 2)
+    return np.asarray(utterance_spans(signal, rate, vad, hop_s), np.float32).reshape(-1, 2)
 
 
 def speech_segments_of(

@@ -198,7 +198,14 @@ def speech_segments(
     return [(s, min(s + step, end)) for begin, end in spans for s in range(begin, end, step)]
 
 
+def utterance_spans(
+    signal: np.ndarray, rate: int, vad: Vad = DEFAULT_VAD, hop_s: float = 0.01
+) -> list[tuple[int, int]]:
+    """The utterances [start, end) of feature-frame indices the device's detector cuts from a clip."""
+    return speech_segments(LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s)), vad, hop_s)
+
+
 def speech_seconds(signal: np.ndarray, rate: int, vad: Vad = DEFAULT_VAD, hop_s: float = 0.01) -> float:
     """Longest utterance the detector finds in a clip, in seconds (0.0: no speech)."""
-    spans = speech_segments(LoudnessGate(vad, hop_s).loud(frame_squares(signal, rate, hop_s)), vad, hop_s)
+    spans = utterance_spans(signal, rate, vad, hop_s)
     return max((end - start for start, end in spans), default=0) * hop_s

@@ -27,7 +27,7 @@ from edge_emo.data.labels import read_labels
 from edge_emo.emotions import EMOTIONS, MAX_INTENSITY
 from edge_emo.features import audio_seconds, extract, load_audio
 from edge_emo.features.normalization import speaker_adapted
-from edge_emo.features.speech import Vad, speech_seconds
+from edge_emo.features.speech import Vad, utterance_spans
 from edge_emo.files import fsync_dir
 from edge_emo.metrics import false_cues, report
 from edge_emo.personalize.adapt import PersonalizeError, SpeakerNorm, load_unlabeled, speaker_norm, with_norm
@@ -108,14 +108,19 @@ def load_wearer_clips(labels_csv: str | os.PathLike, bundle: Bundle) -> WearerCl
     if unknown:
         raise PersonalizeError(f"{bundle.path} predicts {unknown}, which labels.csv does not have")
     order = [EMOTIONS.index(e) for e in bundle.emotions]
-    vad = Vad()
+    vad, hop_s = Vad(), bundle.spec.hop_s
     features = []
     for record in records:
         check_clip_length(audio_seconds(record.path), str(record.path))  # before decoding a 2-hour file
         signal, rate = load_audio(record.path)
-        if speech_seconds(signal, rate, vad, bundle.spec.hop_s) < vad.min_speech_s:
+        spans = utterance_spans(signal, rate, vad, hop_s)
+        if max((end - start for start, end in spans), default=0) * hop_s < vad.min_speech_s:
             raise PersonalizeError(f"{record.path}: no speech (voice-activity detector: {vad.describe})")
-        features.append(extract(signal, rate, bundle.spec, source=str(record.path)))
+        # From the first to the last frame the detector calls speech, as the model was trained (--cut
+        # speech) and as the device hears an utterance: a recording's silence before and after is not the
+        # partner's voice.
+        frames = extract(signal, rate, bundle.spec, source=str(record.path))
+        features.append(frames[spans[0][0] : spans[-1][1]])
     labels = np.array([[r.intensities[i] for i in order] for r in records], dtype=np.float32)
     return WearerClips([r.path for r in records], features, labels)
 

@@ -13,14 +13,36 @@ import subprocess
 import numpy as np
 import pytest
 
-from edge_emo.features import extract_file
+from edge_emo.features import extract_file, load_audio
+from edge_emo.features.speech import utterance_spans
 from edge_emo.personalize.method import DEFAULT, fit
 from edge_emo.personalize.ridge import predict
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import load_bundle
 from edge_emo.runtime.shipped import DEFAULT_MODEL
 from tests.cli import CLI, ROOT, cli_env, edge_emo, edge_emo_without_torch
+from tests.fixtures import write_wav
 from tests.personalize.conftest import write_happy_wearer, write_wearer
+
+
+def speech_of(path, spec) -> np.ndarray:
+    """A labeled clip's frames from the first to the last the device's voice detector calls speech."""
+    spans = utterance_spans(*load_audio(path), hop_s=spec.hop_s)
+    return extract_file(path, spec)[spans[0][0] : spans[-1][1]]
+
+
+def test_labeled_clips_are_fitted_on_their_speech_not_the_silence_around_it(bundles, tmp_path):
+    from edge_emo.personalize.wearer import load_wearer_clips
+
+    labels = write_wearer(tmp_path / "padded", n=5)
+    for path in sorted((tmp_path / "padded" / "clips").glob("*.wav")):  # a second of silence either side
+        signal, rate = load_audio(path)
+        write_wav(path, np.concatenate([np.zeros(rate), signal, np.zeros(rate)]), rate)
+    clips = load_wearer_clips(labels, bundles["fp32"])
+    for path, frames in zip(clips.paths, clips.features):
+        whole = extract_file(path, bundles["fp32"].spec)
+        assert len(whole) - len(frames) >= 180  # the two seconds of silence are not in it
+        np.testing.assert_array_equal(frames, speech_of(path, bundles["fp32"].spec))
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
@@ -45,7 +67,7 @@ def test_the_new_head_is_the_fit_on_the_bundles_embeddings(bundles, wearer_label
     from edge_emo.data.labels import read_labels
 
     records = read_labels(wearer_labels)
-    features = [extract_file(r.path, shipped.spec) for r in records]
+    features = [speech_of(r.path, shipped.spec) for r in records]
     y = np.array([r.intensities for r in records])
     x = shipped.embed_utterances(features)
     # Without --unlabeled: the bundle's own normalisation, the default head fit (the guard accepted it: the
