@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from edge_emo.emotions import EMOTIONS
+from edge_emo.features import extract_file, load_audio
+from edge_emo.features.speech import utterance_spans
 from tests.fixtures import synth_speech, write_wav
 
 N_CLIPS = 24
@@ -18,6 +20,13 @@ def wearer_intensities(i: int) -> np.ndarray:
     values = np.zeros(len(EMOTIONS))
     values[i % 3] = 1 + i % 3  # happiness, sadness or anger at 1..3
     return values
+
+
+def speech_of(path: Path, spec) -> np.ndarray:
+    """A labeled clip's frames as `personalize` fits on them: from the first to the last frame the device's
+    voice detector calls speech."""
+    spans = utterance_spans(*load_audio(path), hop_s=spec.hop_s)
+    return extract_file(path, spec)[spans[0][0] : spans[-1][1]]
 
 
 def write_wearer(folder: Path, n: int = N_CLIPS, seconds: float = 1.0) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from edge_emo.data.labels import read_labels
 from edge_emo.data.log_corpus import load_feature_log
-from edge_emo.features import extract, extract_file, spec_for
+from edge_emo.features import extract, spec_for
 from edge_emo.features.normalization import NormStats, RunningNorm
 from edge_emo.personalize.adapt import speaker_norm
 from edge_emo.personalize.guard import accept
@@ -23,7 +23,7 @@ from edge_emo.runtime.bundle import load_bundle
 from edge_emo.runtime.log_writer import FeatureLogger
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech
-from tests.personalize.conftest import write_happy_wearer, write_wearer
+from tests.personalize.conftest import speech_of, write_happy_wearer, write_wearer
 
 
 def write_log(folder, seconds: float, spec_name: str = "egemaps", gain: float = 0.5):
@@ -92,23 +92,36 @@ def test_bad_unlabeled_input_is_one_line_and_writes_nothing(bundles, tmp_path, p
 
 
 def test_the_guard_keeps_the_current_bundle_when_held_out_clips_get_worse(bundles, tmp_path):
-    """Labels the current bundle already predicts (its own outputs): a refit can only add error on held-out
-    clips. The check says so, nothing is written and the output says the current bundle was kept."""
-    shipped = bundles["int8"]
+    """Labels the current bundle already predicts (its own outputs, plus its cue margin, which keeps them
+    in 0..3): a refit can only add error on held-out clips. The check says so, nothing is written and the
+    output says the current bundle was kept."""
     labels = write_wearer(tmp_path / "me", n=8)
     records = read_labels(labels)
-    features = [extract_file(r.path, shipped.spec) for r in records]
-    own = np.clip(shipped.predict_utterances(features), 0, 3)
+    features = [speech_of(r.path, bundles["int8"].spec) for r in records]
+    outputs = bundles["int8"].predict_utterances(features)
+    shipped = with_cue_margin(bundles["int8"], max(0.0, -float(outputs.min())) + 0.01, tmp_path / "m.bundle")
+    own = outputs + shipped.cue_margin
+    assert own.min() >= 0 and own.max() <= 3
     rows = labels.read_text().splitlines()
     for i, values in enumerate(own, 1):
         rows[i] = ",".join(rows[i].split(",")[:4] + [f"{v:.6f}" for v in values])
     labels.write_text("\n".join(rows) + "\n")
-    *_, held = fit(Method(), shipped.embed_utterances(features), own, *read_head(shipped))
-    assert not accept(own, shipped.predict_utterances(features), held, shipped.emotions)
+    *_, held = fit(Method(), shipped.embed_utterances(features), own, *read_head(shipped), shipped.cue_margin)
+    assert not accept(own, outputs, held, shipped.emotions, shipped.cue_margin)
     out = tmp_path / "personal.bundle"
     run = edge_emo("personalize", "--model", str(shipped.path), "--labels", str(labels), "--out", str(out))
     assert run.returncode == 0, run.stderr
     assert "kept the current bundle" in run.stdout and "nothing written" in run.stdout and not out.exists()
+
+
+def with_cue_margin(bundle, margin: float, out):
+    """A copy of `bundle` whose manifest says its outputs were lowered by `margin` after training."""
+    from edge_emo.runtime.bundle import GRU_GRAPH, write_bundle
+
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "manifest_sha256"}
+    more = {GRU_GRAPH: (bundle.path / GRU_GRAPH).read_bytes()} if (bundle.path / GRU_GRAPH).exists() else {}
+    graph = (bundle.path / "model.onnx").read_bytes()
+    return write_bundle(out, graph, {**manifest, "cue_margin": margin}, more_graphs=more)
 
 
 @pytest.mark.parametrize("head", [HeadFit.bias, HeadFit.calib])
@@ -156,7 +169,7 @@ def test_an_adapting_bundle_is_personalized_on_the_clips_as_the_device_hears_the
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert not result["kept"] and result["method"]["norm"] == "global"
-    features = [extract_file(r.path, adapting.spec) for r in read_labels(labels)]
+    features = [speech_of(r.path, adapting.spec) for r in read_labels(labels)]
     y = np.array([r.intensities for r in read_labels(labels)])
     heard = load_feature_log(partner_log, adapting.spec).features if with_log else []
     x = heard_by_device(adapting, features, heard)

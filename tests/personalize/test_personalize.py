@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from edge_emo.features import extract_file, load_audio
-from edge_emo.features.speech import utterance_spans
 from edge_emo.personalize.method import DEFAULT, fit
 from edge_emo.personalize.ridge import predict
 from edge_emo.personalize.wearer import read_head
@@ -22,13 +21,7 @@ from edge_emo.runtime.bundle import load_bundle
 from edge_emo.runtime.shipped import DEFAULT_MODEL
 from tests.cli import CLI, ROOT, cli_env, edge_emo, edge_emo_without_torch
 from tests.fixtures import write_wav
-from tests.personalize.conftest import write_happy_wearer, write_wearer
-
-
-def speech_of(path, spec) -> np.ndarray:
-    """A labeled clip's frames from the first to the last the device's voice detector calls speech."""
-    spans = utterance_spans(*load_audio(path), hop_s=spec.hop_s)
-    return extract_file(path, spec)[spans[0][0] : spans[-1][1]]
+from tests.personalize.conftest import speech_of, write_happy_wearer, write_wearer
 
 
 def test_labeled_clips_are_fitted_on_their_speech_not_the_silence_around_it(bundles, tmp_path):
