@@ -28,7 +28,8 @@ stranger's first words) against the shipped head on the same; budget 0 has `esti
 the built-in adaptation does without labels. `shipped_absolute` / `first_words_absolute`: the references.
 
 Every head aims at the labels lowered by the bundle's cue margin (manifest `cue_margin`), as `personalize`
-fits it; `--targets labels` measures heads aimed at the labels themselves (how `personalize` fitted before).
+fits it; `--targets labels` measures heads aimed at the labels themselves (how `personalize` fitted before),
+`--targets margin,labels` both on the same draws (the second's rows named `VARIANT@labels/HEAD`).
 
 Fixed strengths are not chosen on the test speaker: `*_heldout` rows pick, for each speaker, the strength
 whose mean macro-F1 change is best over all OTHER speakers (of every DATA_DIR) at that budget.
@@ -121,24 +122,36 @@ def device_estimate(bundle: Bundle, frames: list[np.ndarray]) -> NormStats:
     return running.stats()
 
 
-def score_heads(out, n, variant, y, labeled, test, x_fit, x_test, current, emotions, w0, b0, margin) -> None:
+def score_heads(
+    out, n, variant, y, labeled, test, x_fit, x_test, current, emotions, w0, b0, aim_margins
+) -> None:
     """Every head fitted on the labeled rows of `x_fit`, scored on the test rows of `x_test` against the
     current bundle as the device has it: `current` = (its predictions on all clips as the guard sees the
-    labeled ones, its predictions on the test clips). Appends the deltas to out[n]."""
+    labeled ones, its predictions on the test clips). `aim_margins`: row-name suffix -> the cue margin the heads
+    aim below the labels (see `aims`). Appends the deltas to out[n]."""
     on_labeled, on_test = current
     base = metrics(y[test], on_test, emotions)
-    preds = {"shipped": predict(x_test[test], w0, b0)}
-    if n:
-        for name, (pred, held) in heads(x_fit[labeled], y[labeled], x_test[test], w0, b0, margin).items():
-            preds[name] = pred
-            if held is not None:
-                ok = accept(y[labeled], on_labeled[labeled], held, emotions, margin)
-                preds[name + "+guard"] = pred if ok else on_test
-    for name, pred in preds.items():
-        m = metrics(y[test], pred, emotions)
-        rows = out[n].setdefault(f"{variant}/{name}", {k: [] for k in METRICS})
-        for k in METRICS:
-            rows[k].append(m[k] - base[k])
+    for suffix, margin in aim_margins.items():
+        preds = {"shipped": predict(x_test[test], w0, b0)}
+        if n:
+            for name, (pred, held) in heads(x_fit[labeled], y[labeled], x_test[test], w0, b0, margin).items():
+                preds[name] = pred
+                if held is not None:
+                    ok = accept(y[labeled], on_labeled[labeled], held, emotions, margin)
+                    preds[name + "+guard"] = pred if ok else on_test
+        for name, pred in preds.items():
+            m = metrics(y[test], pred, emotions)
+            rows = out[n].setdefault(f"{variant}{suffix}/{name}", {k: [] for k in METRICS})
+            for k in METRICS:
+                rows[k].append(m[k] - base[k])
+
+
+def aims(targets: str, bundle: Bundle) -> dict[str, float]:
+    """--targets as row-name suffix -> margin: the first aim's rows carry the plain names, a second aim's
+    rows its name after "@" (e.g. `estimate@labels/ridge_3`), measured on the same draws."""
+    margins = {"margin": bundle.cue_margin, "labels": 0.0}
+    names = targets.split(",")
+    return {("" if i == 0 else f"@{name}"): margins[name] for i, name in enumerate(names)}
 
 
 def add_absolute(out, n, name, values) -> None:
@@ -155,7 +168,7 @@ def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
     used_s = []
     budgets = [n for n in BUDGETS if n + args.min_test <= len(feats)]
     x_global = embed(bundle, bundle.norm, feats, session)
-    margin = bundle.cue_margin if args.targets == "margin" else 0.0
+    aim_margins = aims(args.targets, bundle)
     for _ in range(args.draws):
         perm = rng.permutation(len(feats))
         enough = int(np.searchsorted(np.cumsum(seconds[perm]), args.unlabeled_s)) + 1
@@ -163,7 +176,7 @@ def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
         unlabeled, test = perm[:pool], perm[pool:]
         used_s.append(float(seconds[unlabeled].sum()))
         if args.estimate:
-            run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_global, w0, b0, margin)
+            run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_global, w0, b0, aim_margins)
             continue
         xs = {
             name: x_global
@@ -176,12 +189,12 @@ def run_speaker(bundle, session, feats, y, seconds, w0, b0, args, rng) -> dict:
             add_absolute(out, n, "shipped_absolute", metrics(y[test], current[1], bundle.emotions))
             for norm_name, x in xs.items():
                 score_heads(
-                    out, n, norm_name, y, perm[:n], test, x, x, current, bundle.emotions, w0, b0, margin
+                    out, n, norm_name, y, perm[:n], test, x, x, current, bundle.emotions, w0, b0, aim_margins
                 )
     return {"deltas": out, "unlabeled_s": float(np.mean(used_s)), "test_clips": len(feats) - pool}
 
 
-def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w0, b0, margin) -> None:
+def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w0, b0, aim_margins) -> None:
     """One draw for a speaker-adapting bundle. The device's estimate comes from the pool (the speaker's
     first --unlabeled-s of speech, labeled clips included; never a test clip, never a label); every head is
     scored on the test clips embedded with it, against the shipped head with the same estimate:
@@ -204,7 +217,19 @@ def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w
             add_absolute(out, n, "estimate_vs_first_words", {k: m_now[k] - m_first[k] for k in METRICS})
         labeled = perm[:n]
         score_heads(
-            out, n, "estimate", y, labeled, test, x_est, x_est, (now, now[test]), emotions, w0, b0, margin
+            out,
+            n,
+            "estimate",
+            y,
+            labeled,
+            test,
+            x_est,
+            x_est,
+            (now, now[test]),
+            emotions,
+            w0,
+            b0,
+            aim_margins,
         )
         if not n:
             continue
@@ -213,7 +238,7 @@ def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w
         x_lab[labeled] = embed(bundle, own, [feats[i] for i in labeled], session)
         current = (predict(x_lab, w0, b0), now[test])
         score_heads(
-            out, n, "labeled_estimate", y, labeled, test, x_lab, x_est, current, emotions, w0, b0, margin
+            out, n, "labeled_estimate", y, labeled, test, x_lab, x_est, current, emotions, w0, b0, aim_margins
         )
         score_heads(
             out,
@@ -228,7 +253,7 @@ def run_adapting(out, bundle, session, feats, y, perm, pool, budgets, x_prior, w
             emotions,
             w0,
             b0,
-            margin,
+            aim_margins,
         )
 
 
@@ -345,10 +370,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--targets",
-        choices=("margin", "labels"),
+        choices=("margin", "labels", "margin,labels", "labels,margin"),
         default="margin",
         help="What the heads aim at: the labels lowered by the bundle's cue margin (as `personalize` fits), "
-        "or the labels themselves (how it fitted before 2026-12-02).",
+        "the labels themselves (how it fitted before 2026-12-02), or both on the same draws.",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/personalization.json"))
     parser.add_argument(
@@ -417,10 +442,7 @@ def main() -> None:
         "draws": args.draws,
         "speaker_estimate": args.estimate,
         "cut": args.cut,
-        "targets": {
-            "aim": args.targets,
-            "cue_margin": bundle.cue_margin if args.targets == "margin" else 0.0,
-        },
+        "targets": {name: bundle.cue_margin if name == "margin" else 0.0 for name in args.targets.split(",")},
         "norms": ["estimate", "labeled_estimate", "first_words"] if args.estimate else args.norms.split(","),
         "unlabeled_s": args.unlabeled_s,
         "min_test": args.min_test,
