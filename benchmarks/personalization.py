@@ -27,9 +27,10 @@ heads are fitted on the labeled clips heard with that estimate (`estimate/H`: `p
 stranger's first words) against the shipped head on the same; budget 0 has `estimate_vs_first_words`, what
 the built-in adaptation does without labels. `shipped_absolute` / `first_words_absolute`: the references.
 
-Every head aims at the labels lowered by the bundle's cue margin (manifest `cue_margin`), as `personalize`
-fits it; `--targets labels` measures heads aimed at the labels themselves (how `personalize` fitted before),
-`--targets margin,labels` both on the same draws (the second's rows named `VARIANT@labels/HEAD`).
+Every head aims where `personalize` aims it (edge_emo/personalize/method.py `aim`): present emotions at the
+label lowered by the bundle's cue margin (manifest `cue_margin`), absent ones below -margin. `--targets
+margin,margin-two-sided,labels` also measures, on the same draws, absent emotions aimed at exactly -margin
+and the labels themselves (how `personalize` fitted before 2026-12-02), in rows `VARIANT@AIM/HEAD`.
 
 Fixed strengths are not chosen on the test speaker: `*_heldout` rows pick, for each speaker, the strength
 whose mean macro-F1 change is best over all OTHER speakers (of every DATA_DIR) at that budget.
@@ -55,7 +56,7 @@ from edge_emo.features.normalization import NormStats, RunningNorm
 from edge_emo.metrics import false_cues, scores
 from edge_emo.personalize.adapt import speaker_norm
 from edge_emo.personalize.guard import accept
-from edge_emo.personalize.method import HeadFit, Method, fit
+from edge_emo.personalize.method import HeadFit, Method, aim, fit
 from edge_emo.personalize.ridge import fit_head, predict
 from edge_emo.personalize.wearer import read_head
 from edge_emo.runtime.bundle import Bundle, BundleStream, load_bundle
@@ -87,15 +88,18 @@ def metrics(y: np.ndarray, pred: np.ndarray, emotions) -> dict[str, float]:
     return {"macro_f1": s["macro_f1"], "mae": s["mae"], "false_cues": np.nan if cues is None else cues}
 
 
-def heads(x_lab, y_lab, x_test, w0, b0, margin: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def heads(
+    x_lab, y_lab, x_test, w0, b0, margin: float, one_sided: bool
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every labeled candidate: name -> (test predictions, leave-one-out predictions on the labeled clips).
-    Every head aims at the labels lowered by `margin` (the bundle's cue margin, as `personalize` fits)."""
+    Every head aims at `method.aim(labels, shipped outputs, margin, one_sided)`."""
     out = {}
-    old = fit_head(x_lab, y_lab - margin, w0, b0)
+    old = fit_head(x_lab, aim(y_lab, predict(x_lab, w0, b0), margin, one_sided), w0, b0)
     out["ridge_loo"] = (predict(x_test, old.weight, old.bias), None)
     for kind, strengths in ((HeadFit.ridge, RIDGE), (HeadFit.bias, BIAS), (HeadFit.calib, CALIB)):
         for strength in strengths:
-            weight, bias, held = fit(Method(head=kind, strength=strength), x_lab, y_lab, w0, b0, margin)
+            method = Method(head=kind, strength=strength)
+            weight, bias, held = fit(method, x_lab, y_lab, w0, b0, margin, one_sided)
             out[f"{kind.value}_{strength:g}"] = (predict(x_test, weight, bias), held)
     return out
 
@@ -131,13 +135,15 @@ def score_heads(
     aim below the labels (see `aims`). Appends the deltas to out[n]."""
     on_labeled, on_test = current
     base = metrics(y[test], on_test, emotions)
-    for suffix, margin in aim_margins.items():
+    for suffix, (margin, one_sided) in aim_margins.items():
         preds = {"shipped": predict(x_test[test], w0, b0)}
         if n:
-            for name, (pred, held) in heads(x_fit[labeled], y[labeled], x_test[test], w0, b0, margin).items():
+            for name, (pred, held) in heads(
+                x_fit[labeled], y[labeled], x_test[test], w0, b0, margin, one_sided
+            ).items():
                 preds[name] = pred
                 if held is not None:
-                    ok = accept(y[labeled], on_labeled[labeled], held, emotions, margin)
+                    ok = accept(y[labeled], on_labeled[labeled], held, emotions, margin, one_sided)
                     preds[name + "+guard"] = pred if ok else on_test
         for name, pred in preds.items():
             m = metrics(y[test], pred, emotions)
@@ -146,12 +152,21 @@ def score_heads(
                 rows[k].append(m[k] - base[k])
 
 
-def aims(targets: str, bundle: Bundle) -> dict[str, float]:
-    """--targets as row-name suffix -> margin: the first aim's rows carry the plain names, a second aim's
-    rows its name after "@" (e.g. `estimate@labels/ridge_3`), measured on the same draws."""
-    margins = {"margin": bundle.cue_margin, "labels": 0.0}
+AIMS = ("margin", "margin-two-sided", "labels")
+
+
+def aims(targets: str, bundle: Bundle) -> dict[str, tuple[float, bool]]:
+    """--targets as row-name suffix -> (margin, one_sided) for method.aim: `margin` as `personalize` fits,
+    `margin-two-sided` with absent emotions aimed at exactly -margin, `labels` the labels themselves with
+    absent emotions at exactly 0 (how `personalize` fitted before 2026-12-02). The first aim's rows carry
+    the plain names, the others' their name after "@" (e.g. `estimate@labels/ridge_3`), on the same draws."""
+    table = {
+        "margin": (bundle.cue_margin, True),
+        "margin-two-sided": (bundle.cue_margin, False),
+        "labels": (0.0, False),
+    }
     names = targets.split(",")
-    return {("" if i == 0 else f"@{name}"): margins[name] for i, name in enumerate(names)}
+    return {("" if i == 0 else f"@{name}"): table[name] for i, name in enumerate(names)}
 
 
 def add_absolute(out, n, name, values) -> None:
@@ -370,10 +385,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--targets",
-        choices=("margin", "labels", "margin,labels", "labels,margin"),
         default="margin",
-        help="What the heads aim at: the labels lowered by the bundle's cue margin (as `personalize` fits), "
-        "the labels themselves (how it fitted before 2026-12-02), or both on the same draws.",
+        help=f"What the heads aim at, comma-separated, measured on the same draws (of {', '.join(AIMS)}; "
+        "see `aims`).",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/personalization.json"))
     parser.add_argument(
@@ -384,6 +398,9 @@ def main() -> None:
     )
     parser.add_argument("--summarize", action="store_true", help="Only summarize --raw (no measuring).")
     args = parser.parse_args()
+    unknown = [a for a in args.targets.split(",") if a not in AIMS]
+    if unknown:
+        parser.error(f"--targets: unknown aim {', '.join(unknown)} (known: {', '.join(AIMS)})")
     if args.raw and len(args.raw) > 1 and not args.summarize:
         parser.error("--raw takes several files only with --summarize (they are pooled)")
     if args.summarize:
@@ -442,7 +459,10 @@ def main() -> None:
         "draws": args.draws,
         "speaker_estimate": args.estimate,
         "cut": args.cut,
-        "targets": {name: bundle.cue_margin if name == "margin" else 0.0 for name in args.targets.split(",")},
+        "targets": {
+            name: dict(zip(("cue_margin", "one_sided"), aims(name, bundle)[""]))
+            for name in args.targets.split(",")
+        },
         "norms": ["estimate", "labeled_estimate", "first_words"] if args.estimate else args.norms.split(","),
         "unlabeled_s": args.unlabeled_s,
         "min_test": args.min_test,

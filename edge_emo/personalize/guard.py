@@ -15,18 +15,25 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge_emo.metrics import false_cues, scores
+from edge_emo.personalize.method import aim_error
 
 
 def accept(
-    y: np.ndarray, current: np.ndarray, held_out: np.ndarray, emotions: Sequence[str], cue_margin: float = 0.0
+    y: np.ndarray,
+    current: np.ndarray,
+    held_out: np.ndarray,
+    emotions: Sequence[str],
+    cue_margin: float = 0.0,
+    one_sided: bool = True,
 ) -> bool:
     """True when the held-out predictions beat the current head's on the same labeled clips. The error is
-    measured against the labels lowered by the bundle's cue margin (what both heads aim at), macro-F1 and
-    false cues against the labels (what the wearer sees)."""
-    mse_new = float(np.mean((held_out - (y - cue_margin)) ** 2))
-    mse_old = float(np.mean((current - (y - cue_margin)) ** 2))
+    the distance from what both heads aim at (method.aim_error: the labels lowered by the bundle's cue
+    margin, an absent emotion counted only above it), macro-F1 and false cues are against the labels (what
+    the wearer sees)."""
+    error_new = aim_error(y, held_out, cue_margin, one_sided)
+    error_old = aim_error(y, current, cue_margin, one_sided)
     f1_new = scores(y, held_out, emotions)["macro_f1"]
     f1_old = scores(y, current, emotions)["macro_f1"]
     cues_new, cues_old = false_cues(y, held_out), false_cues(y, current)
     more_cues = cues_new is not None and cues_new > cues_old
-    return mse_new < mse_old and f1_new >= f1_old and not more_cues
+    return error_new < error_old and f1_new >= f1_old and not more_cues

@@ -33,6 +33,32 @@ class Method:
 DEFAULT = Method()
 
 
+def aim(labels: np.ndarray, outputs: np.ndarray, cue_margin: float, one_sided: bool = True) -> np.ndarray:
+    """What a head fitted on the wearer's clips aims at, given the current head's outputs on them. A present
+    emotion: its label lowered by the cue margin, as the shipped head was lowered after training (aimed at
+    the labels themselves, a head lifts every output by the margin and cues on calm speech; measured in
+    docs/PERSONALIZATION.md). An absent emotion (label 0): -margin or the current output if that is lower:
+    the device clips outputs at 0, so an output below -margin is as good as -margin and is left where it
+    is; only outputs above it are pulled down. (one_sided=False: exactly -margin, as measured against.)"""
+    target = np.asarray(labels, np.float64) - cue_margin
+    if one_sided:
+        absent = np.asarray(labels) <= 0
+        target[absent] = np.minimum(np.asarray(outputs, np.float64)[absent], -cue_margin)
+    return target
+
+
+def aim_error(
+    labels: np.ndarray, predictions: np.ndarray, cue_margin: float, one_sided: bool = True
+) -> float:
+    """Mean squared distance of predictions from what `aim` asks: an absent emotion's error counts only
+    above -margin (one_sided)."""
+    error = np.asarray(predictions, np.float64) - (np.asarray(labels, np.float64) - cue_margin)
+    if one_sided:
+        absent = np.asarray(labels) <= 0
+        error[absent] = np.maximum(error[absent], 0.0)
+    return float(np.mean(error**2))
+
+
 def fit(
     method: Method,
     x: np.ndarray,
@@ -40,12 +66,11 @@ def fit(
     weight0: np.ndarray,
     bias0: np.ndarray,
     cue_margin: float = 0.0,
+    one_sided: bool = True,
 ):
-    """The new head (weight (H, E), bias (E,)) and its exact leave-one-out predictions (n, E) on (x, y).
-    The head aims at the labels lowered by the current head's `cue_margin`, as the shipped head was lowered
-    after training: fitted to the labels themselves it would lift every output by the margin and cue on the
-    partner's calm speech (measured: docs/PERSONALIZATION.md)."""
-    y = np.asarray(y, np.float64) - cue_margin
+    """The new head (weight (H, E), bias (E,)) and its exact leave-one-out predictions (n, E) on (x, y),
+    aimed at `aim(y, current outputs, cue_margin, one_sided)`."""
+    y = aim(y, predict(x, weight0, bias0), cue_margin, one_sided)
     if method.head is HeadFit.shipped:
         return weight0, bias0, predict(x, weight0, bias0)
     if method.head is HeadFit.ridge:

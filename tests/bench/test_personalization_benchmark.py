@@ -109,7 +109,10 @@ def test_heads_aim_at_the_labels_lowered_by_the_bundles_cue_margin(bundles, tmp_
                         "--out", out)  # fmt: skip
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
-    assert result["targets"] == {"margin": 0.4, "labels": 0.0}
+    assert result["targets"] == {
+        "margin": {"cue_margin": 0.4, "one_sided": True},
+        "labels": {"cue_margin": 0.0, "one_sided": False},
+    }
     five = result["budgets"]["5"]
     # The same draws, the same reference; other heads: the labels lowered by 0.4 are another target.
     assert five["global/shipped"]["corpus"]["mae"]["delta"] == 0.0

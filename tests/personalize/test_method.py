@@ -54,3 +54,18 @@ def test_the_shipped_model_carries_the_margin_it_was_trained_with():
 
     shipped = load_bundle(DEFAULT_MODEL)
     assert shipped.cue_margin == shipped.provenance["training"]["finetune"]["cue_margin"] > 0
+
+
+def test_an_absent_emotion_already_below_the_margin_is_left_where_it_is():
+    """The device clips outputs at 0: an absent emotion's output below -margin is as good as -margin, so
+    the head is not pulled up toward it (aimed two-sided, it would be)."""
+    x, y, w0, b0 = problem()
+    target = y - MARGIN
+    target[y == 0] = -1.5  # the shipped head is surer than it needs to be that these are absent
+    theta0 = np.linalg.pinv(np.hstack([x, np.ones((len(x), 1))])) @ target
+    w0, b0 = theta0[:-1], theta0[-1]
+    weight, bias, _ = fit(Method(), x, y, w0, b0, cue_margin=MARGIN)
+    np.testing.assert_allclose(weight, w0, atol=1e-5)
+    np.testing.assert_allclose(bias, b0, atol=1e-5)
+    weight, bias, _ = fit(Method(), x, y, w0, b0, cue_margin=MARGIN, one_sided=False)
+    assert (predict(x, weight, bias) - predict(x, w0, b0))[y == 0].mean() > 0.1
