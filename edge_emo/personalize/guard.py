@@ -1,7 +1,8 @@
 """The guard: a personalized head ships only when its held-out check beats the current head.
 
 On the wearer's labeled clips, each clip is predicted by a head fitted without it (leave-one-out) and by the
-current head. The new head is accepted only when its held-out squared error is lower, its held-out
+current head. The new head is accepted only when its held-out squared error (from what the heads aim at,
+method.aim) is lower, its held-out
 macro-F1 is not lower AND, when the clips include neutral ones, it cues an emotion on no more of them:
 otherwise personalization keeps the current head and says so. Measured without the last condition, heads
 fitted on 10 clips gained macro-F1 by cueing on half of the partner's neutral clips (docs/PERSONALIZATION.md);
