@@ -15,7 +15,8 @@ Every candidate is scored on the test clips against the shipped bundle on the sa
   and std (`spk_full`) from the unlabeled pool (edge_emo/personalize/adapt.py; `spk_half` too);
 - head: shipped; ridge toward the shipped head with leave-one-out strength (`ridge_loo`, the old default) or
   a fixed relative strength (`ridge_S`); bias only toward the shipped bias (`bias_L`); per-emotion scale and
-  offset of the shipped outputs (`calib_L`); each optionally behind the leave-one-out guard (`+guard`).
+  offset of the shipped outputs (`calib_L`); each optionally behind the leave-one-out guard (`+guard`, as
+  `personalize` runs it; `+errguard`: without its macro-F1 condition).
 
 A bundle that adapts to its speaker on its own (manifest `speaker_adaptation`; --estimate auto) is scored
 as the device runs it instead: the device's estimate (its RunningNorm) after hearing the pool, i.e. the
@@ -145,6 +146,8 @@ def score_heads(
                 if held is not None:
                     ok = accept(y[labeled], on_labeled[labeled], held, emotions, margin, one_sided)
                     preds[name + "+guard"] = pred if ok else on_test
+                    ok = accept(y[labeled], on_labeled[labeled], held, emotions, margin, one_sided, False)
+                    preds[name + "+errguard"] = pred if ok else on_test
         for name, pred in preds.items():
             m = metrics(y[test], pred, emotions)
             rows = out[n].setdefault(f"{variant}{suffix}/{name}", {k: [] for k in METRICS})
@@ -278,7 +281,8 @@ def family(method: str) -> str | None:
     kind, _, rest = head.partition("_")
     if kind not in ("ridge", "bias", "calib") or rest == "loo":
         return None
-    return f"{norm}/{kind}_heldout" + ("+guard" if rest.endswith("+guard") else "")
+    guard = next((g for g in ("+guard", "+errguard") if rest.endswith(g)), "")
+    return f"{norm}/{kind}_heldout{guard}"
 
 
 def add_heldout(budget: dict[str, dict[str, dict[str, np.ndarray]]]) -> None:
