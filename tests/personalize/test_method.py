@@ -69,3 +69,15 @@ def test_an_absent_emotion_already_below_the_margin_is_left_where_it_is():
     np.testing.assert_allclose(bias, b0, atol=1e-5)
     weight, bias, _ = fit(Method(), x, y, w0, b0, cue_margin=MARGIN, one_sided=False)
     assert (predict(x, weight, bias) - predict(x, w0, b0))[y == 0].mean() > 0.1
+
+
+def test_the_guard_can_leave_macro_f1_out():
+    """A head with a lower error that misses one weak cue: the guard refuses it, without its macro-F1
+    condition (a measured alternative, benchmarks/personalization.py `+errguard`) it is accepted."""
+    y = np.zeros((2, 6))
+    y[:, 0] = [2.0, 1.0]
+    current, held = np.zeros((2, 6)), np.zeros((2, 6))
+    current[:, 0] = [0.6, 0.6]  # both cued, far from the labels
+    held[:, 0] = [2.0, 0.45]  # closer, but the second falls under the cue threshold
+    assert not accept(y, current, held, EMOTIONS)
+    assert accept(y, current, held, EMOTIONS, require_f1=False)
