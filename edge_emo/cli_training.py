@@ -369,6 +369,25 @@ def export_model(
 
 @command()
 @guard
+def ensemble(
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="Two or more fine-tuned checkpoints of one recipe (other seeds).")
+    ],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors); export it as any other.")],
+) -> None:
+    """One checkpoint whose outputs are the mean of the given models' (their GRUs side by side)."""
+    from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emo.train.ensemble import average_models
+
+    merged = average_models([load_checkpoint(p) for p in checkpoints])
+    save_checkpoint(merged, out)
+    typer.echo(
+        f"wrote {out}: {len(checkpoints)} models as one GRU of hidden size {merged.model.config.hidden}"
+    )
+
+
+@command()
+@guard
 def experiment(
     data_dir: Annotated[
         Path, typer.Argument(help="Labeled corpus folder (labels.csv or CMU-MOSEI .csd files).")
