@@ -174,8 +174,9 @@ def export_bundle(
     }
     if ckpt.adaptation is not None:
         manifest["speaker_adaptation"] = ckpt.adaptation.to_dict()
-    if applied_cue_margin(ckpt.provenance):
-        manifest["cue_margin"] = applied_cue_margin(ckpt.provenance)
+    cue_margin = applied_cue_margin(ckpt.provenance)
+    if cue_margin:
+        manifest["cue_margin"] = cue_margin
     return write_bundle(out_dir, graph, manifest, sign=sign, more_graphs=more_graphs)
 
 

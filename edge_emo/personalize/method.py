@@ -70,14 +70,14 @@ def fit(
 ):
     """The new head (weight (H, E), bias (E,)) and its exact leave-one-out predictions (n, E) on (x, y),
     aimed at `aim(y, current outputs, cue_margin, one_sided)`."""
-    y = aim(y, predict(x, weight0, bias0), cue_margin, one_sided)
+    p = predict(x, weight0, bias0)
+    y = aim(y, p, cue_margin, one_sided)
     if method.head is HeadFit.shipped:
-        return weight0, bias0, predict(x, weight0, bias0)
+        return weight0, bias0, p
     if method.head is HeadFit.ridge:
         weight, bias = fit_head_fixed(x, y, weight0, bias0, method.strength)
         return weight, bias, held_out_fixed(x, y, weight0, bias0, method.strength)
-    p = predict(x, weight0, bias0)
-    z = np.asarray(y, np.float64) - p
+    z = y - p
     if method.head is HeadFit.calib:
         return calibrate(p, z, weight0, bias0, method.strength)
     bias = np.asarray(bias0, np.float64) + z.sum(0) / (len(z) + method.strength)
