@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_emo.data.gain import RANDOM_GAIN_DB
+from edge_emo.data.gain import NOISY_SNR_DB, RANDOM_GAIN_DB
 from edge_emo.data.splits import Split
 
 
@@ -112,8 +112,10 @@ TrainGainsOpt = Annotated[
     Optional[str],
     typer.Option(
         help="Gain augmentation of whole-network training: comma-separated microphone gains in dB and/or "
-        f"'random' ({RANDOM_GAIN_DB[0]:+g}..{RANDOM_GAIN_DB[1]:+g} dB per clip); every epoch each clip is "
-        "heard plain or through one of them.",
+        f"'random' ({RANDOM_GAIN_DB[0]:+g}..{RANDOM_GAIN_DB[1]:+g} dB per clip), each optionally in a noisy "
+        f"room ('-20+noisy', 'random+noisy'; 'noisy' alone: 0 dB; pink noise {NOISY_SNR_DB[0]:g}.."
+        f"{NOISY_SNR_DB[1]:g} dB below the speech per clip); every epoch each clip is heard plain or through "
+        "one of them.",
     ),
 ]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_emo.data.clips import ClipSet
-from edge_emo.data.gain import Gain, apply_gain, gained_extract
+from edge_emo.data.gain import Gain, gained_extract, hear
 from edge_emo.data.labels import ClipRecord, CorpusError, read_labels, read_manifest
 from edge_emo.data.splits import Split
 from edge_emo.features import FeatureSpec, extract, load_audio
@@ -118,7 +118,7 @@ def _audio_corpus(
     if gain is None:
         name, key, compute = spec.name, spec.to_dict(), functools.partial(extract, spec=spec)
     else:
-        name, key = f"{spec.name}-{gain.name}", {**spec.to_dict(), "gain": asdict(gain)}
+        name, key = f"{spec.name}-{gain.name}", {**spec.to_dict(), "gain": gain.key()}
         compute = functools.partial(gained_extract, spec=spec, gain=gain)
     features = cached_per_clip(root, records, name, key, compute, workers)
     labels = None
@@ -155,7 +155,7 @@ def _segments(
     """(k, 2) float32 [start, end) frame indices of the utterances the device's detector finds in a clip
     (heard through `gain`, if given)."""
     if gain is not None:
-        signal = apply_gain(signal, gain.for_clip(source))[0]
+        signal = hear(signal, source, gain)
     return np.asarray(utterance_spans(signal, rate, vad, hop_s), np.float32).reshape(-1, 2)
 
 
@@ -169,7 +169,7 @@ def speech_segments_of(
 ) -> list[np.ndarray]:
     """Utterances of every clip of a corpus as (k, 2) frame spans (as heard through `gain`), cached like
     features."""
-    key = {"vad": asdict(vad), "hop_s": spec.hop_s, **({"gain": asdict(gain)} if gain else {})}
+    key = {"vad": asdict(vad), "hop_s": spec.hop_s, **({"gain": gain.key()} if gain else {})}
     compute = functools.partial(_segments, vad=vad, hop_s=spec.hop_s, gain=gain)
     name = "speech-segments" + (f"-{gain.name}" if gain else "")
     return cached_per_clip(root, records, name, key, compute, workers)

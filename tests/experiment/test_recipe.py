@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from edge_emo.data.corpus import load_corpus
-from edge_emo.data.gain import CEILING, Gain, apply_gain
+from edge_emo.data.gain import CEILING, Gain, apply_gain, hear, parse_gain, speech_power
 from edge_emo.features import spec_for
 from edge_emo.train.finetune import FinetuneConfig, train_baseline, weighted_mse
 from tests.core.conftest import make_corpus
@@ -41,6 +41,32 @@ def test_gain_scales_and_never_clips():
     assert g.for_clip("/other/root/spk3/clip.wav") == draws[3]  # per clip, wherever the corpus lives
 
 
+def test_noisy_room_mixes_pink_noise_at_the_drawn_snr():
+    t = np.arange(32000) / 16000
+    # One second of silence, then a second of "speech": the ratio is to the speech, not the clip's mean.
+    x = np.concatenate([np.zeros(16000), 0.3 * np.sin(2 * np.pi * 220 * t[:16000])]).astype(np.float32)
+    room = parse_gain("noisy")
+    assert room.db == 0.0 and room.noise == (5.0, 20.0) and room.name == "gain+0dB-pink5to20dB-seed0"
+    assert parse_gain("-20+noisy").db == -20.0 and parse_gain("random+noisy").db is None
+    assert parse_gain("random").name == "gain-20to+12dB-seed0" and parse_gain("-20").name == "gain-20dB"
+    assert "noise" not in parse_gain("-20").key()  # caches written before rooms had noise stay valid
+    with pytest.raises(ValueError, match="noisy"):
+        parse_gain("-20+windy")
+    heard = hear(x, "/data/spk1/a.wav", room)
+    noise = heard - x
+    snr = 10 * np.log10(speech_power(x) / np.mean(noise.astype(np.float64) ** 2))
+    assert 5.0 <= snr <= 20.0
+    assert np.array_equal(heard, hear(x, "/elsewhere/spk1/a.wav", room))  # per clip, wherever it lives
+    assert not np.array_equal(heard, hear(x, "/data/spk1/b.wav", room))
+    # Pink: a third of the noise power in each octave band is ~equal (white would double per octave).
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    freq = np.fft.rfftfreq(len(noise), 1 / 16000)
+    bands = [power[(freq >= f) & (freq < 2 * f)].sum() for f in (250, 500, 1000, 2000)]
+    assert max(bands) / min(bands) < 1.6
+    loud = hear(x * 3, "/data/spk1/a.wav", Gain(db=0.0, noise=(0.0, 0.0)))
+    assert np.max(np.abs(loud)) <= CEILING + 1e-6  # a loud room is turned down, never clipped
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("gain-corpus"), n_speakers=4, per_speaker=3, seconds=0.8)
@@ -58,6 +84,13 @@ def test_gained_corpus_is_cached_apart_and_differs(small):
     # Renditions must be the same clips: a mismatch is refused, not silently trained on.
     with pytest.raises(ValueError, match="same clips"):
         train_baseline(plain, FinetuneConfig(epochs=1), hidden=4, renditions=[loud.subset([1, 0])])
+    noisy = load_corpus(small, spec, gain=parse_gain("noisy"))
+    assert noisy.names == plain.names and not np.array_equal(noisy.features[0], plain.features[0])
+    assert list(
+        Path(os.environ["EDGE_EMO_CACHE"], "features").glob(
+            f"{small.name}-egemaps-gain+0dB-pink5to20dB-seed0/*.frames.npy"
+        )
+    )
 
 
 def test_cv_with_gain_augmentation_and_gained_evaluation(small, tmp_path):
