@@ -1,5 +1,6 @@
 """Robustness to microphone gain: the same clips at -20 dB, 0 dB and +12 dB (no clip ever clips: a clip
-that would is turned up less, and the report counts them), and at a random gain per clip.
+that would is turned up less, and the report counts them), at a random gain per clip, and at 0 dB in a noisy
+room (pink noise 5..20 dB below the speech, drawn per clip: `edge_emo.data.gain`).
 
 Features come from the real openSMILE pipeline on the gained audio (cached per gain like all features). For a
 model (bundle or checkpoint) it reports, against 0 dB:
@@ -35,13 +36,14 @@ import numpy as np
 
 from edge_emo.data.clips import ClipSet
 from edge_emo.data.corpus import SpeechCut, cut_speech, load_corpus, speech_segments_of
-from edge_emo.data.gain import Gain, apply_gain
+from edge_emo.data.gain import Gain, apply_gain, parse_gain
 from edge_emo.data.labels import read_labels
 from edge_emo.features import FeatureSpec, NormStats, load_audio
 from edge_emo.metrics import report
 from edge_emo.predictor import load_predictor
 
 RANDOM = Gain(db=None, low=-20.0, high=12.0, seed=0)
+NOISY = parse_gain("noisy")
 
 
 def applied_gains(data_dir: Path, names: list[str], gain: Gain) -> tuple[np.ndarray, np.ndarray]:
@@ -123,13 +125,14 @@ def measure(
         "speaker_estimate": not cold,
         "gains": {},
     }
-    for gain in [Gain(db=g) for g in gains if g != 0.0] + [RANDOM]:
+    for gain in [Gain(db=g) for g in gains if g != 0.0] + [RANDOM, NOISY]:
         gained = clips(gain)
         pred, missed = predicted(gain)
         asked, applied = applied_gains(data_dir, gained.names, gain)
         change = np.abs(pred - pred0)
         entry = {
             "asked_db": gain.db if gain.db is not None else [gain.low, gain.high],
+            "noise_snr_db": list(gain.noise) if gain.noise else None,
             "applied_db_mean": round(float(applied.mean()), 2),
             "clips_turned_down_to_avoid_clipping": int(np.sum(applied < asked - 1e-6)),
             "intensity_change_mean": round(float(change.mean()), 4),

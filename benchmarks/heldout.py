@@ -5,8 +5,8 @@ honestly: it was trained on every speaker we have.
 Input: a `benchmarks.quality_cv` run made with `--keep-models MARGIN` (foldK.safetensors beside foldK.json,
 which names each corpus's held-out speakers) and the corpus folders it was run on (matched by folder name).
 - **Gain** (`benchmarks.gain_robustness` on each fold's held-out clips of every labeled corpus, `--cut
-  speech`, with the speaker's estimate and as a stranger's first words): macro-F1 at -20 dB, +12 dB and a
-  random gain minus macro-F1 at 0 dB, mean and t interval over folds.
+  speech`, with the speaker's estimate and as a stranger's first words): macro-F1 at -20 dB, +12 dB, a
+  random gain and in a noisy room minus macro-F1 at 0 dB, mean and t interval over folds.
 - **Live cues** (`benchmarks.live_cues` on each fold's model exported as an int8 bundle, every held-out
   neutral/calm clip and ordinary utterance, shown after `--cue-after` seconds): utterances whose final
   result names an emotion and those in which any update does, pooled over folds (each utterance is held out

@@ -97,7 +97,12 @@ def check_heldout(run: Path, dirs: dict[str, Path], folds: list[dict]) -> None:
     gain = gain_changes(models, dirs)
     for name in ("first", "second"):
         for who in ("estimate", "first_words"):
-            assert set(gain[name][who]) == {"gain-20dB", "gain+12dB", "gain-20to+12dB-seed0"}
+            assert set(gain[name][who]) == {
+                "gain-20dB",
+                "gain+12dB",
+                "gain-20to+12dB-seed0",
+                "gain+0dB-pink5to20dB-seed0",
+            }
             assert len(gain[name][who]["gain-20dB"]["per_fold"]) == 2
     live = live_rates(models, dirs, 1.5)
     assert (run / "fold0.bundle" / "manifest.json").is_file()

@@ -135,15 +135,17 @@ def test_gain_robustness_benchmark_on_a_small_corpus(bundle, small, tmp_path, cu
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["n_clips"] == 12 and set(result["gains"]) == {
-        "gain-20dB", "gain+12dB", "gain-20to+12dB-seed0", "gain+0dB"
+        "gain-20dB", "gain+12dB", "gain-20to+12dB-seed0", "gain+0dB-pink5to20dB-seed0", "gain+0dB"
     }  # fmt: skip
+    noisy = result["gains"]["gain+0dB-pink5to20dB-seed0"]
+    assert noisy["noise_snr_db"] == [5.0, 20.0] and noisy["intensity_change_mean"] > 0
     loud = result["gains"]["gain+12dB"]
     assert loud["intensity_change_mean"] > 0 and loud["clips_turned_down_to_avoid_clipping"] >= 0
     assert set(loud["intensity_change_per_emotion"]) == set(bundle.emotions)
     shift = loud["feature_column_shift_std"]
     assert shift["Loudness_sma3"] > 10 * shift["mfcc2_sma3"]  # level moves with gain, spectral shape does not
     assert "| gain+12dB |" in proc.stdout and result["cut"] == cut
-    # the adaptive detector hears the synthetic speech at every gain (-20 dB included)
+    # the adaptive detector hears the synthetic speech at every gain (-20 dB included) and in the noise
     assert all(g["clips_without_speech"] == 0 for g in result["gains"].values())
     assert all(g["clips_heard_under_half"] == 0 for n, g in result["gains"].items() if n != "gain+0dB")
 
