@@ -122,3 +122,58 @@ def check_heldout(run: Path, dirs: dict[str, Path], folds: list[dict]) -> None:
         assert rates["any_update"]["k"] >= rates["final"]["k"]
     text = markdown({"run": str(run), "folds": 2, "gain": gain, "live": live, "cue_after_s": 1.5})
     assert "| first | gain-20dB |" in text and "| ordinary |" in text
+
+
+def test_ensemble_of_two_seeds_scored_from_their_held_out_outputs(tmp_path):
+    """benchmarks/ensemble_cv.py: each fold's outputs are the mean of the runs', rescored; each fold's kept
+    models merged into one whose outputs on its held-out clips are that mean; runs of another recipe refused."""
+    first = make_corpus(tmp_path / "first", n_speakers=4, per_speaker=3)
+    ordinary = make_ordinary_speech(tmp_path / "ordinary", n=4)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env)
+
+    runs = []
+    for seed, hidden in (("0", "8"), ("100", "8"), ("0", "6")):
+        out = tmp_path / f"run-{seed}-{hidden}"
+        proc = run("benchmarks.quality_cv", str(first), "--neutral", str(ordinary), "--out", str(out),
+                   "--folds", "2", "--hidden", hidden, "--epochs", "1", "--crop-s", "0.5", "--seed", seed,
+                   "--speaker-adaptation", "--keep-models", "0.2")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        runs.append(out)
+    ens = tmp_path / "ensemble"
+    proc = run("benchmarks.ensemble_cv", str(runs[0]), str(runs[1]), "--out", str(ens))
+    assert proc.returncode == 0, proc.stderr
+    assert "folds [0, 1]" in proc.stdout
+    for part in ("", "cold"):
+        for k in (0, 1):
+            got = np.load(ens / part / f"fold{k}-predictions.npz")
+            members = [np.load(r / part / f"fold{k}-predictions.npz") for r in runs[:2]]
+            for key in ("first/pred", "ordinary/pred"):
+                np.testing.assert_allclose(got[key], (members[0][key] + members[1][key]) / 2, atol=1e-6)
+        assert (ens / part / "summary.md").exists()
+    # the rescored folds are the averaged outputs' scores
+    from edge_emo.emotions import EMOTIONS
+    from edge_emo.metrics import scores
+
+    fold0 = json.loads((ens / "fold0.json").read_text())
+    outputs = np.load(ens / "fold0-predictions.npz")
+    want = scores(outputs["first/labels"], outputs["first/pred"], EMOTIONS)
+    assert fold0["corpora"]["first"]["model"]["macro_f1"] == pytest.approx(want["macro_f1"])
+    # the merged fold model predicts the mean on the fold's held-out clips (both kept at margin 0.2)
+    from edge_emo.data.corpus import load_corpus
+    from edge_emo.train.checkpoint import load_checkpoint
+    from edge_emo.train.finetune import predict
+
+    merged = load_checkpoint(ens / "fold0.safetensors")
+    clips = load_corpus(first, merged.spec, cut="speech")
+    held = set(fold0["corpora"]["first"]["speakers"])
+    held_clips = clips.subset([i for i, s in enumerate(clips.speakers) if s in held])
+    got = predict(merged, held_clips.features, held_clips.speakers)
+    np.testing.assert_allclose(got, outputs["first/pred"] - 0.2, atol=1e-4)
+    # bad input: another recipe, the output folder one of the runs
+    proc = run("benchmarks.ensemble_cv", str(runs[0]), str(runs[2]), "--out", str(tmp_path / "x"))
+    assert proc.returncode != 0 and "differ in hidden" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("benchmarks.ensemble_cv", str(runs[0]), str(runs[1]), "--out", str(runs[0]))
+    assert proc.returncode != 0 and "must be a new folder" in proc.stderr
