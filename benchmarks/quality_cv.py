@@ -105,6 +105,11 @@ def main() -> None:
         metavar="MARGIN",
         help="also write each fold's model (foldK.safetensors) with its outputs lowered to this cue margin",
     )
+    ap.add_argument(
+        "--extract-only",
+        action="store_true",
+        help="extract the features every fold needs into the cache and stop (before running folds in parallel)",
+    )
     args = ap.parse_args()
     if args.cut_at_gain and not (args.train_gains and args.cut == "speech"):
         ap.error("--cut-at-gain needs --train-gains and --cut speech")
@@ -131,6 +136,9 @@ def main() -> None:
         d.name: [load_corpus(d, spec, cut=SpeechCut.utterances, gain=g).as_neutral() for g in [None, *gains]]
         for d in args.neutral
     }
+    if args.extract_only:
+        print(f"features of {len(labeled) + len(neutral)} corpora at {1 + len(gains)} gains are in the cache")
+        return
     folds = {
         name: fold_of(versions[0].speakers, args.folds) for name, versions in {**labeled, **neutral}.items()
     }

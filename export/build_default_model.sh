@@ -10,6 +10,10 @@
 # span of up to 0.3 s masked per clip and epoch, the learning rate annealed along a cosine; every output
 # lowered by a cue margin once trained, chosen from the cross-validation's held-out outputs
 # (benchmarks/cue_margin.py).
+# SEEDS="0 100" trains the recipe once per seed and ships their ensemble (edge-emo ensemble: one network whose
+# outputs are the mean of theirs), scored the same way (benchmarks/ensemble_cv.py). Independent trainings run
+# two at a time (JOBS). EXTRA_RECIPE="--epochs 1 --hidden 8" appends options to the recipe (a quick run
+# that checks the steps; never ship its model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
@@ -18,16 +22,68 @@ WILD=$DATA/emo_speech_wild
 ORDINARY=$DATA/speech_unlabeled
 BUILD=build/default-model
 MARGIN=0.4
+SEEDS=(${SEEDS:-0})
+JOBS=${JOBS:-2}
 RECIPE=(--feature-set egemaps --hidden 128 --epochs 40 --crop-s 2.5 --cut speech --train-gains=-20,12,random
         --speaker-adaptation --dropout 0.2 --mask-features 3 --mask-span-s 0.3 --lr-decay)
+read -r -a extra <<< "${EXTRA_RECIPE:-}"
+RECIPE+=("${extra[@]}")
 mkdir -p "$BUILD"
+
+# Run the given commands (one per argument, each a string) JOBS at a time; fail if any failed.
+parallel() {
+  local pids=() failed=0
+  for command in "$@"; do
+    bash -c "set -euo pipefail; $command" &
+    pids+=($!)
+    if (( ${#pids[@]} >= JOBS )); then wait "${pids[0]}" || failed=1; pids=("${pids[@]:1}"); fi
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  return $failed
+}
+# One command line as a string for `parallel`, every word quoted.
+quoted() { printf '%q ' "$@"; }
+# A model of the recipe trained once per seed (args: the corpora and options before the recipe, then the
+# output stem as the last argument): STEM.safetensors, the ensemble of STEM-sSEED.safetensors when there are
+# several seeds.
+train_seeds() {
+  local stem=${!#} commands=() members=()
+  local corpora=("${@:1:$#-1}")
+  if (( ${#SEEDS[@]} == 1 )); then
+    edge-emo finetune "${corpora[@]}" "${RECIPE[@]}" --cue-margin "$MARGIN" --seed "${SEEDS[0]}" \
+      --out "$stem.safetensors"
+    return
+  fi
+  for seed in "${SEEDS[@]}"; do
+    commands+=("$(quoted edge-emo finetune "${corpora[@]}" "${RECIPE[@]}" --cue-margin "$MARGIN" --seed "$seed" \
+      --out "$stem-s$seed.safetensors")")
+    members+=("$stem-s$seed.safetensors")
+  done
+  parallel "${commands[@]}"
+  edge-emo ensemble "${members[@]}" --out "$stem.safetensors"
+}
 
 # 1. The yardstick: 4-fold cross-validation over RAVDESS speakers, emo_speech_wild speakers and places and
 #    LibriSpeech readers at once (every one held out once), scored as the device shows it.
 #    Trained without a margin; the margin only shifts the outputs, so the sweep and the margin-$MARGIN folds
 #    come from the same held-out outputs (benchmarks/cue_margin.py).
-python -m benchmarks.quality_cv "$DEV" "$WILD" --neutral "$ORDINARY" "${RECIPE[@]}" --cue-margin 0 \
-  --keep-models "$MARGIN" --out "$BUILD/cv"
+#    Each seed's folds run JOBS at a time, then the run is summarised (a rerun resumes finished folds); with
+#    several seeds, the ensemble's folds are the mean of theirs.
+CV=(python -m benchmarks.quality_cv "$DEV" "$WILD" --neutral "$ORDINARY" "${RECIPE[@]}" --cue-margin 0
+    --keep-models "$MARGIN")
+"${CV[@]}" --extract-only --out "$BUILD/cv-features"  # once, so that the parallel folds only read the cache
+runs=()
+for seed in "${SEEDS[@]}"; do
+  run="$BUILD/cv"; (( ${#SEEDS[@]} == 1 )) || run="$BUILD/cv-s$seed"
+  parallel "$(quoted "${CV[@]}" --seed "$seed" --only 0,2 --out "$run") > $(quoted "$run.log-a") 2>&1" \
+           "$(quoted "${CV[@]}" --seed "$seed" --only 1,3 --out "$run") > $(quoted "$run.log-b") 2>&1"
+  "${CV[@]}" --seed "$seed" --out "$run" > /dev/null  # the summary of the finished folds
+  runs+=("$run")
+done
+if (( ${#SEEDS[@]} > 1 )); then
+  rm -rf "$BUILD/cv"  # made by this script alone: the ensemble of the runs above
+  python -m benchmarks.ensemble_cv "${runs[@]}" --out "$BUILD/cv"
+fi
 python -m benchmarks.cue_margin "$BUILD/cv" --margins 0,0.1,0.2,0.3,0.4,0.5 --apply "$MARGIN" \
   --to docs/quality-cv-default
 python -m benchmarks.cue_margin "$BUILD/cv" --margins 0,0.1,0.2,0.3,0.4,0.5 --out docs/quality-cv-default/cue-margins.md
@@ -54,9 +110,8 @@ python -m benchmarks.cue_margin "$BUILD/cv/cold" --margins 0,0.1,0.2,0.3,0.4,0.5
 #     included) and live false cues.
 python -m benchmarks.heldout "$BUILD/cv" "$DEV" "$WILD" "$ORDINARY" --out docs/quality-heldout
 
-# 2. The shipped model: the recipe on every clip, exported to int8.
-edge-emo finetune "$DEV" "$WILD" --neutral "$ORDINARY" "${RECIPE[@]}" --cue-margin "$MARGIN" \
-  --out "$BUILD/default.safetensors"
+# 2. The shipped model: the recipe on every clip (once per seed, their ensemble), exported to int8.
+train_seeds "$DEV" "$WILD" --neutral "$ORDINARY" "$BUILD/default"
 edge-emo export "$BUILD/default.safetensors" --out edge_emo/models/default.bundle --precision int8
 
 # 3. Microphone gain with the voice detector: the same clips at -20, 0, +12 dB and a random gain, each cut
@@ -79,7 +134,7 @@ python -m benchmarks.live_cues edge_emo/models/default.bundle "$WILD" --files 15
 mkdir -p docs/quality-cross-corpus
 for pair in "emo_speech_dev emo_speech_wild dev-on-wild" "emo_speech_wild emo_speech_dev wild-on-dev"; do
   set -- $pair
-  edge-emo finetune "$DATA/$1" --neutral "$ORDINARY" "${RECIPE[@]}" --cue-margin "$MARGIN" --out "$BUILD/$3.safetensors"
+  train_seeds "$DATA/$1" --neutral "$ORDINARY" "$BUILD/$3"
   edge-emo evaluate "$BUILD/$3.safetensors" "$DATA/$2" --cut speech --speaker-estimate > "docs/quality-cross-corpus/$3.md"
   edge-emo evaluate "$BUILD/$3.safetensors" "$DATA/$2" --cut speech --no-speaker-estimate \
     > "docs/quality-cross-corpus/$3-first-words.md"
