@@ -65,8 +65,8 @@ def apply(run: Path, margin: float, to: Path) -> None:
         for name in result["corpora"]:
             labels, pred = outputs[f"{name}/labels"], outputs[f"{name}/pred"] + shift
             result["corpora"][name]["model"] = scores(labels, pred, EMOTIONS)
-        for name in result["ordinary"]:
-            result["ordinary"][name] = cue_rates(outputs[f"{name}/pred"] + shift, EMOTIONS)
+        for name, entry in result["ordinary"].items():  # its rates anew; its held-out speakers kept
+            result["ordinary"][name] = {**entry, **cue_rates(outputs[f"{name}/pred"] + shift, EMOTIONS)}
         result["cue_margin"] = margin
         (to / path.name.replace("-predictions.npz", ".json")).write_text(json.dumps(result, indent=1))
         results.append(result)

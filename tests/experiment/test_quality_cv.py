@@ -172,6 +172,15 @@ def test_ensemble_of_two_seeds_scored_from_their_held_out_outputs(tmp_path):
     held_clips = clips.subset([i for i, s in enumerate(clips.speakers) if s in held])
     got = predict(merged, held_clips.features, held_clips.speakers)
     np.testing.assert_allclose(got, outputs["first/pred"] - 0.2, atol=1e-4)
+    # the checks that need a model run on the ensemble's folds as on any run's (held-out speakers kept)
+    from benchmarks.heldout import fold_models, live_rates
+
+    assert (
+        fold0["ordinary"]["ordinary"]["speakers"]
+        == json.loads((runs[0] / "fold0.json").read_text())["ordinary"]["ordinary"]["speakers"]
+    )
+    live = live_rates(fold_models(ens), {"first": first, "ordinary": ordinary}, 1.5)
+    assert live["ordinary"]["final"]["n"] >= 4
     # bad input: another recipe, the output folder one of the runs
     proc = run("benchmarks.ensemble_cv", str(runs[0]), str(runs[2]), "--out", str(tmp_path / "x"))
     assert proc.returncode != 0 and "differ in hidden" in proc.stderr and "Traceback" not in proc.stderr
