@@ -101,7 +101,7 @@ def check_heldout(run: Path, dirs: dict[str, Path], folds: list[dict]) -> None:
                 "gain-20dB",
                 "gain+12dB",
                 "gain-20to+12dB-seed0",
-                "gain+0dB-pink5to20dB-seed0",
+                "gain+0dB-pink5to20dB-seed1",
             }
             assert len(gain[name][who]["gain-20dB"]["per_fold"]) == 2
     live = live_rates(models, dirs, 1.5)
