@@ -128,12 +128,10 @@ NOISY_SNR_DB = (5.0, 20.0)  # the range of 'noisy': a busy street or cafe to a q
 def parse_gain(text: str) -> Gain:
     """A `Gain` from 'random', a number of dB, or either with '+noisy' (pink noise at a random
     NOISY_SNR_DB speech-to-noise ratio per clip); 'noisy' alone is 0 dB in that noise."""
-    base, _, room = text.strip().partition("+")
-    if base == "noisy" and not room:
-        base, room = "0", "noisy"
-    if room not in ("", "noisy"):
-        raise ValueError(f"a gain's room is '+noisy', not {text!r}")
-    noise = NOISY_SNR_DB if room else None
+    base = text.strip()
+    noisy = base == "noisy" or base.endswith("+noisy")  # '+12+noisy': the sign belongs to the gain
+    base = "0" if base == "noisy" else base.removesuffix("+noisy")
+    noise = NOISY_SNR_DB if noisy else None
     if base == "random":
         return Gain(db=None, low=RANDOM_GAIN_DB[0], high=RANDOM_GAIN_DB[1], noise=noise)
     try:

@@ -50,7 +50,8 @@ def test_noisy_room_mixes_pink_noise_at_the_drawn_snr():
     assert parse_gain("-20+noisy").db == -20.0 and parse_gain("random+noisy").db is None
     assert parse_gain("random").name == "gain-20to+12dB-seed0" and parse_gain("-20").name == "gain-20dB"
     assert "noise" not in parse_gain("-20").key()  # caches written before rooms had noise stay valid
-    with pytest.raises(ValueError, match="noisy"):
+    assert parse_gain("+12").db == 12.0 and parse_gain("+12+noisy").noise == (5.0, 20.0)
+    with pytest.raises(ValueError, match=r"'\+noisy'"):
         parse_gain("-20+windy")
     heard = hear(x, "/data/spk1/a.wav", room)
     noise = heard - x
