@@ -186,3 +186,27 @@ def test_ensemble_of_two_seeds_scored_from_their_held_out_outputs(tmp_path):
     assert proc.returncode != 0 and "differ in hidden" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("benchmarks.ensemble_cv", str(runs[0]), str(runs[1]), "--out", str(runs[0]))
     assert proc.returncode != 0 and "must be a new folder" in proc.stderr
+
+
+def test_extract_only_fills_the_cache_and_runs_no_fold(tmp_path):
+    """--extract-only (the build script runs it before folds in parallel): every rendition's features are
+    cached, no fold is trained, nothing is written to the run folder."""
+    first = make_corpus(tmp_path / "first", n_speakers=2, per_speaker=2)
+    ordinary = make_ordinary_speech(tmp_path / "ordinary", n=2)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "EDGE_EMO_CACHE": str(cache)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.quality_cv", str(first), "--neutral", str(ordinary),
+         "--out", str(tmp_path / "run"), "--folds", "2", "--cut", "speech", "--train-gains=-20,noisy",
+         "--extract-only"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "in the cache" in proc.stdout and not (tmp_path / "run").exists()
+    cached = {p.name for p in (cache / "features").iterdir()}
+    for corpus in ("first", "ordinary"):
+        assert {
+            f"{corpus}-egemaps",
+            f"{corpus}-egemaps-gain-20dB",
+            f"{corpus}-egemaps-gain+0dB-pink5to20dB-seed0",
+        } <= cached
