@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-# What may differ between the runs of one recipe: the draw and where it was written.
-PER_RUN = {"seed", "out", "only"}
+# What may differ between the runs of one recipe: the draw, where it was written and what else it kept.
+PER_RUN = {"seed", "out", "only", "keep_models", "extract_only"}
 
 
 def ensemble_runs(runs: list[Path], out: Path) -> list[int]:
