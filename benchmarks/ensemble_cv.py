@@ -84,8 +84,8 @@ def main() -> None:
     for run in args.runs:
         if not (run / "args.json").is_file():
             ap.error(f"{run}: not a benchmarks.quality_cv run (no args.json)")
-    if args.out.resolve() in {run.resolve() for run in args.runs}:
-        ap.error("--out must be a new folder, not one of the runs")
+    if args.out.exists() and any(args.out.iterdir()):
+        ap.error(f"{args.out} is not empty: --out must be a new folder (nothing of yours is overwritten)")
     folds = ensemble_runs(args.runs, args.out)
     print((args.out / "summary.md").read_text() if (args.out / "summary.md").exists() else "")
     print(f"wrote the ensemble of {len(args.runs)} runs over folds {folds} to {args.out}")

@@ -55,10 +55,10 @@ class Gain:
             return float(self.db)
         return float(np.random.default_rng([self.seed, _clip_key(source)]).uniform(self.low, self.high))
 
-
-def snr_for_clip(noise: tuple[float, float], seed: int, source: str) -> float:
-    """The speech-to-noise ratio (dB) drawn for a clip, the same wherever the corpus lives."""
-    return float(np.random.default_rng([seed, 1, _clip_key(source)]).uniform(*noise))
+    def snr_for_clip(self, source: str) -> float:
+        """The speech-to-noise ratio (dB) drawn for a clip in a noisy room, the same wherever it lives."""
+        assert self.noise is not None
+        return float(np.random.default_rng([self.seed, 1, _clip_key(source)]).uniform(*self.noise))
 
 
 def _clip_key(source: str) -> int:
@@ -100,7 +100,7 @@ def hear(signal: np.ndarray, source: str, gain: Gain) -> np.ndarray:
     """A clip as the microphone hears it: in the gain's room (noise), then through its gain."""
     if gain.noise is not None:
         rng = np.random.default_rng([gain.seed, 2, _clip_key(source)])
-        signal = add_noise(signal, snr_for_clip(gain.noise, gain.seed, source), rng)
+        signal = add_noise(signal, gain.snr_for_clip(source), rng)
     return apply_gain(signal, gain.for_clip(source))[0]
 
 

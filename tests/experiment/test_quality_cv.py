@@ -186,6 +186,8 @@ def test_ensemble_of_two_seeds_scored_from_their_held_out_outputs(tmp_path):
     assert proc.returncode != 0 and "differ in hidden" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("benchmarks.ensemble_cv", str(runs[0]), str(runs[1]), "--out", str(runs[0]))
     assert proc.returncode != 0 and "must be a new folder" in proc.stderr
+    proc = run("benchmarks.ensemble_cv", str(runs[0]), str(runs[1]), "--out", str(ens))  # already written
+    assert proc.returncode != 0 and "not empty" in proc.stderr and (ens / "fold0.json").is_file()
 
 
 def test_extract_only_fills_the_cache_and_runs_no_fold(tmp_path):
