@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--neutral", type=Path, action="append", default=[])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--feature-set", default="egemaps")
+    ap.add_argument("--hop-ms", type=int, default=None, help="milliseconds between feature frames (10 or 20)")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -123,7 +124,7 @@ def main() -> None:
     one_thread_unless_told()  # two math threads on a shared 2-core machine ran 10x slower
 
     init = load_checkpoint(args.init) if args.init else None
-    spec = init.spec if init else feature_spec(args.feature_set)
+    spec = init.spec if init else feature_spec(args.feature_set, args.hop_ms)
     gains = parse_gains(args.train_gains)
     labeled = {
         d.name: [

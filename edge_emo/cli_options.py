@@ -100,6 +100,14 @@ SplitOpt = Annotated[Split, typer.Option("--split", help=SPLIT_HELP)]
 SplitSeed = Annotated[int, typer.Option(help="Seed of the speaker split.")]
 HiddenOpt = Annotated[int, typer.Option(help="GRU units per layer (the paper: 256).")]
 LayersOpt = Annotated[int, typer.Option(help="GRU layers (the paper: 2).")]
+HopOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--hop-ms",
+        help="Milliseconds between feature frames: 10 (openSMILE's own; the default) or 20 (the same "
+        "descriptors half as often: about half the front end's and the model's CPU on the device).",
+    ),
+]
 CutOpt = Annotated[
     SpeechCutChoice,
     typer.Option(

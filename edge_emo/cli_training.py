@@ -19,6 +19,7 @@ from edge_emo.cli_options import (
     DataDir,
     DataDirs,
     HiddenOpt,
+    HopOpt,
     LayersOpt,
     MoseiCovarep,
     MoseiLabels,
@@ -59,12 +60,13 @@ def features(
     feature_set: Annotated[FeatureSet, typer.Option(help="openSMILE low-level descriptors to extract.")] = (
         FeatureSet.egemaps
     ),
+    hop_ms: HopOpt = None,
 ) -> None:
     """Extract (or reuse the cached) frame-level features of corpora and print a summary."""
     from edge_emo.data.corpus import cache_dir, load_corpus
     from edge_emo.data.sources import feature_spec
 
-    spec = feature_spec(feature_set.value)
+    spec = feature_spec(feature_set.value, hop_ms)
     for d in data_dir or []:
         clips = load_corpus(d, spec)
         typer.echo(f"{d}: {len(clips)} clips, {clips.n_frames} frames of {spec.dim} {spec.name} values")
@@ -241,6 +243,7 @@ def finetune(
         Optional[FeatureSet],
         typer.Option(help="Features for the baseline (with --init: the checkpoint's)."),
     ] = None,
+    hop_ms: HopOpt = None,
     split: SplitOpt = Split.all,
     split_seed: SplitSeed = 0,
     mosei_covarep: MoseiCovarep = None,
@@ -289,7 +292,9 @@ def finetune(
         readout_weight=readout_weight,
     )
     fs = feature_set.value if feature_set else None
-    typer.echo(finetune_to_file(data, config, out, init, fs, full, budget, hidden, layers, train_gains))
+    typer.echo(
+        finetune_to_file(data, config, out, init, fs, full, budget, hidden, layers, train_gains, hop_ms)
+    )
 
 
 @command()
@@ -355,8 +360,9 @@ def export_model(
         PrecisionChoice, typer.Option(help="int8 (dynamic quantization of the GRU) or fp32.")
     ] = PrecisionChoice.int8,
     chunk_frames: Annotated[
-        int, typer.Option(help="Frames per graph call on device and in evaluation (10 = one 100 ms update).")
-    ] = 10,
+        Optional[int],
+        typer.Option(help="Frames per graph call on device and in evaluation (default: one 100 ms update)."),
+    ] = None,
     sign: SignOpt = None,
 ) -> None:
     """Export a checkpoint as a streaming ONNX bundle (graph + manifest) for the device."""

@@ -14,11 +14,16 @@ from edge_emo.features import FeatureSet, FeatureSpec, spec_for
 from edge_emo.features.log_format import is_feature_log
 
 
-def feature_spec(feature_set: str) -> FeatureSpec:
-    """The spec of a feature set by name; covarep is MOSEI's precomputed one (no extractor)."""
+def feature_spec(feature_set: str, hop_ms: int | None = None) -> FeatureSpec:
+    """The spec of a feature set by name, a frame every `hop_ms` (default 10); covarep is MOSEI's
+    precomputed one (no extractor, its own hop)."""
     if FeatureSet(feature_set) is FeatureSet.covarep:
+        if hop_ms is not None:
+            raise ValueError(
+                "--hop-ms applies to features extracted from audio, not to MOSEI's covarep frames"
+            )
         return covarep_spec()
-    return spec_for(FeatureSet(feature_set))
+    return spec_for(FeatureSet(feature_set), 0.01 if hop_ms is None else hop_ms / 1000)
 
 
 def default_feature_set(data_dirs: Sequence[Path], mosei: bool) -> str:
@@ -27,15 +32,23 @@ def default_feature_set(data_dirs: Sequence[Path], mosei: bool) -> str:
 
 
 def training_spec(
-    init_spec: FeatureSpec | None, feature_set: str | None, data_dirs: Sequence[Path], mosei: bool
+    init_spec: FeatureSpec | None,
+    feature_set: str | None,
+    data_dirs: Sequence[Path],
+    mosei: bool,
+    hop_ms: int | None = None,
 ) -> FeatureSpec:
-    """The features to train on: a pretrained checkpoint's (`init_spec`; a different --feature-set is an
-    error), else --feature-set, else the default for the corpora."""
+    """The features to train on: a pretrained checkpoint's (`init_spec`; a different --feature-set or
+    --hop-ms is an error), else --feature-set (at --hop-ms), else the default for the corpora."""
     if init_spec is not None:
         if feature_set is not None and feature_set != init_spec.name:
             raise ValueError(f"--feature-set {feature_set} differs from the checkpoint's ({init_spec.name})")
+        if hop_ms is not None and abs(hop_ms / 1000 - init_spec.hop_s) > 1e-9:
+            raise ValueError(
+                f"--hop-ms {hop_ms} differs from the checkpoint's ({init_spec.hop_s * 1000:g} ms)"
+            )
         return init_spec
-    return feature_spec(feature_set or default_feature_set(data_dirs, mosei))
+    return feature_spec(feature_set or default_feature_set(data_dirs, mosei), hop_ms)
 
 
 def check_mosei_pair(covarep: Path | None, labels: Path | None) -> None:

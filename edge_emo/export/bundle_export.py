@@ -37,7 +37,8 @@ from edge_emo.signing import signer
 from edge_emo.train.checkpoint import Checkpoint, applied_cue_margin, load_checkpoint, provenance
 
 FP32_TOLERANCE = 1e-4  # max abs difference to torch of the fp32 graph, per frame and emotion
-CHECK_FRAMES = 300  # 3 s of frames for the export-time check against torch
+CHECK_FRAMES = 300  # 3 s of frames at 10 ms for the export-time check against torch
+UPDATE_S = 0.1  # the default chunk: one live update's frames (10 at a 10 ms hop, 5 at 20 ms)
 
 
 def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -113,14 +114,15 @@ def export_bundle(
     checkpoint: str | Path | Checkpoint,
     out_dir: str | Path,
     precision: str = "int8",
-    chunk_frames: int = 10,
+    chunk_frames: int | None = None,
     sign_key: str | Path | None = None,
 ) -> Bundle:
     """Write the bundle of a checkpoint (a path or a loaded Checkpoint) at `out_dir` and return it; signed
-    with the Ed25519 private key file `sign_key` if given (edge_emo/signing.py)."""
+    with the Ed25519 private key file `sign_key` if given (edge_emo/signing.py). `chunk_frames` (frames per
+    graph call) defaults to 100 ms of frames, one live update."""
     if precision not in ("int8", "fp32"):
         raise ValueError(f"precision must be 'int8' or 'fp32', not {precision!r}")
-    if not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:
+    if chunk_frames is not None and not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:
         raise ValueError(f"--chunk-frames {chunk_frames} is outside 1..{MAX_CHUNK_FRAMES}")
     check_replaceable(Path(out_dir))  # before the work: a folder of the user's is never replaced
     sign = None if sign_key is None else signer(Path(sign_key))  # a bad key fails before the work too
@@ -131,6 +133,7 @@ def export_bundle(
             f"{ckpt_file or 'the checkpoint'} is pretrained only: its emotion head was never trained. "
             "Fine-tune it first (`edge-emo finetune DATA_DIR --init CKPT --out ft.safetensors`), then export that"
         )
+    chunk_frames = chunk_frames or max(1, round(UPDATE_S / ckpt.spec.hop_s))
     config = ckpt.model.config
     if config.n_emotions != len(ckpt.emotions) or config.n_features != ckpt.spec.dim:
         raise ValueError(

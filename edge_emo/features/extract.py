@@ -45,7 +45,7 @@ def extract(signal: np.ndarray, sample_rate: int, spec: FeatureSpec, source: str
     Frame k covers the audio from k * spec.hop_s on. Resamples to spec.sample_rate if needed."""
     check_extractable(spec)
     x = resample(to_mono(signal, source), int(sample_rate), spec.sample_rate)
-    smile = open_smile(spec.name, streaming=False)
+    smile = open_smile(spec.name, streaming=False, hop_s=spec.hop_s)
     frames = FrameCollector()
     try:
         smile.external_sink_set_callback_ex(SINK, frames)

@@ -47,7 +47,10 @@ OpenSMILE = smile_lib.OpenSMILE
 
 SOURCE = "extsource"
 SINK = "extsink"
-HOP_S = 0.01
+HOP_S = 0.01  # the hop openSMILE's shipped configurations use, and the default
+# The hops this front end offers: 20 ms computes every frame-level component half as often (about half of the
+# front end's CPU, and half the model steps); the frames are the same descriptors over the same windows.
+HOPS_S = (0.01, 0.02)
 SAMPLE_RATE = 16000
 # The wave level of the streaming configuration: 2 s of audio. Pitch jitter/shimmer read the wave with the
 # lag of the Viterbi pitch smoother, so it must hold more than that lag (1.5 s of frames); one write may
@@ -84,6 +87,43 @@ _SETTINGS = {
         }
     }
 }
+
+
+_SECTION_TYPE = re.compile(r"^\[(\w+):(\w+)\]\s*$")
+
+
+def _hop_settings(texts: list[str], hop_s: float) -> dict[str, dict[str, str]]:
+    """Settings that move every framer of the shipped includes to `hop_s` and keep the Viterbi pitch
+    smoother's look-ahead the same length of time (its buffer counts frames: 0.4 s in eGeMAPS at 10 ms),
+    so that a longer hop costs no latency. Nothing at 10 ms."""
+    if hop_s == HOP_S:
+        return {}
+    settings: dict[str, dict[str, str]] = {}
+    for text in texts:
+        component = None
+        for line in text.splitlines():
+            section = _SECTION_TYPE.match(line.strip())
+            if section:
+                component, kind = section.groups()
+                continue
+            if component is None or "=" not in line:
+                continue
+            key, value = (part.strip() for part in line.split("=", 1))
+            if kind == "cFramer" and key == "frameStep":
+                settings.setdefault(component, {})[key] = f"{hop_s:g}"
+            elif kind == "cPitchSmootherViterbi" and key == "bufferLength":
+                frames = max(1, round(int(value) * HOP_S / hop_s))
+                settings.setdefault(component, {})[key] = str(frames)
+    return settings
+
+
+def check_hop(hop_s: float) -> float:
+    """`hop_s` if this front end offers it, else a one-line error naming the hops it offers."""
+    for offered in HOPS_S:
+        if abs(hop_s - offered) < 1e-9:
+            return offered
+    ms = ", ".join(f"{h * 1000:g}" for h in HOPS_S)
+    raise ValueError(f"openSMILE frames come at a hop of {ms} ms here, not {hop_s * 1000:g} ms")
 
 
 def extractable_sets() -> tuple[FeatureSet, ...]:
@@ -168,7 +208,7 @@ def _check_settings(texts: list[str], settings: dict[str, dict[str, str]]) -> No
 
 
 @functools.cache
-def _lld_components(feature_set: FeatureSet) -> str:
+def _lld_components(feature_set: FeatureSet, hop_s: float = HOP_S) -> str:
     """The shipped LLD include files of `feature_set`, inlined, declaring only the components its frames need.
 
     The shipped includes also declare the selectors and smoothers that feed the functionals of the full
@@ -177,11 +217,13 @@ def _lld_components(feature_set: FeatureSet) -> str:
     `opensmile.Smile`) and listening live costs less. Their sections stay; a section without an instance is
     never read."""
     includes, levels = _LLD[feature_set]
-    texts = []
+    shipped = []
     for include in includes:
         with open(os.path.join(_CONFIG_ROOT, include), encoding="utf-8") as f:
-            texts.append(_with_settings(f.read(), _SETTINGS.get(feature_set, {})))
-    _check_settings(texts, _SETTINGS.get(feature_set, {}))
+            shipped.append(f.read())
+    settings = {**_SETTINGS.get(feature_set, {}), **_hop_settings(shipped, hop_s)}
+    texts = [_with_settings(text, settings) for text in shipped]
+    _check_settings(texts, settings)
     needed = _needed_components(texts, levels.split(";"))
     kept = []
     for text in texts:
@@ -192,7 +234,7 @@ def _lld_components(feature_set: FeatureSet) -> str:
     return "\n".join(kept)
 
 
-def _config_text(feature_set: FeatureSet, streaming: bool) -> str:
+def _config_text(feature_set: FeatureSet, streaming: bool, hop_s: float = HOP_S) -> str:
     levels = _LLD[feature_set][1]
     if streaming:
         wave = "writer.levelconf.isRb = 1\nwriter.levelconf.growDyn = 0\n"
@@ -213,7 +255,7 @@ def _config_text(feature_set: FeatureSet, streaming: bool) -> str:
         "nBits = 16",
         "channels = 1",
         "",
-        _lld_components(feature_set),
+        _lld_components(feature_set, hop_s),
         "",
         "[lldconcat:cVectorConcat]",
         f"reader.dmLevel = {levels}",
@@ -228,9 +270,11 @@ def _config_text(feature_set: FeatureSet, streaming: bool) -> str:
     return "\n".join(lines)
 
 
-def open_smile(feature_set: FeatureSet | str, streaming: bool) -> OpenSMILE:
-    """An initialised (not yet running) openSMILE instance for the LLDs of `feature_set`."""
+def open_smile(feature_set: FeatureSet | str, streaming: bool, hop_s: float = HOP_S) -> OpenSMILE:
+    """An initialised (not yet running) openSMILE instance for the LLDs of `feature_set`, a frame every
+    `hop_s` seconds."""
     fs = _feature_set(feature_set)
+    hop_s = check_hop(hop_s)
     shared = os.path.join(_CONFIG_ROOT, "shared")
     options = {
         "bufferModeRbConf": os.path.join(shared, "BufferModeRb.conf.inc"),
@@ -244,7 +288,7 @@ def open_smile(feature_set: FeatureSet | str, streaming: bool) -> OpenSMILE:
     # name under /proc and nothing on disk, so a kill can leave no edge_emo_*.conf litter in $TMPDIR.
     fd = os.memfd_create(f"edge_emo_{fs.value}.conf")
     try:
-        os.write(fd, _config_text(fs, streaming).encode())
+        os.write(fd, _config_text(fs, streaming, hop_s).encode())
         smile = OpenSMILE()
         try:
             smile.initialize(f"/proc/self/fd/{fd}", options, loglevel=0)
@@ -275,18 +319,23 @@ def column_names(feature_set: FeatureSet | str) -> tuple[str, ...]:
         smile.free()
 
 
-def spec_for(feature_set: FeatureSet | str) -> FeatureSpec:
-    """The `FeatureSpec` of an extractable set (egemaps: 25 values, egemaps-lite: 13, compare: 65), 10 ms hop,
-    16 kHz."""
+def spec_for(feature_set: FeatureSet | str, hop_s: float = HOP_S) -> FeatureSpec:
+    """The `FeatureSpec` of an extractable set (egemaps: 25 values, egemaps-lite: 13, compare: 65), a frame
+    every `hop_s` seconds (10 or 20 ms), 16 kHz."""
     fs = _feature_set(feature_set)
-    return FeatureSpec(name=fs.value, columns=column_names(fs), hop_s=HOP_S, sample_rate=SAMPLE_RATE)
+    return FeatureSpec(
+        name=fs.value, columns=column_names(fs), hop_s=check_hop(hop_s), sample_rate=SAMPLE_RATE
+    )
 
 
 def check_extractable(spec: FeatureSpec) -> None:
     """Raise unless this openSMILE build emits exactly the frames `spec` describes (e.g. from a bundle)."""
     if spec.sample_rate is None:
         raise ValueError(f"feature set '{spec.name}' is precomputed and has no audio extractor")
-    ours = spec_for(spec.name)
+    try:
+        ours = spec_for(spec.name, spec.hop_s)
+    except ValueError as e:
+        raise FeatureMismatchError(f"feature spec '{spec.name}': {e}") from None
     if spec != ours:
         raise FeatureMismatchError(
             f"feature spec '{spec.name}' ({spec.dim} values, hop {spec.hop_s * 1000:g} ms, "

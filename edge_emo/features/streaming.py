@@ -49,7 +49,7 @@ class _Engine:
     """One openSMILE instance running on its own thread, fed through a ring buffer."""
 
     def __init__(self, spec: FeatureSpec) -> None:
-        self.smile = open_smile(spec.name, streaming=True)
+        self.smile = open_smile(spec.name, streaming=True, hop_s=spec.hop_s)
         self.frames = FrameCollector()
         self.error: BaseException | None = None
         self._closed = False

@@ -403,14 +403,16 @@ def finetune_to_file(
     hidden: int = 256,
     layers: int = 2,
     train_gains: str | None = None,
+    hop_ms: int | None = None,
 ) -> str:
     """`edge-emo finetune`: `train` from the pretrained checkpoint `init` (its features), or the baseline on
-    `feature_set` (default: the corpora's), and write the checkpoint `out`. Returns what was trained, in words."""
+    `feature_set` (default: the corpora's) at `hop_ms`, and write the checkpoint `out`. Returns what was
+    trained, in words."""
     from edge_emo.data.sources import training_spec
     from edge_emo.train.checkpoint import load_checkpoint, save_checkpoint
 
     pre = load_checkpoint(init) if init else None
-    spec = training_spec(pre.spec if pre else None, feature_set, data.labeled, data.mosei is not None)
+    spec = training_spec(pre.spec if pre else None, feature_set, data.labeled, data.mosei is not None, hop_ms)
     ckpt, learned = train(data, spec, config, pre, full=full, labels=budget, hidden=hidden, layers=layers)
     if train_gains:
         ckpt.provenance["finetune"]["train_gains"] = train_gains

@@ -188,6 +188,38 @@ def test_spec_from_another_extractor_is_rejected(speech):
         extract(speech, 16000, stale)
 
 
+def test_a_20ms_hop_is_the_same_descriptors_half_as_often(feature_set, speech, offline_frames):
+    """At 20 ms every framer steps twice as far (the windows stay 20 and 60 ms) and the pitch smoother looks
+    as far ahead in time: the frames follow every other 10 ms frame closely (the 3-frame smoothing spans
+    60 ms instead of 30, so not exactly)."""
+    spec = spec_for(feature_set, 0.02)
+    assert (spec.hop_s, spec.columns) == (0.02, spec_for(feature_set).columns)
+    frames, ten = extract(speech, 16000, spec), offline_frames[feature_set]
+    assert frames.dtype == np.float32 and len(frames) == 149  # 3 s at 20 ms (296 at 10 ms)
+    n = min(len(frames), len(ten[::2]))
+    frames, every_other = frames[:n], ten[::2][:n]
+    loudness = spec.columns.index("Loudness_sma3" if feature_set == "egemaps" else "pcm_RMSenergy_sma")
+    assert np.corrcoef(frames[:, loudness], every_other[:, loudness])[0, 1] > 0.95
+    pitch = spec.columns.index(PITCH_COLUMN[feature_set])
+    voiced = (frames[:, pitch] > 0) & (every_other[:, pitch] > 0)
+    assert voiced.mean() > 0.3
+    assert np.median(np.abs(frames[voiced, pitch] / every_other[voiced, pitch] - 1)) < 0.02
+    from edge_emo.features import smile
+
+    config = smile._config_text(FeatureSet(feature_set), streaming=True, hop_s=0.02)
+    assert "frameStep = 0.01" not in config and config.count("frameStep = 0.02") == 2
+    assert ("bufferLength = 20" if feature_set == "egemaps" else "bufferLength = 15") in config
+
+
+def test_only_the_offered_hops(speech):
+    with pytest.raises(ValueError, match="hop of 10, 20 ms here, not 15 ms") as e:
+        spec_for("egemaps", 0.015)
+    assert "\n" not in str(e.value)
+    spec = spec_for("egemaps")
+    with pytest.raises(FeatureMismatchError, match="not 15 ms"):
+        extract(speech, 16000, FeatureSpec(spec.name, spec.columns, 0.015, spec.sample_rate))
+
+
 # --- bad input: one clear line naming the file ---
 
 

@@ -70,6 +70,13 @@ def test_streaming_equals_offline(feature_set, speech, offline_frames, sizes):
     assert no_opensmile_running()
 
 
+@pytest.mark.parametrize("sizes", [[7], RANDOM_MIX], ids=["7", "mix"])
+def test_streaming_equals_offline_at_a_20ms_hop(feature_set, speech, sizes):
+    spec = spec_for(feature_set, 0.02)
+    frames, expected = stream(spec, chunked(speech, sizes)), extract(speech, 16000, spec)
+    assert frames.shape == expected.shape and np.abs(frames - expected).max() == 0
+
+
 @pytest.mark.parametrize("batch_s", [0.03, 0.25])
 def test_batched_hand_over_changes_no_frame_only_when_they_come(speech, offline_frames, batch_s):
     """Audio handed to openSMILE in batches (what listening live does, for CPU): the same frames; none
