@@ -1,0 +1,81 @@
+"""A model of 20 ms frames, end to end: trained by `finetune --hop-ms 20`, exported with one 100 ms update per
+graph call, streamed by the recognizer and `listen` exactly as `evaluate` scores it offline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_emo.data.corpus import load_corpus
+from edge_emo.features import load_audio
+from edge_emo.predictor import load_predictor
+from edge_emo.runtime.bundle import load_bundle
+from edge_emo.runtime.recognizer import EmotionRecognizer
+from tests.cli import edge_emo
+from tests.fixtures import synth_speech, write_wav
+from tests.runtime.test_recognizer import stream
+
+HEADER = "path,speaker,corpus,emotion,happiness,sadness,anger,surprise,disgust,fear\n"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus20")
+    rows = []
+    for i in range(8):
+        write_wav(root / f"c{i}.wav", synth_speech(1.5 + 0.1 * i, seed=40 + i) * (0.2 + 0.1 * (i % 3)))
+        levels = [0] * 6
+        levels[i % 6] = 1 + i % 3
+        rows.append(f"c{i}.wav,s{i % 2},t,x,{','.join(map(str, levels))}\n")
+    (root / "labels.csv").write_text(HEADER + "".join(rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("h20") / "h20.safetensors"
+    edge_emo("finetune", corpus, "--hop-ms", "20", "--epochs", "3", "--hidden", "8", "--out", out, check=True)
+    return out
+
+
+def test_a_20ms_model_is_exported_with_its_hop_and_a_100ms_chunk(checkpoint, tmp_path):
+    edge_emo("export", checkpoint, "--out", tmp_path / "h20.bundle", check=True)
+    bundle = load_bundle(tmp_path / "h20.bundle")
+    assert bundle.spec.hop_s == 0.02 and bundle.chunk_frames == 5
+
+
+def test_streamed_and_listened_as_evaluated(checkpoint, corpus, tmp_path):
+    edge_emo("export", checkpoint, "--out", tmp_path / "h20.bundle", "--precision", "fp32", check=True)
+    bundle = load_bundle(tmp_path / "h20.bundle")
+    clip = corpus / "c7.wav"
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "c7.wav").write_bytes(clip.read_bytes())
+    (one / "labels.csv").write_text(HEADER + "c7.wav,s0,t,x,1,0,0,0,0,0\n")
+    model = load_predictor(bundle.path)
+    frames = load_corpus(one, model.spec).features
+    assert len(frames[0]) == pytest.approx(2.2 / 0.02, abs=3)  # 2.2 s of audio, a frame every 20 ms
+    evaluated = np.clip(model.predict(frames)[0], 0, 3)
+
+    x, rate = load_audio(clip)
+    updates = stream(EmotionRecognizer(bundle, vad=None), x, rate, block=480)
+    assert updates[-1].final
+    np.testing.assert_array_equal(updates[-1].intensities, evaluated)
+    steps = np.diff([u.time_s for u in updates[:-1]])
+    np.testing.assert_allclose(steps, 0.1, atol=1e-9)  # still an update every 100 ms
+
+    run = edge_emo("listen", "--model", bundle.path, "--input", clip, "--fast", "--json")
+    assert run.returncode == 0, run.stderr
+    last = json.loads(run.stdout.splitlines()[-1])
+    assert last["final"] and last["time_s"] == pytest.approx(len(x) / rate, abs=0.1)
+
+
+def test_a_hop_this_front_end_does_not_offer_or_unlike_the_checkpoint_is_one_line(corpus, checkpoint, tmp_path):
+    run = edge_emo("finetune", corpus, "--hop-ms", "15", "--epochs", "1", "--hidden", "8", "--out", tmp_path / "x")
+    assert run.returncode != 0 and "not 15 ms" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    run = edge_emo("finetune", corpus, "--init", checkpoint, "--hop-ms", "10", "--out", tmp_path / "y")
+    assert run.returncode != 0 and "--hop-ms 10 differs from the checkpoint's (20 ms)" in run.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
