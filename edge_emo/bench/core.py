@@ -465,12 +465,12 @@ def _blocks(pcm: np.ndarray):
 
 def feature_rtf(pcm: np.ndarray) -> list[dict]:
     """Streaming openSMILE, fed 10 ms blocks as fast as it takes them: wall and CPU time per audio second."""
-    from edge_emo.features import StreamingExtractor, extractable_sets, spec_for
+    from edge_emo.features import StreamingExtractor
+    from edge_emo.features.smile import front_ends
 
     rows = []
     audio_s = len(pcm) / SAMPLE_RATE
-    for feature_set in extractable_sets():
-        spec = spec_for(feature_set)
+    for spec in front_ends():
         wall, cpu = time.perf_counter(), time.process_time()
         frames = 0
         with StreamingExtractor(spec) as stream:
@@ -480,7 +480,8 @@ def feature_rtf(pcm: np.ndarray) -> list[dict]:
             frames += len(stream.end_of_input())
         rows.append(
             {
-                "feature_set": feature_set.value,
+                "feature_set": spec.name,
+                "hop_ms": round(spec.hop_s * 1000),
                 "values_per_frame": spec.dim,
                 "frames": frames,
                 "rtf_wall": round((time.perf_counter() - wall) / audio_s, 4),
@@ -935,7 +936,8 @@ def markdown(result: dict) -> str:
     lines += ["| what | threads | RTF wall | RTF CPU |", "|---|---|---|---|"]
     for f in result["features"]:
         lines.append(
-            f"| streaming openSMILE {f['feature_set']} ({f['values_per_frame']} values) | 1 | {f['rtf_wall']:.4f} | {f['rtf_cpu']:.4f} |"
+            f"| streaming openSMILE {f['feature_set']} ({f['values_per_frame']} values, "
+            f"{f.get('hop_ms', 10)} ms hop) | 1 | {f['rtf_wall']:.4f} | {f['rtf_cpu']:.4f} |"
         )
     for e in result["end_to_end"]:
         lines.append(

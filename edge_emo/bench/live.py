@@ -386,13 +386,13 @@ def live_markdown(live: dict) -> list[str]:
         "",
     ]
     lines += [
-        "| feature set | values per frame | % of a core (median) | rounds | vs eGeMAPS |",
-        "|---|---|---|---|---|",
+        "| feature set | hop | values per frame | % of a core (median) | rounds | vs eGeMAPS at 10 ms |",
+        "|---|---|---|---|---|---|",
     ]
     for f in live.get("frontends", []):
         rounds = ", ".join(f"{c:.2f}" for c in f["pct_of_core_rounds"])
         lines.append(
-            f"| {f['feature_set']} | {f['values_per_frame']} | {f['pct_of_core_median']:.2f} | {rounds} | "
+            f"| {f['feature_set']} | {f.get('hop_ms', 10)} ms | {f['values_per_frame']} | {f['pct_of_core_median']:.2f} | {rounds} | "
             f"{f['ratio_to_egemaps_median']:.2f}x |"
         )
     return [*lines, ""]
@@ -403,16 +403,17 @@ def frontend_costs(pcm: np.ndarray, rounds: int = 3) -> list[dict[str, Any]]:
     them: CPU seconds (this thread's writes + openSMILE's thread) per second of audio, x 100 (% of a core
     when live). Sets alternate round by round (A B A B) and the ratio to eGeMAPS is taken per round, so a
     machine whose speed drifts slows both alike."""
-    from edge_emo.features import FeatureSet, StreamingExtractor, extractable_sets, spec_for
+    from edge_emo.features import StreamingExtractor
+    from edge_emo.features.smile import front_ends
     from edge_emo.runtime.recognizer import BATCH_S
 
     step = int(BATCH_S * RATE)
     audio_s = len(pcm) / RATE
-    sets = extractable_sets()
-    cost: dict[FeatureSet, list[float]] = {fs: [] for fs in sets}
+    specs = front_ends()
+    cost: list[list[float]] = [[] for _ in specs]
     for _ in range(rounds):
-        for fs in sets:
-            with StreamingExtractor(spec_for(fs)) as stream:
+        for i, spec in enumerate(specs):
+            with StreamingExtractor(spec) as stream:
                 stream.accept_waveform(pcm[:0])
                 smile = stream._engine.thread
                 t, t_smile = time.thread_time(), _thread_cpu_of(smile)
@@ -421,17 +422,18 @@ def frontend_costs(pcm: np.ndarray, rounds: int = 3) -> list[dict[str, Any]]:
                     stream.frames()
                 cpu = time.thread_time() - t + _caught_up_cpu(smile) - t_smile
                 stream.end_of_input()
-            cost[fs].append(100 * cpu / audio_s)
-    base = np.asarray(cost[FeatureSet.egemaps])
+            cost[i].append(100 * cpu / audio_s)
+    base = np.asarray(cost[0])  # eGeMAPS at 10 ms
     return [
         {
-            "feature_set": fs.value,
-            "values_per_frame": spec_for(fs).dim,
-            "pct_of_core_median": round(float(np.median(cost[fs])), 3),
-            "pct_of_core_rounds": [round(c, 3) for c in cost[fs]],
-            "ratio_to_egemaps_median": round(float(np.median(np.asarray(cost[fs]) / base)), 3),
+            "feature_set": spec.name,
+            "hop_ms": round(spec.hop_s * 1000),
+            "values_per_frame": spec.dim,
+            "pct_of_core_median": round(float(np.median(c)), 3),
+            "pct_of_core_rounds": [round(x, 3) for x in c],
+            "ratio_to_egemaps_median": round(float(np.median(np.asarray(c) / base)), 3),
         }
-        for fs in sets
+        for spec, c in zip(specs, cost)
     ]
 
 

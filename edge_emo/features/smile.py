@@ -328,6 +328,11 @@ def spec_for(feature_set: FeatureSet | str, hop_s: float = HOP_S) -> FeatureSpec
     )
 
 
+def front_ends() -> list[FeatureSpec]:
+    """Every front end this openSMILE offers (each extractable set at each hop), eGeMAPS at 10 ms first."""
+    return [spec_for(fs, hop) for fs in extractable_sets() for hop in HOPS_S]
+
+
 def check_extractable(spec: FeatureSpec) -> None:
     """Raise unless this openSMILE build emits exactly the frames `spec` describes (e.g. from a bundle)."""
     if spec.sample_rate is None:

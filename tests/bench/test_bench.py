@@ -57,8 +57,11 @@ def _check_structure(result: dict, table: str, with_torch: bool) -> None:
     pairs = {r["pair"] for r in result["ratios"]}
     assert any(p.startswith(TORCH) for p in pairs) is with_torch
     assert all(r["speedup_median"] > 0 for r in result["ratios"])
-    assert {f["feature_set"] for f in result["features"]} == {"egemaps", "egemaps-lite", "compare"}
+    front_ends = {(f["feature_set"], f["hop_ms"]): f for f in result["features"]}
+    assert set(front_ends) == {(fs, hop) for fs in ("egemaps", "egemaps-lite", "compare") for hop in (10, 20)}
     assert all(f["frames"] > 0 and f["rtf_cpu"] > 0 for f in result["features"])
+    for fs in ("egemaps", "egemaps-lite", "compare"):  # the same audio, a frame every 10 or 20 ms
+        assert abs(front_ends[fs, 10]["frames"] - 2 * front_ends[fs, 20]["frames"]) <= 3
     assert all(e["updates"] > 0 and e["rtf_wall"] > 0 for e in result["end_to_end"])
     latency = result["audio_to_update_latency"]
     assert latency["updates"] > 0
@@ -104,6 +107,10 @@ def _check_live(result: dict, table: str) -> None:
     assert set(live["stages_pct_of_core"]) >= set(STAGE_NAMES)
     assert all(v >= 0 for v in live["stages_pct_of_core"].values())
     assert "Live CPU share of `edge-emo listen`" in table and "| file, --json |" in table
+    front_ends = [(f["feature_set"], f["hop_ms"]) for f in live["frontends"]]
+    assert front_ends[0] == ("egemaps", 10) and live["frontends"][0]["ratio_to_egemaps_median"] == 1
+    assert set(front_ends) == {(fs, hop) for fs in ("egemaps", "egemaps-lite", "compare") for hop in (10, 20)}
+    assert "| egemaps | 20 ms | 25 |" in table
     assert isinstance(result["warnings"], list)
 
 
