@@ -4,9 +4,10 @@ the time of a step does not depend on the weights' values. Needs the `train` ext
     PYTHONPATH=. python benchmarks/random_bundle.py --hidden 128 --out build/2x128-random.bundle
     PYTHONPATH=. python -m edge_emo bench --model build/2x128-random.bundle --out 2x128.json
     PYTHONPATH=. python benchmarks/random_bundle.py --hidden 128 --feature-set egemaps-lite --out build/lite.bundle
+    PYTHONPATH=. python benchmarks/random_bundle.py --hidden 128 --hop-ms 20 --out build/h20.bundle
 
-The feature spec, normalisation and emotions are the shipped model's (or, with --feature-set, another front
-end's spec), so the runtime treats it like the real thing; the export is the one export path (edge_emo/export/bundle_export.py), int8 by default.
+The feature spec, normalisation and emotions are the shipped model's (or, with --feature-set or --hop-ms,
+another front end's spec), so the runtime treats it like the real thing; the export is the one export path (edge_emo/export/bundle_export.py), int8 by default.
 """
 
 from __future__ import annotations
@@ -34,13 +35,16 @@ def random_bundle(
     precision: str = "int8",
     seed: int = 0,
     feature_set: str | None = None,
+    hop_ms: int | None = None,
 ) -> Bundle:
     shipped = load_bundle(SHIPPED)
     spec, norm = shipped.spec, shipped.norm
+    if hop_ms is not None:  # the same columns a frame every hop_ms: the same statistics serve
+        spec = spec_for(spec.name, hop_ms / 1000)
     if feature_set is not None and feature_set != spec.name:
         # another front end: the shipped statistics of the columns it shares with the shipped set, 0 and 1
         # for the others (random weights: the values only need to be in a sane range)
-        spec = spec_for(feature_set)
+        spec = spec_for(feature_set, spec.hop_s)
         shared = {c: i for i, c in enumerate(shipped.spec.columns)}
         mean = [shipped.norm.mean[shared[c]] if c in shared else 0.0 for c in spec.columns]
         std = [shipped.norm.std[shared[c]] if c in shared else 1.0 for c in spec.columns]
@@ -66,9 +70,14 @@ def main() -> None:
         choices=[f.value for f in extractable_sets()],
         help="front end (default: the shipped one)",
     )
+    parser.add_argument(
+        "--hop-ms", type=int, help="milliseconds between frames (default: the shipped model's)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    bundle = random_bundle(args.out, args.hidden, args.layers, args.precision, feature_set=args.feature_set)
+    bundle = random_bundle(
+        args.out, args.hidden, args.layers, args.precision, feature_set=args.feature_set, hop_ms=args.hop_ms
+    )
     print(f"{bundle.path}: {bundle.version}")
 
 

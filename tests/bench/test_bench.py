@@ -151,6 +151,11 @@ def test_random_bundle_of_another_size_runs(tmp_path):
     frames = np.random.default_rng(0).standard_normal((23, 13)).astype(np.float32)
     assert lite.predict_utterances([frames]).shape == (1, len(lite.emotions))
 
+    # another hop: the shipped columns and statistics, a frame every 20 ms, one 100 ms update per call
+    h20 = load_bundle(random_bundle(tmp_path / "h20.bundle", hidden=16, hop_ms=20).path)
+    assert h20.spec == spec_for(shipped.spec.name, 0.02) and h20.chunk_frames == 5
+    assert np.array_equal(h20.norm.mean, shipped.norm.mean)
+
 
 def test_a_loaded_machine_is_named_in_the_results():
     """The warning logic on the facts a bench records (a real run's load cannot be ordered in a test)."""
