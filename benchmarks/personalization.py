@@ -15,7 +15,8 @@ Every candidate is scored on the test clips against the shipped bundle on the sa
   and std (`spk_full`) from the unlabeled pool (edge_emo/personalize/adapt.py; `spk_half` too);
 - head: shipped; ridge toward the shipped head with leave-one-out strength (`ridge_loo`, the old default) or
   a fixed relative strength (`ridge_S`); bias only toward the shipped bias (`bias_L`); per-emotion scale and
-  offset of the shipped outputs (`calib_L`); each optionally behind the leave-one-out guard (`+guard`, as
+  offset of the shipped outputs (`calib_L`); a kernel-weighted correction by the nearest labeled clips'
+  residuals in embedding space (`knn_W`, not a head; see `knn_correction`); each optionally behind the leave-one-out guard (`+guard`, as
   `personalize` runs it; `+errguard`: without its macro-F1 condition).
 
 A bundle that adapts to its speaker on its own (manifest `speaker_adaptation`; --estimate auto) is scored
@@ -67,6 +68,8 @@ NORMS = ("global", "spk_mean", "spk_full")
 RIDGE = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 BIAS = (1.0, 3.0, 10.0, 30.0, 100.0)
 CALIB = (1.0, 3.0, 10.0, 30.0, 100.0)
+KNN = (0.25, 0.5, 1.0)  # kernel widths, relative to the labeled clips' median distance
+KNN_PRIOR = 0.5  # kernel weight of "no correction": a test clip far from every labeled clip keeps its output
 METRICS = ("macro_f1", "mae", "false_cues")
 
 
@@ -102,7 +105,32 @@ def heads(
             method = Method(head=kind, strength=strength)
             weight, bias, held = fit(method, x_lab, y_lab, w0, b0, margin, one_sided)
             out[f"{kind.value}_{strength:g}"] = (predict(x_test, weight, bias), held)
+    current = predict(x_lab, w0, b0)
+    residual = aim(y_lab, current, margin, one_sided) - current
+    for width in KNN:
+        test = predict(x_test, w0, b0) + knn_correction(x_lab, residual, x_test, width)
+        held = current + knn_correction(x_lab, residual, x_lab, width, leave_one_out=True)
+        out[f"knn_{width:g}"] = (test, held)
     return out
+
+
+def knn_correction(
+    x_lab: np.ndarray, residual: np.ndarray, x: np.ndarray, width: float, leave_one_out: bool = False
+) -> np.ndarray:
+    """A nonlinear candidate (not a head: a device would need the utterance embedding): each clip's outputs
+    move by the kernel-weighted residuals (aim - current output) of the labeled clips near it in embedding
+    space, sum_i k_i r_i / (sum_i k_i + KNN_PRIOR), Gaussian kernel of `width` x the labeled clips' median
+    distance. With leave_one_out, x is x_lab and each clip's own residual is left out (for the guard)."""
+
+    def sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.maximum((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T, 0.0)
+
+    among = sq(x_lab, x_lab)
+    scale = np.median(among[~np.eye(len(x_lab), dtype=bool)]) if len(x_lab) > 1 else 1.0
+    k = np.exp(-sq(x, x_lab) / (2 * width**2 * max(scale, 1e-12)))
+    if leave_one_out:
+        np.fill_diagonal(k, 0.0)
+    return (k @ residual) / (k.sum(1, keepdims=True) + KNN_PRIOR)
 
 
 def bootstrap(deltas: dict[str, np.ndarray], rng: np.random.Generator, n_boot: int = 2000) -> list[float]:
@@ -279,7 +307,7 @@ def family(method: str) -> str | None:
     """'spk_mean/ridge_0.3+guard' -> 'spk_mean/ridge_S+guard'; None for methods without a strength."""
     norm, head = method.split("/")
     kind, _, rest = head.partition("_")
-    if kind not in ("ridge", "bias", "calib") or rest == "loo":
+    if kind not in ("ridge", "bias", "calib", "knn") or rest == "loo":
         return None
     guard = next((g for g in ("+guard", "+errguard") if rest.endswith(g)), "")
     return f"{norm}/{kind}_heldout{guard}"

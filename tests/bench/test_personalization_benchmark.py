@@ -120,3 +120,18 @@ def test_heads_aim_at_the_labels_lowered_by_the_bundles_cue_margin(bundles, tmp_
     mae = {row: five[row]["corpus"]["mae"]["delta"] for row in ("global/ridge_1", "global@labels/ridge_1")}
     assert mae["global/ridge_1"] != mae["global@labels/ridge_1"]
     assert "global@labels/ridge_heldout" in five  # strengths chosen per aim
+
+
+def test_the_knn_candidate_moves_a_clip_by_its_neighbours_residuals():
+    from benchmarks.personalization import KNN_PRIOR, knn_correction
+
+    x_lab = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    residual = np.array([[1.0, 0.0], [0.0, -1.0], [2.0, 2.0]])
+    near_first, far = np.array([[0.01, 0.0]]), np.array([[500.0, 500.0]])
+    moved = knn_correction(x_lab, residual, near_first, width=0.25)
+    np.testing.assert_allclose(moved, [[1 / (1 + KNN_PRIOR), 0.0]], atol=1e-3)
+    np.testing.assert_allclose(knn_correction(x_lab, residual, far, width=0.25), 0.0, atol=1e-9)
+    # leave-one-out: a clip's own residual never moves it (the others are far at this width)
+    np.testing.assert_allclose(
+        knn_correction(x_lab, residual, x_lab, 0.25, leave_one_out=True), 0.0, atol=1e-2
+    )

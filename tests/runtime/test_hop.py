@@ -72,8 +72,12 @@ def test_streamed_and_listened_as_evaluated(checkpoint, corpus, tmp_path):
     assert last["final"] and last["time_s"] == pytest.approx(len(x) / rate, abs=0.1)
 
 
-def test_a_hop_this_front_end_does_not_offer_or_unlike_the_checkpoint_is_one_line(corpus, checkpoint, tmp_path):
-    run = edge_emo("finetune", corpus, "--hop-ms", "15", "--epochs", "1", "--hidden", "8", "--out", tmp_path / "x")
+def test_a_hop_this_front_end_does_not_offer_or_unlike_the_checkpoint_is_one_line(
+    corpus, checkpoint, tmp_path
+):
+    run = edge_emo(
+        "finetune", corpus, "--hop-ms", "15", "--epochs", "1", "--hidden", "8", "--out", tmp_path / "x"
+    )
     assert run.returncode != 0 and "not 15 ms" in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     run = edge_emo("finetune", corpus, "--init", checkpoint, "--hop-ms", "10", "--out", tmp_path / "y")
