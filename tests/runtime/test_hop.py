@@ -10,12 +10,14 @@ import pytest
 
 from edge_emo.data.corpus import load_corpus
 from edge_emo.features import load_audio
+from edge_emo.features.speech import Vad, utterance_spans
 from edge_emo.predictor import load_predictor
 from edge_emo.runtime.bundle import load_bundle
 from edge_emo.runtime.recognizer import EmotionRecognizer
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech, write_wav
-from tests.runtime.test_recognizer import stream
+from tests.runtime.test_recognizer import speech_and_silence, stream
+from tests.runtime.test_speech_detector import PARTS
 
 HEADER = "path,speaker,corpus,emotion,happiness,sadness,anger,surprise,disgust,fear\n"
 
@@ -46,9 +48,14 @@ def test_a_20ms_model_is_exported_with_its_hop_and_a_100ms_chunk(checkpoint, tmp
     assert bundle.spec.hop_s == 0.02 and bundle.chunk_frames == 5
 
 
-def test_streamed_and_listened_as_evaluated(checkpoint, corpus, tmp_path):
-    edge_emo("export", checkpoint, "--out", tmp_path / "h20.bundle", "--precision", "fp32", check=True)
-    bundle = load_bundle(tmp_path / "h20.bundle")
+@pytest.fixture(scope="module")
+def bundle(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("h20-fp32") / "h20.bundle"
+    edge_emo("export", checkpoint, "--out", out, "--precision", "fp32", check=True)
+    return load_bundle(out)
+
+
+def test_streamed_and_listened_as_evaluated(bundle, corpus, tmp_path):
     clip = corpus / "c7.wav"
     one = tmp_path / "one"
     one.mkdir()
@@ -70,6 +77,19 @@ def test_streamed_and_listened_as_evaluated(checkpoint, corpus, tmp_path):
     assert run.returncode == 0, run.stderr
     last = json.loads(run.stdout.splitlines()[-1])
     assert last["final"] and last["time_s"] == pytest.approx(len(x) / rate, abs=0.1)
+
+
+@pytest.mark.parametrize("gain_db", [-20.0, 0.0, 12.0])
+def test_the_training_cut_is_the_live_cut_at_20ms(bundle, gain_db):
+    """`--cut speech` cuts training clips with `utterance_spans` at the spec's hop: at 20 ms too, exactly
+    the utterances the recognizer cuts live (frame indices of 20 ms)."""
+    x = (speech_and_silence(PARTS) * 10 ** (gain_db / 20)).clip(-1, 1).astype(np.float32)
+    finals = [u for u in stream(EmotionRecognizer(bundle), x, 16000, 333) if u.final]
+    live = [
+        (round(u.utterance_start_s / 0.02), round((u.utterance_start_s + u.utterance_s) / 0.02))
+        for u in finals
+    ]
+    assert live == utterance_spans(x, 16000, Vad(), 0.02) and len(live) == 2
 
 
 def test_a_hop_this_front_end_does_not_offer_or_unlike_the_checkpoint_is_one_line(
