@@ -189,8 +189,8 @@ def test_spec_from_another_extractor_is_rejected(speech):
 
 
 def test_a_20ms_hop_is_the_same_descriptors_half_as_often(feature_set, speech, offline_frames):
-    """At 20 ms every framer steps twice as far (the windows stay 20 and 60 ms) and the pitch smoother looks
-    as far ahead in time: the frames follow every other 10 ms frame closely (the 3-frame smoothing spans
+    """At 20 ms every framer steps twice as far (the windows stay 20 and 60 ms) and the pitch smoother's
+    buffer spans the same time: the frames follow every other 10 ms frame closely (the 3-frame smoothing spans
     60 ms instead of 30, so not exactly)."""
     spec = spec_for(feature_set, 0.02)
     assert (spec.hop_s, spec.columns) == (0.02, spec_for(feature_set).columns)
