@@ -122,7 +122,7 @@ def export_bundle(
     graph call) defaults to 100 ms of frames, one live update."""
     if precision not in ("int8", "fp32"):
         raise ValueError(f"precision must be 'int8' or 'fp32', not {precision!r}")
-    if chunk_frames is not None and not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:
+    if chunk_frames is not None and not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:  # 0 too: never the default
         raise ValueError(f"--chunk-frames {chunk_frames} is outside 1..{MAX_CHUNK_FRAMES}")
     check_replaceable(Path(out_dir))  # before the work: a folder of the user's is never replaced
     sign = None if sign_key is None else signer(Path(sign_key))  # a bad key fails before the work too
@@ -133,7 +133,8 @@ def export_bundle(
             f"{ckpt_file or 'the checkpoint'} is pretrained only: its emotion head was never trained. "
             "Fine-tune it first (`edge-emo finetune DATA_DIR --init CKPT --out ft.safetensors`), then export that"
         )
-    chunk_frames = chunk_frames or max(1, round(UPDATE_S / ckpt.spec.hop_s))
+    if chunk_frames is None:
+        chunk_frames = max(1, round(UPDATE_S / ckpt.spec.hop_s))
     config = ckpt.model.config
     if config.n_emotions != len(ckpt.emotions) or config.n_features != ckpt.spec.dim:
         raise ValueError(

@@ -103,3 +103,11 @@ def test_a_hop_this_front_end_does_not_offer_or_unlike_the_checkpoint_is_one_lin
     run = edge_emo("finetune", corpus, "--init", checkpoint, "--hop-ms", "10", "--out", tmp_path / "y")
     assert run.returncode != 0 and "--hop-ms 10 differs from the checkpoint's (20 ms)" in run.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_an_explicit_chunk_is_kept_and_zero_is_refused(checkpoint, tmp_path):
+    edge_emo("export", checkpoint, "--out", tmp_path / "c3.bundle", "--chunk-frames", "3", check=True)
+    assert load_bundle(tmp_path / "c3.bundle").chunk_frames == 3
+    run = edge_emo("export", checkpoint, "--out", tmp_path / "c0.bundle", "--chunk-frames", "0")
+    assert run.returncode != 0 and "--chunk-frames 0 is outside 1..1000" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "c0.bundle").exists()
