@@ -16,8 +16,8 @@ Every candidate is scored on the test clips against the shipped bundle on the sa
 - head: shipped; ridge toward the shipped head with leave-one-out strength (`ridge_loo`, the old default) or
   a fixed relative strength (`ridge_S`); bias only toward the shipped bias (`bias_L`); per-emotion scale and
   offset of the shipped outputs (`calib_L`); a kernel-weighted correction by the nearest labeled clips'
-  residuals in embedding space (`knn_W`, not a head; see `knn_correction`); each optionally behind the leave-one-out guard (`+guard`, as
-  `personalize` runs it; `+errguard`: without its macro-F1 condition).
+  residuals in embedding space (`knn_W`, not a head; see `knn_correction`); each optionally behind the
+  leave-one-out guard (`+guard`, as `personalize` runs it; `+errguard`: without its macro-F1 condition).
 
 A bundle that adapts to its speaker on its own (manifest `speaker_adaptation`; --estimate auto) is scored
 as the device runs it instead: the device's estimate (its RunningNorm) after hearing the pool, i.e. the
@@ -105,10 +105,10 @@ def heads(
             method = Method(head=kind, strength=strength)
             weight, bias, held = fit(method, x_lab, y_lab, w0, b0, margin, one_sided)
             out[f"{kind.value}_{strength:g}"] = (predict(x_test, weight, bias), held)
-    current = predict(x_lab, w0, b0)
+    current, current_test = predict(x_lab, w0, b0), predict(x_test, w0, b0)
     residual = aim(y_lab, current, margin, one_sided) - current
     for width in KNN:
-        test = predict(x_test, w0, b0) + knn_correction(x_lab, residual, x_test, width)
+        test = current_test + knn_correction(x_lab, residual, x_test, width)
         held = current + knn_correction(x_lab, residual, x_lab, width, leave_one_out=True)
         out[f"knn_{width:g}"] = (test, held)
     return out

@@ -23,7 +23,9 @@ def feature_spec(feature_set: str, hop_ms: int | None = None) -> FeatureSpec:
                 "--hop-ms applies to features extracted from audio, not to MOSEI's covarep frames"
             )
         return covarep_spec()
-    return spec_for(FeatureSet(feature_set), 0.01 if hop_ms is None else hop_ms / 1000)
+    if hop_ms is None:
+        return spec_for(FeatureSet(feature_set))
+    return spec_for(FeatureSet(feature_set), hop_ms / 1000)
 
 
 def default_feature_set(data_dirs: Sequence[Path], mosei: bool) -> str:

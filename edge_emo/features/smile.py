@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 from .spec import FeatureMismatchError, FeatureSet, FeatureSpec
@@ -93,6 +94,18 @@ _SECTION = re.compile(r"^\[(\w+):(\w+)\]\s*$")  # [component:type]
 _INSTANCE = re.compile(r"^\s*instance\[(\w+)\]\.type\s*=")
 
 
+def _entries(text: str) -> Iterator[tuple[str, str, str, str]]:
+    """(component, its type, key, value) of every `key = value` line inside a `[component:type]` section."""
+    component = kind = None
+    for line in text.splitlines():
+        section = _SECTION.match(line.strip())
+        if section:
+            component, kind = section.groups()
+        elif component and kind and "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            yield component, kind, key, value
+
+
 def _hop_settings(texts: list[str], hop_s: float) -> dict[str, dict[str, str]]:
     """Settings that move every framer of the shipped includes to `hop_s` (the windows keep their length) and
     keep the Viterbi pitch smoother's buffer the same length of time (it counts frames: 0.4 s in eGeMAPS at
@@ -101,21 +114,11 @@ def _hop_settings(texts: list[str], hop_s: float) -> dict[str, dict[str, str]]:
     if hop_s == HOP_S:
         return {}
     settings: dict[str, dict[str, str]] = {}
-    for text in texts:
-        component = None
-        for line in text.splitlines():
-            section = _SECTION.match(line.strip())
-            if section:
-                component, kind = section.groups()
-                continue
-            if component is None or "=" not in line:
-                continue
-            key, value = (part.strip() for part in line.split("=", 1))
-            if kind == "cFramer" and key == "frameStep":
-                settings.setdefault(component, {})[key] = f"{hop_s:g}"
-            elif kind == "cPitchSmootherViterbi" and key == "bufferLength":
-                frames = max(1, round(int(value) * HOP_S / hop_s))
-                settings.setdefault(component, {})[key] = str(frames)
+    for component, kind, key, value in (entry for text in texts for entry in _entries(text)):
+        if kind == "cFramer" and key == "frameStep":
+            settings.setdefault(component, {})[key] = f"{hop_s:g}"
+        elif kind == "cPitchSmootherViterbi" and key == "bufferLength":
+            settings.setdefault(component, {})[key] = str(max(1, round(int(value) * HOP_S / hop_s)))
     return settings
 
 
@@ -156,20 +159,13 @@ def _needed_components(texts: list[str], levels: list[str]) -> set[str]:
     `*.dmLevel` input, e.g. `reader.dmLevel`, `F0reader.dmLevel`, to the wave level)."""
     reads: dict[str, list[str]] = {}
     writer_of: dict[str, str] = {}
-    for text in texts:
-        component = None
-        for line in text.splitlines():
-            section = _SECTION.match(line.strip())
-            if section:
-                component = section.group(1)
-            elif component and "=" in line:
-                key, value = (part.strip() for part in line.split("=", 1))
-                if key.endswith("dmLevel"):
-                    names = [name.strip() for name in value.split(";") if name.strip()]
-                    if key == "writer.dmLevel":
-                        writer_of.update((name, component) for name in names)
-                    else:
-                        reads.setdefault(component, []).extend(names)
+    for component, _, key, value in (entry for text in texts for entry in _entries(text)):
+        if key.endswith("dmLevel"):
+            names = [name.strip() for name in value.split(";") if name.strip()]
+            if key == "writer.dmLevel":
+                writer_of.update((name, component) for name in names)
+            else:
+                reads.setdefault(component, []).extend(names)
     needed: set[str] = set()
     todo = list(levels)
     while todo:
@@ -219,7 +215,9 @@ def _lld_components(feature_set: FeatureSet, hop_s: float = HOP_S) -> str:
     for include in includes:
         with open(os.path.join(_CONFIG_ROOT, include), encoding="utf-8") as f:
             shipped.append(f.read())
-    settings = {**_SETTINGS.get(feature_set, {}), **_hop_settings(shipped, hop_s)}
+    settings = {component: dict(keys) for component, keys in _SETTINGS.get(feature_set, {}).items()}
+    for component, keys in _hop_settings(shipped, hop_s).items():
+        settings.setdefault(component, {}).update(keys)
     texts = [_with_settings(text, settings) for text in shipped]
     _check_settings(texts, settings)
     needed = _needed_components(texts, levels.split(";"))
