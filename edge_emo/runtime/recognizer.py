@@ -65,9 +65,17 @@ from edge_emo.runtime.bundle import Bundle
 
 _SILENT_DB = -120.0  # the level reported for digital silence
 CUE_AFTER_S = 1.5  # speech an utterance needs before its rolling estimate is shown (see "Cues" above)
-# Audio handed to openSMILE at once. Live, 30 ms instead of every 10 ms block saved about 1.4% of a core
-# (openSMILE's per-wake-up bookkeeping), for about 8 ms more median latency (benchmarks/README.md).
+# Audio handed to openSMILE at once, at most: live at a 10 ms hop, 30 ms instead of every 10 ms block saved
+# about 1.4% of a core (openSMILE's per-wake-up bookkeeping) for about 8 ms more median latency. The batch is
+# a whole number of hops (`batch_for`), so a wake-up ends where a frame can: at a 20 ms hop a 30 ms batch
+# left every other frame waiting 10 ms for the next one (median 160 ms against 150 for 20 ms batches, same
+# CPU within noise; benchmarks/README.md).
 BATCH_S = 0.03
+
+
+def batch_for(hop_s: float) -> float:
+    """The default batch at frames every `hop_s`: the most whole hops within BATCH_S (one at least)."""
+    return max(1, math.floor(BATCH_S / hop_s + 1e-9)) * hop_s
 
 
 class SpeechSink(Protocol):
@@ -166,7 +174,8 @@ class EmotionRecognizer:
     before its updates show an estimate (its final update always does). input_rate: the PCM rate, if known
     before the first `accept_waveform` (which may also give it). speech_sink: gets each utterance's raw
     frames (`SpeechSink`); nothing else of the audio leaves the recognizer. batch_s: audio handed to openSMILE
-    at once (see `StreamingExtractor`): less CPU live, updates up to that much later; never other updates.
+    at once (see `StreamingExtractor`; None: `batch_for` the hop): less CPU live, updates up to that much
+    later; never other updates.
     """
 
     def __init__(
@@ -181,7 +190,7 @@ class EmotionRecognizer:
         cue_after_s: float = CUE_AFTER_S,
         input_rate: int | None = None,
         speech_sink: SpeechSink | None = None,
-        batch_s: float = BATCH_S,
+        batch_s: float | None = None,
     ) -> None:
         from edge_emo.features.smile import check_extractable
 
@@ -202,7 +211,7 @@ class EmotionRecognizer:
         self.dominant_min = dominant_min
         self.cue_after_frames = round(cue_after_s / self.hop_s)
         self.speech_sink = speech_sink
-        self.batch_s = batch_s
+        self.batch_s = batch_for(self.hop_s) if batch_s is None else batch_s
         self._model = bundle.stream(bundle.session(threads))
         self._chunk = bundle.chunk_frames
         cutter = UtteranceCutter(vad, self.hop_s, self._chunk)

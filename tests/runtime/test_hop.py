@@ -13,7 +13,7 @@ from edge_emo.features import load_audio
 from edge_emo.features.speech import Vad, utterance_spans
 from edge_emo.predictor import load_predictor
 from edge_emo.runtime.bundle import load_bundle
-from edge_emo.runtime.recognizer import EmotionRecognizer
+from edge_emo.runtime.recognizer import EmotionRecognizer, batch_for
 from tests.cli import edge_emo
 from tests.fixtures import synth_speech, write_wav
 from tests.runtime.test_recognizer import speech_and_silence, stream
@@ -77,6 +77,18 @@ def test_streamed_and_listened_as_evaluated(bundle, corpus, tmp_path):
     assert run.returncode == 0, run.stderr
     last = json.loads(run.stdout.splitlines()[-1])
     assert last["final"] and last["time_s"] == pytest.approx(len(x) / rate, abs=0.1)
+
+
+def test_openSMILE_is_woken_on_whole_hops_and_batching_changes_no_update(bundle, corpus):
+    """The default batch is the most whole hops within 30 ms: one 20 ms frame, three 10 ms ones (a 30 ms
+    batch at a 20 ms hop left every other frame waiting for the next wake-up). Only when updates come
+    depends on it, never what they say."""
+    assert (batch_for(0.01), batch_for(0.02)) == (pytest.approx(0.03), pytest.approx(0.02))
+    assert EmotionRecognizer(bundle).batch_s == pytest.approx(0.02)
+    x, rate = load_audio(corpus / "c5.wav")
+    batched = stream(EmotionRecognizer(bundle), x, rate, block=160)
+    unbatched = stream(EmotionRecognizer(bundle, batch_s=0), x, rate, block=160)
+    assert [u.to_dict() for u in batched] == [u.to_dict() for u in unbatched] and batched[-1].final
 
 
 @pytest.mark.parametrize("gain_db", [-20.0, 0.0, 12.0])
