@@ -101,7 +101,12 @@ def listen(
     duration: Annotated[
         Optional[float], typer.Option(help="Stop after this many seconds of audio.", min=0.01)
     ] = None,
-    update_interval: Annotated[float, typer.Option(help="Seconds of audio between updates.", min=0.01)] = 0.1,
+    update_interval: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Seconds of audio between updates (default: one model chunk, the bundle's).", min=0.01
+        ),
+    ] = None,
     smoothing: Annotated[
         float,
         typer.Option(help="Time constant (s) of exponential smoothing of the intensities; 0: none.", min=0),

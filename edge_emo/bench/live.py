@@ -44,7 +44,6 @@ BLOCK_S = 0.01
 # here) per read and counts a short read as a whole period, which ran the "microphone" 3x faster than real
 # time when fed 10 ms at a time. `audio_per_wall` in the results checks the pace.
 PIPE_WRITE_S = 0.03
-UPDATE_S = 0.1  # listen's default update interval: one JSON line per 0.1 s of audio
 MIC_DEVICE = "edgeemobench"  # the ALSA device name the microphone cases capture from
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -146,6 +145,8 @@ def measure_case(
     """Run `edge-emo listen` for one case; its CPU share over the window after start-up."""
     import soundfile
 
+    update_s = bundle.chunk_frames * bundle.spec.hop_s  # listen's default: one JSON line per model chunk
+
     with tempfile.TemporaryDirectory(prefix="edge_emo_live_") as tmp:
         args = [sys.executable, "-m", "edge_emo", "listen", "--model", str(bundle.path)]
         args += [] if case.view else ["--json"]
@@ -231,7 +232,7 @@ def measure_case(
         "cpu_share_pct": round(100 * (cpu1 - cpu0) / wall, 2),
         # seconds of audio analysed per wall second in the window (1.0: real time); the view's lines are not
         # updates, so only --json cases say
-        "audio_per_wall": None if case.view else round((lines1 - lines0) * UPDATE_S / wall, 3),
+        "audio_per_wall": None if case.view else round((lines1 - lines0) * update_s / wall, 3),
         "thread_share_pct": dict(sorted(per_thread.items(), key=lambda kv: -kv[1])),
     }
 

@@ -27,7 +27,7 @@ from edge_emo.data.gain import Gain, gained_extract, hear
 from edge_emo.data.labels import ClipRecord, CorpusError, read_labels, read_manifest
 from edge_emo.data.splits import Split
 from edge_emo.features import FeatureSpec, extract, load_audio
-from edge_emo.features.speech import DEFAULT_VAD, Vad, utterance_spans
+from edge_emo.features.speech import DEFAULT_VAD, DETECTOR_VERSION, Vad, utterance_spans
 from edge_emo.progress import progress
 
 # Peak amplitude (full scale 1.0) below which a clip is treated as silence, not speech.
@@ -169,7 +169,8 @@ def speech_segments_of(
 ) -> list[np.ndarray]:
     """Utterances of every clip of a corpus as (k, 2) frame spans (as heard through `gain`), cached like
     features."""
-    key = {"vad": asdict(vad), "hop_s": spec.hop_s, **({"gain": gain.key()} if gain else {})}
+    key = {"vad": asdict(vad), "detector": DETECTOR_VERSION, "hop_s": spec.hop_s}
+    key.update({"gain": gain.key()} if gain else {})
     compute = functools.partial(_segments, vad=vad, hop_s=spec.hop_s, gain=gain)
     name = "speech-segments" + (f"-{gain.name}" if gain else "")
     return cached_per_clip(root, records, name, key, compute, workers)

@@ -38,7 +38,11 @@ from edge_emo.train.checkpoint import Checkpoint, applied_cue_margin, load_check
 
 FP32_TOLERANCE = 1e-4  # max abs difference to torch of the fp32 graph, per frame and emotion
 CHECK_FRAMES = 300  # 3 s of frames at 10 ms for the export-time check against torch
-UPDATE_S = 0.1  # the default chunk: one live update's frames (10 at a 10 ms hop, 5 at 20 ms)
+# The default chunk, and so the default update interval of `listen` (one update per chunk): 80 ms, 4 frames
+# at a 20 ms hop (8 at 10 ms). 100 ms chunks left the median frame 150 ms after its audio (openSMILE hands a
+# 20 ms frame over 110 ms after its end, then the frame waits for the rest of its chunk); 80 ms cost the same
+# per frame (benchmarks/README.md).
+UPDATE_S = 0.08
 
 
 def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:

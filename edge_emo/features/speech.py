@@ -26,8 +26,19 @@ from enum import Enum
 
 import numpy as np
 
-_SMOOTHING = 0.3  # per frame, the share of a level change the smoothed level follows (about 30 ms)
+# The share of a level change the smoothed level follows per 10 ms (a time constant of about 30 ms), taken
+# per frame at any hop. Every setting of `Vad` is in seconds and means the same audio at a 10 or 20 ms hop
+# (until session 11 the smoothing and the onset counted frames: at 20 ms the level followed over about 60
+# ms and 40 ms of loud audio started an utterance).
+_SMOOTHING_PER_10MS = 0.3
+# Raised whenever the same `Vad` settings come to cut differently: cached cuts of training clips are then stale.
+DETECTOR_VERSION = 2
 _LOWEST_DB = -100.0  # levels below this (digital silence) count as this when tracking the floor
+
+
+def frames_of(seconds: float, hop_s: float) -> int:
+    """Frames that hold at least `seconds` of audio (the exact count where the hop divides it)."""
+    return math.ceil(seconds / hop_s - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,16 @@ class LoudnessGate:
 
     def __init__(self, vad: Vad, hop_s: float) -> None:
         self.vad = vad
-        self._window = max(1, round(vad.window_s / hop_s))
+        self._window = max(1, frames_of(vad.window_s, hop_s))
+        per_10ms = hop_s / 0.01  # at 10 ms exactly the constant: a 10 ms model keeps the cut it learned with
+        self._smoothing = (
+            _SMOOTHING_PER_10MS if abs(per_10ms - 1) < 1e-9 else 1.0 - (1.0 - _SMOOTHING_PER_10MS) ** per_10ms
+        )
         self._frame = 0
         self._smoothed: float | None = None
         # Candidates for the window's minimum, (frame, smoothed level) with rising levels: the first is the
         # floor. The initial floor enters as if it had been seen just long enough ago to leave at initial_s.
-        first = round(vad.initial_s / hop_s) - self._window
+        first = frames_of(vad.initial_s, hop_s) - self._window
         self._minima: deque[tuple[int, float]] = deque([(first, vad.initial_floor_db)])
         if vad.threshold_db is not None:
             self._fixed = 10.0 ** (vad.threshold_db / 10.0)  # on the mean square
@@ -100,7 +115,7 @@ class LoudnessGate:
         # A few operations per frame (100 per second of audio): negligible beside the features.
         for i, level in enumerate(levels.tolist()):
             tracked = max(level, _LOWEST_DB)
-            smoothed = tracked if smoothed is None else smoothed + _SMOOTHING * (tracked - smoothed)
+            smoothed = tracked if smoothed is None else smoothed + self._smoothing * (tracked - smoothed)
             while minima and minima[-1][1] >= smoothed:
                 minima.pop()
             minima.append((frame, smoothed))
@@ -145,9 +160,9 @@ class UtteranceCutter:
         if vad is None:
             self.min_speech, self.hangover, self.max_frames = 1, 1, math.inf
         else:
-            self.min_speech = max(1, round(vad.min_speech_s / hop_s))
-            self.hangover = max(1, round(vad.hangover_s / hop_s))
-            self.max_frames = max(chunk_frames, round(vad.max_utterance_s / hop_s))
+            self.min_speech = max(1, frames_of(vad.min_speech_s, hop_s))
+            self.hangover = max(1, frames_of(vad.hangover_s, hop_s))
+            self.max_frames = max(chunk_frames, frames_of(vad.max_utterance_s, hop_s))
         self.speaking = False
         self.held = 0  # frames held so far, this one included once `step` returned hold
 

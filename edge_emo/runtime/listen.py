@@ -108,7 +108,7 @@ class ListenOptions:
     fast: bool = False
     json_out: bool = False
     duration: float | None = None
-    update_interval: float = 0.1
+    update_interval: float | None = None  # None: one update per model chunk (the bundle's)
     smoothing: float = 0.0
     cue_after: float | None = None  # None: the recognizer's CUE_AFTER_S
     vad_threshold_db: float | None = None
@@ -200,7 +200,7 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
             options.bridge,
             model_version=bundle.short_version(MAX_MODEL_VERSION),
             emotions=bundle.emotions,
-            update_rate_hz=1 / options.update_interval,
+            update_rate_hz=1 / (recognizer.update_frames * recognizer.hop_s),
         )
     sources = _sources(options, bundle)
     warned = False

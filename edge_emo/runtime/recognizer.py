@@ -40,10 +40,10 @@ emotion: the model learned from clips of whole utterances, and its mean over the
 LibriSpeech utterances as the finished utterances did). The final update always carries the utterance's
 result, however short it is, so the exactness above is untouched.
 
-Timing. Frame k covers the audio from k * hop (10 ms) on; openSMILE hands it over about 90 ms of audio
-later. An update is due every `update_interval_s` of frames; inside an utterance the schedule restarts at
-the utterance start, so with the default (100 ms = one model chunk) every update carries a freshly computed
-chunk. Updates depend only on the audio, never on how it was cut into blocks or on wall time.
+Timing. Frame k covers the audio from k * hop on; openSMILE hands it over about 90 ms (10 ms hop) or 110 ms
+(20 ms hop) after the frame's end. An update is due every `update_interval_s` of frames; inside an
+utterance the schedule restarts at the utterance start, so with the default (one model chunk) every update
+carries a freshly computed chunk. Updates depend only on the audio, never on how it was cut into blocks or on wall time.
 """
 
 from __future__ import annotations
@@ -167,7 +167,8 @@ class _Levels:
 class EmotionRecognizer:
     """Rolling emotion updates from a stream of audio (see the module docstring).
 
-    bundle: a loaded `Bundle`. update_interval_s: audio between updates (rounded to whole frames).
+    bundle: a loaded `Bundle`. update_interval_s: audio between updates (rounded to whole frames; None: one
+    model chunk, so that every update carries a freshly computed chunk).
     smoothing_s: time constant of exponential smoothing of the reported intensities (0: none, exact model
     output). threads: onnxruntime intra-op threads. vad: a `Vad`, or None for one utterance per stream.
     dominant_min: the least intensity that names a dominant emotion. cue_after_s: speech of an utterance
@@ -182,7 +183,7 @@ class EmotionRecognizer:
         self,
         bundle: Bundle,
         *,
-        update_interval_s: float = 0.1,
+        update_interval_s: float | None = None,
         smoothing_s: float = 0.0,
         threads: int = 1,
         vad: Vad | None = DEFAULT_VAD,
@@ -196,6 +197,8 @@ class EmotionRecognizer:
 
         check_extractable(bundle.spec)  # a bundle for features this openSMILE cannot make fails here
         # Written so that NaN fails too (every comparison with NaN is false).
+        if update_interval_s is None:
+            update_interval_s = bundle.chunk_frames * bundle.spec.hop_s
         if not (0 < update_interval_s < math.inf and 0 <= smoothing_s < math.inf and threads >= 1):
             raise ValueError("update_interval_s must be > 0, smoothing_s >= 0 (both finite) and threads >= 1")
         if not 0 <= cue_after_s < math.inf:

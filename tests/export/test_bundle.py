@@ -55,7 +55,7 @@ def test_manifest_carries_the_model_facts(bundles, checkpoint_path):
         )
         assert again.emotions == ckpt.emotions
         assert again.state_shape == (2, 1, 256)
-        assert again.chunk_frames == 10
+        assert again.chunk_frames == 8  # 80 ms of 10 ms frames: one live update
         assert precision in again.version
         prov = again.provenance
         assert (prov["data"], prov["label_budget"], prov["seed"]) == (["tests"], 50, 3)

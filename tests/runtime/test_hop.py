@@ -1,4 +1,4 @@
-"""A model of 20 ms frames, end to end: trained by `finetune --hop-ms 20`, exported with one 100 ms update per
+"""A model of 20 ms frames, end to end: trained by `finetune --hop-ms 20`, exported with one 80 ms update per
 graph call, streamed by the recognizer and `listen` exactly as `evaluate` scores it offline."""
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ def checkpoint(corpus, tmp_path_factory):
     return out
 
 
-def test_a_20ms_model_is_exported_with_its_hop_and_a_100ms_chunk(checkpoint, tmp_path):
+def test_a_20ms_model_is_exported_with_its_hop_and_an_80ms_chunk(checkpoint, tmp_path):
     edge_emo("export", checkpoint, "--out", tmp_path / "h20.bundle", check=True)
     bundle = load_bundle(tmp_path / "h20.bundle")
-    assert bundle.spec.hop_s == 0.02 and bundle.chunk_frames == 5
+    assert bundle.spec.hop_s == 0.02 and bundle.chunk_frames == 4
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_streamed_and_listened_as_evaluated(bundle, corpus, tmp_path):
     assert updates[-1].final
     np.testing.assert_array_equal(updates[-1].intensities, evaluated)
     steps = np.diff([u.time_s for u in updates[:-1]])
-    np.testing.assert_allclose(steps, 0.1, atol=1e-9)  # still an update every 100 ms
+    np.testing.assert_allclose(steps, 0.08, atol=1e-9)  # an update per chunk: every 80 ms
 
     run = edge_emo("listen", "--model", bundle.path, "--input", clip, "--fast", "--json")
     assert run.returncode == 0, run.stderr

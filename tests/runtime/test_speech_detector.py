@@ -8,10 +8,12 @@ import pytest
 
 from edge_emo.features.speech import (
     LoudnessGate,
+    UtteranceCutter,
     Vad,
     frame_squares,
     speech_seconds,
     speech_segments,
+    utterance_spans,
 )
 from edge_emo.runtime.recognizer import EmotionRecognizer
 from tests.fixtures import synth_speech
@@ -39,6 +41,25 @@ def test_offline_segments_are_the_recognizers_utterances(bundle, gain_db):
     )
     assert live == offline
     assert len(live) == 2  # both pieces of speech, at every gain
+
+
+def test_every_setting_means_seconds_at_either_hop():
+    """At 20 ms the detector hears what it hears at 10 ms: the onset needs at least 50 ms of loud audio (3
+    frames, not 2), the level follows with the same time constant (after one 20 ms frame as far as after
+    two 10 ms ones), so the same audio is cut at the same times, within a frame."""
+    cut = UtteranceCutter(Vad(), 0.02)
+    assert (cut.min_speech, cut.hangover, cut.max_frames) == (3, 25, 500)
+    step = np.r_[np.full(8, 1e-6), np.full(8, 1e-2)]  # -60 dBFS, then -20 dBFS
+    smoothed = {}
+    for hop, squares in ((0.01, np.repeat(step, 2)), (0.02, step)):
+        gate = LoudnessGate(Vad(), hop)
+        gate.loud(squares[: round(0.18 / hop)])  # up to 20 ms after the step
+        smoothed[hop] = gate._smoothed
+    assert smoothed[0.02] == pytest.approx(smoothed[0.01], abs=1e-9)
+    for gain_db in (-20.0, 0.0):
+        x = (speech_and_silence(PARTS) * 10 ** (gain_db / 20)).astype(np.float32)
+        at10, at20 = (np.array(utterance_spans(x, 16000, Vad(), hop)) * hop for hop in (0.01, 0.02))
+        assert at10.shape == at20.shape == (2, 2) and np.abs(at10 - at20).max() <= 0.02 + 1e-9
 
 
 def test_the_gate_carries_its_floor_across_calls():
