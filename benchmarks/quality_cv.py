@@ -69,10 +69,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("labeled", type=Path, nargs="+")
     ap.add_argument("--neutral", type=Path, action="append", default=[])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--feature-set", default="egemaps")
+    ap.add_argument("--out", type=Path, help="the run folder (not needed with --extract-only)")
+    ap.add_argument("--feature-set", default=None, help="openSMILE frame set (default egemaps)")
     ap.add_argument("--hop-ms", type=int, default=None, help="milliseconds between feature frames (10 or 20)")
-    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=None, help="GRU width (default 128)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--pos-weight", type=float, default=1.0)
@@ -114,6 +114,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.cut_at_gain and not (args.train_gains and args.cut == "speech"):
         ap.error("--cut-at-gain needs --train-gains and --cut speech")
+    if args.out is None and not args.extract_only:
+        ap.error("--out is needed (the run folder)")
+    given = [
+        f"--{k.replace('_', '-')}"
+        for k in ("feature_set", "hop_ms", "hidden")
+        if getattr(args, k) is not None
+    ]
+    if args.init and given:
+        ap.error(f"{', '.join(given)}: the pretrained checkpoint (--init) fixes its frames and its size")
+    args.feature_set, args.hidden = args.feature_set or "egemaps", args.hidden or 128  # args.json as before
 
     from edge_emo.data.gain import parse_gains
     from edge_emo.data.sources import feature_spec

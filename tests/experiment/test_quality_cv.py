@@ -192,19 +192,32 @@ def test_ensemble_of_two_seeds_scored_from_their_held_out_outputs(tmp_path):
 
 def test_extract_only_fills_the_cache_and_runs_no_fold(tmp_path):
     """--extract-only (the build script runs it before folds in parallel): every rendition's features are
-    cached, no fold is trained, nothing is written to the run folder."""
+    cached, no fold is trained, no run folder is needed. Options a pretrained checkpoint fixes are refused
+    beside --init (they were ignored), and a run without --out is refused, each in one line."""
     first = make_corpus(tmp_path / "first", n_speakers=2, per_speaker=2)
     ordinary = make_ordinary_speech(tmp_path / "ordinary", n=2)
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "EDGE_EMO_CACHE": str(cache)}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.quality_cv", str(first), "--neutral", str(ordinary),
-         "--out", str(tmp_path / "run"), "--folds", "2", "--cut", "speech", "--train-gains=-20,noisy",
-         "--extract-only"],
+         "--folds", "2", "--cut", "speech", "--train-gains=-20,noisy", "--extract-only"],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "in the cache" in proc.stdout and not (tmp_path / "run").exists()
+    for extra, message in (
+        (
+            ["--init", "pre.safetensors", "--hop-ms", "20", "--hidden", "64"],
+            "--hop-ms, --hidden: the pretrained",
+        ),
+        (["--folds", "2"], "--out is needed"),
+    ):
+        bad = subprocess.run(
+            [sys.executable, "-m", "benchmarks.quality_cv", str(first), "--out", str(tmp_path / "r2"), *extra]
+            if "--init" in extra else [sys.executable, "-m", "benchmarks.quality_cv", str(first), *extra],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
     cached = {p.name for p in (cache / "features").iterdir()}
     for corpus in ("first", "ordinary"):
         assert {
