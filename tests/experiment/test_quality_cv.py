@@ -205,18 +205,19 @@ def test_extract_only_fills_the_cache_and_runs_no_fold(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "in the cache" in proc.stdout and not (tmp_path / "run").exists()
-    for extra, message in (
-        (
-            ["--init", "pre.safetensors", "--hop-ms", "20", "--hidden", "64"],
-            "--hop-ms, --hidden: the pretrained",
-        ),
-        (["--folds", "2"], "--out is needed"),
-    ):
-        bad = subprocess.run(
-            [sys.executable, "-m", "benchmarks.quality_cv", str(first), "--out", str(tmp_path / "r2"), *extra]
-            if "--init" in extra else [sys.executable, "-m", "benchmarks.quality_cv", str(first), *extra],
-            capture_output=True, text=True, env=env,
-        )  # fmt: skip
+    cli = [sys.executable, "-m", "benchmarks.quality_cv", str(first)]
+    fixed_by_init = [
+        "--out",
+        str(tmp_path / "r2"),
+        "--init",
+        "pre.safetensors",
+        "--hop-ms",
+        "20",
+        "--hidden",
+        "64",
+    ]
+    for extra, message in ((fixed_by_init, "--hop-ms, --hidden: the pretrained"), ([], "--out is needed")):
+        bad = subprocess.run([*cli, *extra], capture_output=True, text=True, env=env)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
     cached = {p.name for p in (cache / "features").iterdir()}
     for corpus in ("first", "ordinary"):
