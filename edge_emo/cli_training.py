@@ -361,7 +361,7 @@ def export_model(
     ] = PrecisionChoice.int8,
     chunk_frames: Annotated[
         Optional[int],
-        typer.Option(help="Frames per graph call on device and in evaluation (default: one 100 ms update)."),
+        typer.Option(help="Frames per graph call on device and in evaluation (default: one 80 ms update)."),
     ] = None,
     sign: SignOpt = None,
 ) -> None:

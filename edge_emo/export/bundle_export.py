@@ -123,7 +123,7 @@ def export_bundle(
 ) -> Bundle:
     """Write the bundle of a checkpoint (a path or a loaded Checkpoint) at `out_dir` and return it; signed
     with the Ed25519 private key file `sign_key` if given (edge_emo/signing.py). `chunk_frames` (frames per
-    graph call) defaults to 100 ms of frames, one live update."""
+    graph call) defaults to 80 ms of frames, one live update."""
     if precision not in ("int8", "fp32"):
         raise ValueError(f"precision must be 'int8' or 'fp32', not {precision!r}")
     if chunk_frames is not None and not 1 <= chunk_frames <= MAX_CHUNK_FRAMES:  # 0 too: never the default

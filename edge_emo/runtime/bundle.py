@@ -83,7 +83,7 @@ REQUIRED = (
 )
 # Limits of what a manifest may say, so that a corrupt or hostile one is refused before it costs memory:
 # the largest manifest exported (ComParE, 65 values of statistics and a long provenance) is about 20 kB;
-# chunks are 10 frames (100 ms) by default and a chunk of more than 10 s makes no streaming model; the
+# chunks are 80 ms of frames by default and a chunk of more than 10 s makes no streaming model; the
 # recurrent state of the largest model we train is 2 x 256.
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_CHUNK_FRAMES = 1000

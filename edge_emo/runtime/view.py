@@ -16,7 +16,7 @@ from edge_emo.runtime.recognizer import EmotionUpdate
 
 BAR_WIDTH = 30
 LEVEL_FLOOR_DB = -60.0
-# The most the view is redrawn per second. Updates come every 100 ms, but a redraw costs about 2 ms of Python
+# The most the view is redrawn per second. Updates come every 80 ms, but a redraw costs about 2 ms of Python
 # (rich's layout): 5 a second still follows speech and halves the view's share of the CPU.
 REFRESH_HZ = 5.0
 
