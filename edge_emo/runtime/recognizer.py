@@ -43,7 +43,8 @@ result, however short it is, so the exactness above is untouched.
 Timing. Frame k covers the audio from k * hop on; openSMILE hands it over about 90 ms (10 ms hop) or 110 ms
 (20 ms hop) after the frame's end. An update is due every `update_interval_s` of frames; inside an
 utterance the schedule restarts at the utterance start, so with the default (one model chunk) every update
-carries a freshly computed chunk. Updates depend only on the audio, never on how it was cut into blocks or on wall time.
+carries a freshly computed chunk. Updates depend only on the audio, never on how it was cut into blocks or
+on wall time.
 """
 
 from __future__ import annotations
