@@ -179,7 +179,8 @@ class StreamingExtractor:
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
         """Feed mono audio: int16, or float in [-1, 1] (clipped); (n,) or (n, 1); any n, including 0 or 1."""
-        if self._engine is None or self._ended:
+        engine = self._engine  # once: close() from another thread may clear the attribute meanwhile
+        if engine is None or self._ended:
             raise RuntimeError("stream has ended or is closed: call reset() to start a new one")
         if sample_rate is not None and int(sample_rate) != self.input_rate:
             raise ValueError(
@@ -199,39 +200,41 @@ class StreamingExtractor:
             x = self._resampler.resample_chunk(np.ascontiguousarray(x, dtype=np.float32))
         pcm = x if x.dtype == np.int16 else to_pcm16(x)
         if self._waiting_n + len(pcm) >= self._batch and not self._waiting:
-            self._engine.write(np.ascontiguousarray(pcm))
+            engine.write(np.ascontiguousarray(pcm))  # a closed engine raises RuntimeError, never writes
             return
         self._waiting.append(np.array(pcm, np.int16))  # a copy: the caller may reuse its buffer
         self._waiting_n += len(pcm)
         if self._waiting_n >= self._batch:
-            self._hand_over()
+            self._hand_over(engine)
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, engine: _Engine) -> None:
         if self._waiting:
-            self._engine.write(np.concatenate(self._waiting))
+            engine.write(np.concatenate(self._waiting))
             self._waiting, self._waiting_n = [], 0
 
     def frames(self) -> np.ndarray:
         """Frames computed since the last call, (n, spec.dim) float32; n may be 0."""
-        if self._engine is None:
+        engine = self._engine  # once, as in accept_waveform
+        if engine is None:
             return np.empty((0, self.spec.dim), dtype=np.float32)
-        if self._engine.frames.error:
-            raise OpenSmileError(self._engine.frames.error)
-        out = self._engine.frames.take(self.spec.dim)
+        if engine.frames.error:
+            raise OpenSmileError(engine.frames.error)
+        out = engine.frames.take(self.spec.dim)
         self.frame_index += len(out)
         return out
 
     def end_of_input(self) -> np.ndarray:
         """Mark the end of the audio and return the remaining frames; then only reset() or close()."""
-        if self._engine is None:
+        engine = self._engine  # once, as in accept_waveform
+        if engine is None:
             raise RuntimeError("stream is closed")
         if not self._ended:
-            self._hand_over()
+            self._hand_over(engine)
             if self._resampler is not None:
                 tail = self._resampler.resample_chunk(np.empty(0, dtype=np.float32), last=True)
-                self._engine.write(to_pcm16(tail))
+                engine.write(to_pcm16(tail))
             self._ended = True
-            self._engine.finish()
+            engine.finish()
         return self.frames()
 
     flush = end_of_input

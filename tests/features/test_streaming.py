@@ -200,6 +200,23 @@ def test_close_from_another_thread_while_feeding(speech):
     assert no_opensmile_running()
 
 
+def test_a_close_between_the_check_and_the_write_is_a_clean_error(speech, monkeypatch):
+    """The race behind a failure seen once in CI: close() from another thread lands after accept_waveform
+    has checked the stream and before it writes. Forced here by closing inside the int16 conversion: the
+    write gets the engine it checked, which refuses in one line (it was an AttributeError on None)."""
+    extractor = StreamingExtractor(spec_for("egemaps"))
+    convert = streaming_module.to_pcm16
+
+    def close_midway(x: np.ndarray) -> np.ndarray:
+        extractor.close()
+        return convert(x)
+
+    monkeypatch.setattr(streaming_module, "to_pcm16", close_midway)
+    with pytest.raises(RuntimeError, match="closed"):
+        extractor.accept_waveform(speech[:1600])
+    assert no_opensmile_running()
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -163,7 +163,7 @@ def test_updates_go_to_the_wearable_over_the_firmware_bridge(bundle, clip_path):
     assert isinstance(messages[0], Hello) and messages[0].emotions == bundle.emotions
     assert (
         messages[0].model_version == bundle.short_version(MAX_MODEL_VERSION)
-        and messages[0].update_rate_centihz == 1000
+        and messages[0].update_rate_centihz == round(100 / (bundle.chunk_frames * bundle.spec.hop_s))  # 80 ms
     )
     updates = [m for m in messages if isinstance(m, Update)]
     for sent, line in zip(updates, lines):
