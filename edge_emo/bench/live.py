@@ -145,7 +145,7 @@ def measure_case(
     """Run `edge-emo listen` for one case; its CPU share over the window after start-up."""
     import soundfile
 
-    update_s = bundle.chunk_frames * bundle.spec.hop_s  # listen's default: one JSON line per model chunk
+    update_s = bundle.chunk_s  # listen's default: one JSON line per model chunk
 
     with tempfile.TemporaryDirectory(prefix="edge_emo_live_") as tmp:
         args = [sys.executable, "-m", "edge_emo", "listen", "--model", str(bundle.path)]

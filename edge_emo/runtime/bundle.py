@@ -156,6 +156,11 @@ class Bundle:
     def hidden(self) -> int:
         return self.state_shape[2]
 
+    @property
+    def chunk_s(self) -> float:
+        """Audio per graph call (one live update by default), seconds."""
+        return self.chunk_frames * self.spec.hop_s
+
     def short_version(self, limit: int) -> str:
         """The version in at most `limit` characters (e.g. a wire format's field), keeping what identifies
         the model: the graph hash at its end. The date goes first, then the start of the stage."""

@@ -199,7 +199,7 @@ class EmotionRecognizer:
         check_extractable(bundle.spec)  # a bundle for features this openSMILE cannot make fails here
         # Written so that NaN fails too (every comparison with NaN is false).
         if update_interval_s is None:
-            update_interval_s = bundle.chunk_frames * bundle.spec.hop_s
+            update_interval_s = bundle.chunk_s
         if not (0 < update_interval_s < math.inf and 0 <= smoothing_s < math.inf and threads >= 1):
             raise ValueError("update_interval_s must be > 0, smoothing_s >= 0 (both finite) and threads >= 1")
         if not 0 <= cue_after_s < math.inf:
