@@ -12,10 +12,10 @@ PRIVATE_FILE = 0o600
 PRIVATE_FOLDER = 0o700
 
 
-def sha256_hex(data: bytes) -> str:
-    """sha256 of `data` as hex, with Python's built-in implementation where it has one: `hashlib` loads
-    OpenSSL's libcrypto when imported, 3.5 MB of a device's resident memory for a few hashes of small files
-    (some Python builds have no built-in sha256: then hashlib's)."""
+def _sha256():
+    """Python's built-in sha256 where it has one: `hashlib` loads OpenSSL's libcrypto when imported, 3.5 MB of
+    a device's resident memory for a few hashes of small files (some Python builds have no built-in sha256:
+    then hashlib's)."""
     try:
         from _sha2 import sha256  # Python 3.12 and later
     except ImportError:
@@ -23,7 +23,25 @@ def sha256_hex(data: bytes) -> str:
             from _sha256 import sha256  # Python 3.9 to 3.11
         except ImportError:
             from hashlib import sha256
-    return sha256(data).hexdigest()
+    return sha256()
+
+
+def sha256_hex(data: bytes) -> str:
+    """sha256 of `data` as hex."""
+    digest = _sha256()
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """sha256 (hex) and size of the file at `path`, read a megabyte at a time: a bundle's larger graph is never
+    held in memory whole just to be hashed."""
+    digest, size = _sha256(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
 
 
 def fsync_dir(folder: Path) -> None:

@@ -10,8 +10,16 @@ import shutil
 import numpy as np
 import pytest
 
+from edge_emo.files import sha256_file
 from edge_emo.runtime import graph_choice
-from edge_emo.runtime.bundle import GRU_GRAPH, BundleError, load_bundle, write_bundle, write_bundle_with_head
+from edge_emo.runtime.bundle import (
+    GRU_GRAPH,
+    BundleError,
+    load_bundle,
+    manifest_digest,
+    write_bundle,
+    write_bundle_with_head,
+)
 from tests.cli import edge_emo
 
 
@@ -97,6 +105,24 @@ def test_a_modified_second_graph_is_refused(bundle, tmp_path):
     (path / GRU_GRAPH).unlink()
     with pytest.raises(BundleError, match=f"missing {GRU_GRAPH}"):
         load_bundle(path)
+
+
+def test_a_second_graph_that_does_not_fit_is_refused_when_chosen_not_at_load(bundle, tmp_path):
+    """load_bundle hashes the second graph but parses only model.onnx (a `listen` running int8 never pays for
+    the fp32 graph's parse); choosing the second graph checks it like load_bundle checks model.onnx."""
+    path = copy_bundle(bundle, tmp_path)
+    (path / GRU_GRAPH).write_bytes((path / "model.onnx").read_bytes())  # an int8 graph posing as fp32
+    manifest = json.loads((path / "manifest.json").read_text())
+    entry = next(g for g in manifest["graphs"] if g["file"] == GRU_GRAPH)
+    entry["sha256"], entry["bytes"] = sha256_file(path / GRU_GRAPH)
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    loaded = load_bundle(path)
+    assert loaded.graph == "int8" and loaded.with_graph("int8").graph == "int8"
+    with pytest.raises(
+        BundleError, match="graph says edge_emo.precision = 'int8' but the manifest implies 'fp32'"
+    ):
+        loaded.with_graph("fp32-gru")
 
 
 def test_a_new_head_goes_into_every_graph(bundle, tmp_path):
