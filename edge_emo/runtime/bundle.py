@@ -570,6 +570,8 @@ def write_bundle(
             write_synced(tmp / SIGNATURE, sign(text), mode)
         fsync_dir(tmp)
         written = load_bundle(tmp)  # never put an unreadable bundle in place
+        for graph in written.graphs[1:]:  # load_bundle leaves these to their first use; a writer checks all
+            written.with_graph(graph.name)
         if check is not None:
             check(written)
     except BaseException:

@@ -123,6 +123,12 @@ def test_a_second_graph_that_does_not_fit_is_refused_when_chosen_not_at_load(bun
         BundleError, match="graph says edge_emo.precision = 'int8' but the manifest implies 'fp32'"
     ):
         loaded.with_graph("fp32-gru")
+    # A writer checks every graph before anything is put in place: the same mismatch is refused there.
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "manifest_sha256"}
+    int8 = bundle.graph_path.read_bytes()
+    with pytest.raises(BundleError, match="the manifest implies 'fp32'"):
+        write_bundle(tmp_path / "written.bundle", int8, manifest, more_graphs={GRU_GRAPH: int8})
+    assert not (tmp_path / "written.bundle").exists()
 
 
 def test_a_new_head_goes_into_every_graph(bundle, tmp_path):
