@@ -12,7 +12,7 @@
 # (benchmarks/cue_margin.py: the margin at which the larger network cues no more often on calm speech).
 # The recipe is trained once per seed (SEEDS, default "0 100") and the ensemble shipped (edge-emo ensemble: one
 # network whose outputs are the mean of theirs: one 2 x 512 GRU with block-diagonal weights, an int8 step of
-# about 40-50 us per 20 ms frame here; benchmarks/README.md),
+# about 40-60 us per 20 ms frame here; benchmarks/README.md),
 # scored the same way (benchmarks/ensemble_cv.py); SEEDS=0 trains and ships one network. Independent trainings
 # run two at a time (JOBS). EXTRA_RECIPE="--epochs 1 --hidden 8" appends options to the recipe (a quick run
 # that checks the steps; never ship its model).
