@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,13 +15,19 @@ from .spec import FeatureSpec
 
 class FrameCollector:
     """openSMILE sink callback that keeps the frames. It runs on openSMILE's thread; `take` hands them over
-    to any other thread."""
+    to any other thread.
 
-    def __init__(self) -> None:
+    With `on_frames`, frames are not kept: each delivery is passed to it at once, on openSMILE's thread. What
+    it raises is kept in `failure` (an exception must not escape into openSMILE's C code, where ctypes would
+    print it and carry on) and no later frame reaches it."""
+
+    def __init__(self, on_frames: Callable[[np.ndarray], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
         self.next_index = 0  # index of the frame openSMILE will deliver next
         self.error: str | None = None
+        self.on_frames = on_frames
+        self.failure: BaseException | None = None  # what on_frames raised
 
     def __call__(self, data: np.ndarray, meta) -> None:
         frames = data.copy()  # openSMILE reuses its buffer after the callback
@@ -28,7 +35,14 @@ class FrameCollector:
             if meta.vIdx != self.next_index and self.error is None:
                 self.error = f"openSMILE skipped frames: expected frame {self.next_index}, got {meta.vIdx}"
             self.next_index = meta.vIdx + frames.shape[0]
-            self._chunks.append(frames)
+            if self.on_frames is None:
+                self._chunks.append(frames)
+                return
+        if self.failure is None and self.error is None:
+            try:
+                self.on_frames(frames)
+            except BaseException as e:  # handed to the feeding thread (see the class doc)
+                self.failure = e
 
     def take(self, dim: int) -> np.ndarray:
         """All frames delivered since the last call, (n, dim) float32 (n may be 0)."""

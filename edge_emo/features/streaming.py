@@ -14,6 +14,7 @@ import ctypes
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import soxr
@@ -48,9 +49,9 @@ def name_os_thread(name: str) -> None:
 class _Engine:
     """One openSMILE instance running on its own thread, fed through a ring buffer."""
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, on_frames: Callable[[np.ndarray], None] | None = None) -> None:
         self.smile = open_smile(spec.name, streaming=True, hop_s=spec.hop_s)
-        self.frames = FrameCollector()
+        self.frames = FrameCollector(on_frames)
         self.error: BaseException | None = None
         self._closed = False
         self._close_lock = threading.Lock()
@@ -124,6 +125,14 @@ class _Engine:
             _live_engines.discard(self)
 
 
+def _raise_failure(engine: _Engine) -> None:
+    """What went wrong on openSMILE's thread in on_frames mode (where `frames()` is not called to say it)."""
+    if engine.frames.failure is not None:
+        raise engine.frames.failure
+    if engine.frames.on_frames is not None and engine.frames.error:
+        raise OpenSmileError(engine.frames.error)
+
+
 @atexit.register
 def _close_live_engines() -> None:
     with _live_lock:
@@ -149,17 +158,31 @@ class StreamingExtractor:
 
     Memory is bounded: openSMILE works in fixed ring buffers. Frames not yet taken with `frames()` are kept.
 
+    on_frames: instead of keeping the frames for `frames()`, hand each batch of them to this callable as soon
+    as openSMILE has them, on openSMILE's own thread (`frames()` then returns none). A live caller then need
+    not wake up again to collect them: they are analysed while it waits for the next block (`edge-emo
+    listen`, runtime/recognizer.py). What it raises comes back from the next `accept_waveform` or
+    `end_of_input`, and no frame reaches it after that.
+
     batch_s: audio is handed to openSMILE once at least this much is waiting (0: every chunk at once). Each
     hand-over wakes openSMILE's thread, which then runs every component of the configuration: live, with
     10 ms chunks, that bookkeeping cost as much CPU as the analysis itself. Batching changes no frame, only
     when frames come out (up to batch_s later).
     """
 
-    def __init__(self, spec: FeatureSpec, input_rate: int | None = None, *, batch_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        input_rate: int | None = None,
+        *,
+        batch_s: float = 0.0,
+        on_frames: Callable[[np.ndarray], None] | None = None,
+    ) -> None:
         check_extractable(spec)
         if batch_s < 0:
             raise ValueError(f"batch_s must be >= 0, got {batch_s}")
         self.spec = spec
+        self._on_frames = on_frames
         self.input_rate = check_rate(input_rate or spec.sample_rate, "stream")
         self._batch = round(batch_s * spec.sample_rate)  # samples at openSMILE's rate
         self._engine: _Engine | None = None
@@ -175,13 +198,11 @@ class StreamingExtractor:
         self._ended = False
         self._waiting: list[np.ndarray] = []  # int16 audio not yet handed to openSMILE (batch_s)
         self._waiting_n = 0
-        self._engine = _Engine(self.spec)
+        self._engine = _Engine(self.spec, self._on_frames)
 
-    def accept_waveform(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
-        """Feed mono audio: int16, or float in [-1, 1] (clipped); (n,) or (n, 1); any n, including 0 or 1."""
-        engine = self._engine  # once: close() from another thread may clear the attribute meanwhile
-        if engine is None or self._ended:
-            raise RuntimeError("stream has ended or is closed: call reset() to start a new one")
+    def check(self, samples: np.ndarray, sample_rate: int | None = None) -> np.ndarray:
+        """`samples` as `accept_waveform` takes them, shape (n,); raises what it would raise for them, before
+        anything is kept."""
         if sample_rate is not None and int(sample_rate) != self.input_rate:
             raise ValueError(
                 f"stream was opened for {self.input_rate} Hz input, got {sample_rate} Hz "
@@ -194,6 +215,15 @@ class StreamingExtractor:
             raise ChannelLayoutError(f"stream: expected mono samples (n,) or (n, 1), got shape {x.shape}")
         if x.dtype != np.int16 and not np.all(np.isfinite(x)):
             raise BadSamplesError("stream: audio chunk contains NaN or infinite samples")
+        return x
+
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
+        """Feed mono audio: int16, or float in [-1, 1] (clipped); (n,) or (n, 1); any n, including 0 or 1."""
+        engine = self._engine  # once: close() from another thread may clear the attribute meanwhile
+        if engine is None or self._ended:
+            raise RuntimeError("stream has ended or is closed: call reset() to start a new one")
+        _raise_failure(engine)
+        x = self.check(samples, sample_rate)
         if self._resampler is not None:
             if x.dtype == np.int16:
                 x = x.astype(np.float32) / np.float32(32768.0)
@@ -235,6 +265,7 @@ class StreamingExtractor:
                 engine.write(to_pcm16(tail))
             self._ended = True
             engine.finish()
+            _raise_failure(engine)
         return self.frames()
 
     flush = end_of_input

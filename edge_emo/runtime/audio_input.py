@@ -119,7 +119,14 @@ def usable_rate(device: InputDevice, preferred: int) -> int:
     )
 
 
-_MAX_JOINED = 9  # blocks joined to the one a wake-up found (10 x 10 ms: one 100 ms update at most)
+# Audio per block of both sources. Every block wakes the listening process (the capture thread, then
+# openSMILE's), and on a paced stream each wake-up costs far more CPU than the block's own work (cold caches:
+# the same work fed as fast as it goes costs a quarter). With updates delivered on openSMILE's thread
+# (EmotionRecognizer.deliver_to) a block no longer waits for the next one, so 60 ms blocks cost the latency
+# that 10 ms blocks cost before (median 143 against 132 ms) for about a quarter less CPU than 30 ms ones
+# (benchmarks/README.md, session 13). Larger blocks add latency again (80 ms: 161 ms).
+LIVE_BLOCK_S = 0.06
+_MAX_JOINED = 2  # blocks joined to the one a wake-up found (3 x 60 ms at most, when catching up)
 
 
 class Microphone:
@@ -129,7 +136,7 @@ class Microphone:
     ...     for block in mic.blocks():         # (n,) int16 at mic.rate
     ...         ...
 
-    block_s: audio per callback (10 ms keeps latency low). buffer_s: audio the queue holds before blocks
+    block_s: audio per callback (LIVE_BLOCK_S). buffer_s: audio the queue holds before blocks
     are dropped. max_s: stop after this much audio (then `blocks()` ends normally). stall_s: no
     audio for this long counts as a lost device (PortAudio does not always report one).
     """
@@ -139,7 +146,7 @@ class Microphone:
         device: InputDevice,
         preferred_rate: int = 16000,
         *,
-        block_s: float = 0.01,
+        block_s: float = LIVE_BLOCK_S,
         buffer_s: float = 2.0,
         max_s: float | None = None,
         stall_s: float = 3.0,
@@ -238,9 +245,8 @@ class Microphone:
 class AudioFileSource:
     """An audio file read in blocks (mono float32, stereo averaged), paced like a microphone unless `fast`;
     the first `max_s` seconds only if given. Paced, a block comes once its last sample would have been
-    recorded; blocks of 30 ms, as a sound card hands over its periods (ALSA's here): with 10 ms blocks the
-    wake-ups and per-block calls cost the listening process more CPU than the blocks' own work. The updates
-    do not depend on the block size.
+    recorded; blocks of LIVE_BLOCK_S, as the microphone hands them over. The updates do not depend on the
+    block size.
 
     Opening checks that the file is readable audio at a usable rate (`AudioFileError` or `SampleRateError`,
     ValueErrors, otherwise). A file that stops decoding part-way (e.g. a truncated FLAC) ends the stream
@@ -251,7 +257,7 @@ class AudioFileSource:
         path: str | os.PathLike,
         *,
         fast: bool = False,
-        block_s: float = 0.03,
+        block_s: float = LIVE_BLOCK_S,
         max_s: float | None = None,
     ) -> None:
         self.path = os.fspath(path)

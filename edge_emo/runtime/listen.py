@@ -72,30 +72,29 @@ def run(
     on_update: Callable[[EmotionUpdate, ListenSummary], None],
     stop: threading.Event | None = None,
 ) -> ListenSummary:
-    """Feed every block of `source` to `recognizer` and pass each update to `on_update`. The open utterance
-    is closed (its final update delivered) however the loop ends; an error of the source (e.g.
-    DeviceLostError) is raised after that."""
+    """Feed every block of `source` to `recognizer` and pass each update to `on_update`, as soon as the
+    recognizer has it: on openSMILE's thread (`EmotionRecognizer.deliver_to`), so an update never waits for
+    the next block. The open utterance is closed (its final update delivered) however the loop ends; an error
+    of the source (e.g. DeviceLostError) is raised after that."""
     summary = ListenSummary()
 
-    def deliver() -> None:
-        for update in recognizer.updates():
-            summary.updates += 1
-            summary.dropped_blocks = source.dropped_blocks
-            if update.final:
-                summary.utterances += 1
-                summary.speech_s += update.utterance_s
-            on_update(update, summary)
+    def deliver(update: EmotionUpdate) -> None:
+        summary.updates += 1
+        summary.dropped_blocks = source.dropped_blocks
+        if update.final:
+            summary.utterances += 1
+            summary.speech_s += update.utterance_s
+        on_update(update, summary)
 
+    recognizer.deliver_to(deliver)
     try:
         for block in source.blocks(stop):
             recognizer.accept_waveform(block, source.rate)
-            deliver()
         summary.interrupted = stop is not None and stop.is_set()
     finally:
+        summary.dropped_blocks = source.dropped_blocks
         recognizer.end_of_input()
         summary.audio_s = recognizer.time_s
-        summary.dropped_blocks = source.dropped_blocks
-        deliver()
     return summary
 
 

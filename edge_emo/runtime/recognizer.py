@@ -51,7 +51,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,7 +60,6 @@ import numpy as np
 
 from edge_emo.emotions import MAX_INTENSITY, PRESENT
 from edge_emo.features import StreamingExtractor
-from edge_emo.features.audio import ChannelLayoutError
 from edge_emo.features.normalization import RunningNorm
 from edge_emo.features.speech import DEFAULT_VAD, Cut, LoudnessGate, UtteranceCutter, Vad
 from edge_emo.runtime.bundle import Bundle
@@ -225,7 +225,23 @@ class EmotionRecognizer:
         self._buf = np.empty((self._chunk + held + 1, bundle.spec.dim), np.float32)
         self._extractor: StreamingExtractor | None = None
         self.input_rate = input_rate
+        self._deliver: Callable[[EmotionUpdate], None] | None = None
+        # _Levels is filled by the feeding thread and, with deliver_to, read on openSMILE's.
+        self._levels_lock = threading.Lock()
         self._start_stream()
+
+    def deliver_to(self, callback: Callable[[EmotionUpdate], None] | None) -> None:
+        """Hand every update to `callback` the moment it exists instead of keeping it for `updates()`.
+
+        The frames are then analysed on openSMILE's thread as it computes them, and `callback` runs there too
+        (for the updates of `end_of_input`, on the caller's thread). Live, this saves the wait for the next
+        block before new frames are looked at (about one block of latency), which is what lets `edge-emo
+        listen` take its audio in larger blocks, i.e. wake up less often (benchmarks/README.md, session 13).
+        The updates are the same either way. What `callback` (or the analysis) raises comes back from the
+        next `accept_waveform` or `end_of_input`. Call it before the stream's first audio."""
+        if self._extractor is not None:
+            raise RuntimeError("deliver_to must be called before the stream's first audio")
+        self._deliver = callback
 
     # -- feeding ---------------------------------------------------------------------------------------
 
@@ -235,29 +251,34 @@ class EmotionRecognizer:
         if sample_rate is not None and self.input_rate is None:
             self.input_rate = int(sample_rate)
         if self._extractor is None:
-            self._extractor = StreamingExtractor(self.bundle.spec, self.input_rate, batch_s=self.batch_s)
+            self._extractor = StreamingExtractor(
+                self.bundle.spec,
+                self.input_rate,
+                batch_s=self.batch_s,
+                on_frames=None if self._deliver is None else self._on_frames,
+            )
             self._levels = _Levels(hop=round(self._extractor.input_rate * self.hop_s))
-        x = np.asarray(samples)
-        if x.ndim == 2 and x.shape[1] == 1:
-            x = x[:, 0]
-        if x.ndim != 1:
-            raise ChannelLayoutError(f"stream: expected mono samples (n,) or (n, 1), got shape {x.shape}")
-        self._extractor.accept_waveform(x, sample_rate)  # checks the rate and the values
+        x = self._extractor.check(samples, sample_rate)  # the rate, the shape and the values
         scale = np.float32(1 / 32768) if x.dtype == np.int16 else np.float32(1)
-        self._levels.add(np.multiply(x, scale, dtype=np.float32))
-        self._process(self._extractor.frames())
+        with self._levels_lock:  # before openSMILE has the audio: its frames' levels are there when they are
+            self._levels.add(np.multiply(x, scale, dtype=np.float32))
+        self._extractor.accept_waveform(x, sample_rate)
+        if self._deliver is None:
+            self._process(self._extractor.frames())
 
     def end_of_input(self) -> None:
         """The stream is over: analyse the last frames and close the open utterance (its final update)."""
         if self._extractor is None:
             return
-        self._levels.end()
-        self._process(self._extractor.end_of_input())
+        with self._levels_lock:
+            self._levels.end()
+        self._process(self._extractor.end_of_input())  # with deliver_to: after openSMILE's thread is done
         if self._utt is not None:
             self._n_held = 0  # trailing silence, or an onset too short to be speech
             self._cutter.end()
             self._end_utterance()
         self._extractor.close()
+        self._hand_on()
 
     def updates(self) -> Iterator[EmotionUpdate]:
         """The updates produced since the last call, oldest first."""
@@ -311,10 +332,20 @@ class EmotionRecognizer:
         self._last_update_s = 0.0
         self._pending: list[EmotionUpdate] = []
 
+    def _on_frames(self, frames: np.ndarray) -> None:
+        """deliver_to: openSMILE's thread, as soon as it has computed `frames`."""
+        self._process(frames)
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        while self._deliver is not None and self._pending:
+            self._deliver(self._pending.pop(0))
+
     def _process(self, frames: np.ndarray) -> None:
         if len(frames) == 0:
             return
-        squares = self._levels.take(self._frame, len(frames))
+        with self._levels_lock:
+            squares = self._levels.take(self._frame, len(frames))
         loud = np.ones(len(frames), bool) if self._gate is None else self._gate.loud(squares)
         # A decision per frame: a few integer operations each, about 1 us, i.e. 1e-4 of real time.
         for row, is_loud, square in zip(frames, loud.tolist(), squares.tolist()):

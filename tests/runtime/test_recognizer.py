@@ -266,3 +266,80 @@ def test_no_estimate_is_shown_before_an_utterance_holds_cue_after_s_of_speech(bu
             assert a.dominant == b.dominant
     with pytest.raises(ValueError, match="cue_after_s"):
         EmotionRecognizer(bundle, cue_after_s=float("nan"))
+
+
+def pushed(
+    recognizer: EmotionRecognizer, x: np.ndarray, rate: int, block: int
+) -> tuple[list[EmotionUpdate], set]:
+    """stream() with every update handed over by deliver_to; also the threads the callback ran on."""
+    import threading
+
+    out, threads = [], set()
+
+    def take(update: EmotionUpdate) -> None:
+        out.append(update)
+        threads.add(threading.get_ident())
+
+    recognizer.deliver_to(take)
+    for i in range(0, len(x), block):
+        recognizer.accept_waveform(x[i : i + block], rate)
+        assert not list(recognizer.updates())  # nothing is kept for updates(): it all went to the callback
+    recognizer.end_of_input()
+    recognizer.close()
+    return out, threads
+
+
+@pytest.mark.parametrize("block", [160, 960, 4001])
+def test_updates_delivered_on_opensmiles_thread_are_the_updates_of_the_pull_api(bundle, adapting, block):
+    """deliver_to only moves the analysis to openSMILE's thread: the same updates in the same order, for a
+    plain and a speaker-adapting bundle, at any block size, and they come from another thread than the
+    caller's (the frames are analysed where they are computed)."""
+    import threading
+
+    x = speech_and_silence([("speech", 1.5, 1), ("silence", 1.0, 0), ("speech", 2.5, 2), ("silence", 0.8, 0)])
+    for b in (bundle, adapting):
+        expected = [u.to_json() for u in stream(EmotionRecognizer(b), x, 16000, block)]
+        got, threads = pushed(EmotionRecognizer(b), x, 16000, block)
+        assert [u.to_json() for u in got] == expected
+        assert sum(u.final for u in got) == 2
+        assert threads - {threading.get_ident()}
+
+
+def test_a_delivered_update_does_not_wait_for_the_next_block(bundle):
+    """Pulled (`updates()`), frames that openSMILE computes after `accept_waveform` returned are looked at
+    only when the caller comes back with more audio; delivered, their update arrives while the caller waits
+    (here: with no more audio at all)."""
+    import threading
+
+    x = speech_and_silence([("speech", 2.5, 5)])
+    arrived = threading.Event()
+    recognizer = EmotionRecognizer(bundle, vad=None, cue_after_s=0)
+    recognizer.deliver_to(lambda update: arrived.set())
+    recognizer.accept_waveform(x, 16000)  # one block; the caller then only waits
+    assert arrived.wait(20)
+    recognizer.close()
+
+
+def test_what_the_delivery_callback_raises_comes_back_to_the_feeding_thread(bundle):
+    """An exception in the callback (say, a closed stdout) must not die on openSMILE's thread: it comes back
+    from the next accept_waveform (or end_of_input), and the callback is not called again."""
+    x = speech_and_silence([("speech", 3.0, 6), ("silence", 0.5, 0)])
+    calls = []
+
+    def fail(update: EmotionUpdate) -> None:
+        calls.append(update)
+        raise BrokenPipeError("stdout is closed")
+
+    recognizer = EmotionRecognizer(bundle, vad=None)
+    recognizer.deliver_to(fail)
+    with pytest.raises(BrokenPipeError, match="stdout is closed"):
+        for i in range(0, len(x), 480):
+            recognizer.accept_waveform(x[i : i + 480], 16000)
+        recognizer.end_of_input()
+    assert len(calls) == 1
+    recognizer.close()
+    with pytest.raises(RuntimeError, match="before the stream's first audio"):
+        started = EmotionRecognizer(bundle)
+        started.accept_waveform(x[:160], 16000)
+        started.deliver_to(print)
+    started.close()
