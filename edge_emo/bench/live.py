@@ -36,14 +36,16 @@ from typing import Any
 
 import numpy as np
 
+from edge_emo.runtime.audio_input import LIVE_BLOCK_S
 from edge_emo.runtime.bundle import Bundle
 
 RATE = 16000
 BLOCK_S = 0.01
-# The pipe behind the ALSA device is filled 30 ms at a time: ALSA's file plugin reads a whole period (30 ms
-# here) per read and counts a short read as a whole period, which ran the "microphone" 3x faster than real
-# time when fed 10 ms at a time. `audio_per_wall` in the results checks the pace.
-PIPE_WRITE_S = 0.03
+# The pipe behind the ALSA device is filled a microphone block at a time: ALSA's file plugin reads a whole
+# period (PortAudio asks for one block per period) and counts a short read as a whole period, which ran the
+# "microphone" 3x faster than real time when fed 10 ms at a time for 30 ms periods (and 2x, 30 ms for 60).
+# `audio_per_wall` in the results checks the pace.
+PIPE_WRITE_S = LIVE_BLOCK_S
 MIC_DEVICE = "edgeemobench"  # the ALSA device name the microphone cases capture from
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -100,11 +102,11 @@ pcm.{MIC_DEVICE} {{ type plug; slave {{ pcm "edgeemobenchfile"; format S16_LE; r
 """
 
 
-def _feed_pipe(fifo: Path, pcm: np.ndarray, stop: threading.Event) -> None:
+def _feed_pipe(fifo: Path, pcm: np.ndarray, stop: threading.Event, write_s: float) -> None:
     """Write the audio into the pipe in blocks at the rate a microphone records it, then silence.
     PortAudio opens and closes the device while it looks for devices: the pipe is opened again each time,
     and the clock restarts with each reader."""
-    step = int(PIPE_WRITE_S * RATE)
+    step = int(write_s * RATE)
     silence = np.zeros(step, np.int16).tobytes()
     k = 0
     while not stop.is_set():
@@ -115,7 +117,7 @@ def _feed_pipe(fifo: Path, pcm: np.ndarray, stop: threading.Event) -> None:
                     block = pcm[k * step : (k + 1) * step]
                     f.write(block.tobytes() if len(block) == step else silence)
                     k, written = k + 1, written + 1
-                    delay = start + written * PIPE_WRITE_S - time.monotonic()
+                    delay = start + written * write_s - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
         except OSError:  # BrokenPipeError: the reader closed the device
@@ -140,9 +142,16 @@ def _drain(fd: int, first: threading.Event, stop: threading.Event, lines: list[i
 
 
 def measure_case(
-    case: LiveCase, bundle: Bundle, pcm: np.ndarray, settle_s: float, window_s: float, env: dict[str, str]
+    case: LiveCase,
+    bundle: Bundle,
+    pcm: np.ndarray,
+    settle_s: float,
+    window_s: float,
+    env: dict[str, str],
+    pipe_write_s: float = PIPE_WRITE_S,
 ) -> dict[str, Any]:
-    """Run `edge-emo listen` for one case; its CPU share over the window after start-up."""
+    """Run `edge-emo listen` for one case; its CPU share over the window after start-up. pipe_write_s: the
+    microphone's audio arrives in pieces of this length (the device period the listening code asks for)."""
     import soundfile
 
     update_s = bundle.chunk_s  # listen's default: one JSON line per model chunk
@@ -160,7 +169,7 @@ def measure_case(
             conf.write_text(_alsa_config(fifo))
             child_env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
             args += ["--device", MIC_DEVICE]
-            feeder = threading.Thread(target=_feed_pipe, args=(fifo, pcm, stop), daemon=True)
+            feeder = threading.Thread(target=_feed_pipe, args=(fifo, pcm, stop, pipe_write_s), daemon=True)
             feeder.start()
         else:
             wav = Path(tmp) / "speech.wav"
@@ -450,18 +459,30 @@ def speech_clip(seconds: float) -> np.ndarray:
     return (np.clip(signal, -1.0, 1.0 - 1.0 / 32768) * 32768).astype(np.int16)
 
 
+def _microphone_period_s(env: dict[str, str]) -> float:
+    """The audio per microphone block of the checkout on env's PYTHONPATH: LIVE_BLOCK_S, or 30 ms for
+    checkouts before it (10 ms PortAudio blocks, for which ALSA chose 30 ms periods here)."""
+    code = "from edge_emo.runtime import audio_input as a; print(getattr(a, 'LIVE_BLOCK_S', 0.03))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd="/"
+    )
+    return max(0.03, float(run.stdout.strip()))
+
+
 def side_by_side(roots: list[str], bundle: Bundle, rounds: int, window_s: float) -> list[dict[str, Any]]:
     """The live share of each case for two checkouts of edge-emo (their folders go first on PYTHONPATH),
     A B A B per round, with the ratio A/B pair by pair (how the before/after figures in benchmarks/README.md
     were made)."""
     pcm = speech_clip(window_s + 40)
+    periods = {root: _microphone_period_s({**os.environ, "PYTHONPATH": root}) for root in roots}
     out = []
     for case in CASES:
         shares: dict[str, list[float]] = {root: [] for root in roots}
         for _ in range(rounds):
             for root in roots:
                 env = {**os.environ, "PYTHONPATH": root}
-                shares[root].append(measure_case(case, bundle, pcm, 2.0, window_s, env)["cpu_share_pct"])
+                result = measure_case(case, bundle, pcm, 2.0, window_s, env, periods[root])
+                shares[root].append(result["cpu_share_pct"])
         a, b = (np.asarray(shares[r]) for r in roots)
         out.append(
             {
