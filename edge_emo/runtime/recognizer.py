@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -72,6 +73,19 @@ CUE_AFTER_S = 1.5  # speech an utterance needs before its rolling estimate is sh
 # left every other frame waiting 10 ms for the next one (median 160 ms against 150 for 20 ms batches, same
 # CPU within noise; benchmarks/README.md).
 BATCH_S = 0.03
+
+
+def _weakly(method: Callable[[np.ndarray], None]) -> Callable[[np.ndarray], None]:
+    """`method` called through a weak reference: openSMILE's engine (kept alive by the streaming module until
+    it is closed) must not keep a forgotten recognizer, and so itself, alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call(frames: np.ndarray) -> None:
+        target = ref()
+        if target is not None:
+            target(frames)
+
+    return call
 
 
 def batch_for(hop_s: float) -> float:
@@ -255,7 +269,7 @@ class EmotionRecognizer:
                 self.bundle.spec,
                 self.input_rate,
                 batch_s=self.batch_s,
-                on_frames=None if self._deliver is None else self._on_frames,
+                on_frames=None if self._deliver is None else _weakly(self._on_frames),
             )
             self._levels = _Levels(hop=round(self._extractor.input_rate * self.hop_s))
         x = self._extractor.check(samples, sample_rate)  # the rate, the shape and the values
