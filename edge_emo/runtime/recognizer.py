@@ -8,6 +8,8 @@
     recognizer.end_of_input()                      # closes the last utterance
     for update in recognizer.updates(): ...
 
+    recognizer.deliver_to(show)                     # or: each update to show() the moment it exists
+
 Pipeline: StreamingExtractor (openSMILE frames, resampled to the bundle's rate) -> utterance segmentation ->
 BundleStream (normalise, GRU with carried state, running utterance mean) -> one update every
 `update_interval_s` of audio.
@@ -295,7 +297,7 @@ class EmotionRecognizer:
         self._hand_on()
 
     def updates(self) -> Iterator[EmotionUpdate]:
-        """The updates produced since the last call, oldest first."""
+        """The updates produced since the last call, oldest first (none with `deliver_to`)."""
         while self._pending:
             yield self._pending.pop(0)
 
