@@ -258,35 +258,33 @@ PRELUDE = """
 """
 
 
-def test_forgotten_extractor_is_collected_and_stopped():
-    result = run_python(
-        PRELUDE
-        + """
+FORGOTTEN = {
+    "extractor": """
     extractor = StreamingExtractor(spec_for("egemaps"))
     extractor.accept_waveform(audio)
     del extractor
-    gc.collect()
-    assert not streaming._live_engines
-    assert not [t for t in threading.enumerate() if t.name == "edge-emo-opensmile"]
-    print("collected")
-    """
-    )
-    assert result.returncode == 0, result.stderr
-    assert "collected" in result.stdout
-
-
-def test_a_forgotten_recognizer_that_delivers_updates_is_collected_and_stopped(bundle):
-    """With deliver_to, openSMILE's thread calls back into the recognizer; that reference must not keep a
-    recognizer nobody holds (and its openSMILE thread) alive."""
-    result = run_python(
-        PRELUDE
-        + f"""
+    """,
+    # With deliver_to, openSMILE's thread calls back into the recognizer: that reference must not keep a
+    # recognizer nobody holds (and its openSMILE thread) alive.
+    "recognizer delivering updates": """
     from edge_emo.runtime.bundle import load_bundle
     from edge_emo.runtime.recognizer import EmotionRecognizer
-    recognizer = EmotionRecognizer(load_bundle({str(bundle.path)!r}))
+    recognizer = EmotionRecognizer(load_bundle(BUNDLE))
     recognizer.deliver_to(lambda update: None)
     recognizer.accept_waveform(audio, 16000)
     del recognizer
+    """,
+}
+
+
+@pytest.mark.parametrize("what", FORGOTTEN)
+def test_a_forgotten_stream_is_collected_and_stopped(what, bundle):
+    result = run_python(
+        PRELUDE
+        + f"""
+    BUNDLE = {str(bundle.path)!r}"""
+        + FORGOTTEN[what]
+        + """
     gc.collect()
     assert not streaming._live_engines
     assert not [t for t in threading.enumerate() if t.name == "edge-emo-opensmile"]
