@@ -122,9 +122,9 @@ def usable_rate(device: InputDevice, preferred: int) -> int:
 # Audio per block of both sources. Every block wakes the listening process (the capture thread, then
 # openSMILE's), and on a paced stream each wake-up costs far more CPU than the block's own work (cold caches:
 # the same work fed as fast as it goes costs a quarter). With updates delivered on openSMILE's thread
-# (EmotionRecognizer.deliver_to) a block no longer waits for the next one, so 60 ms blocks cost the latency
-# that 10 ms blocks cost before (median 143 against 132 ms) for about a quarter less CPU than 30 ms ones
-# (benchmarks/README.md, session 13). Larger blocks add latency again (80 ms: 161 ms).
+# (EmotionRecognizer.deliver_to) a frame no longer waits for the next block, so 60 ms blocks cost about the
+# latency 10 ms blocks had (median 143 against 132 ms; target 150) for about a fifth less CPU than the 10 and
+# 30 ms blocks before (benchmarks/README.md, session 13). Larger blocks add latency again (80 ms: 161 ms).
 LIVE_BLOCK_S = 0.06
 _MAX_JOINED = 2  # blocks joined to the one a wake-up found (3 x 60 ms at most, when catching up)
 
