@@ -41,7 +41,7 @@ from edge_emo.runtime.session import ort_session
 
 CHUNKS = (1, 10, 50)
 SAMPLE_RATE = 16000
-BLOCK_S = 0.01  # audio is fed in 10 ms blocks, as a microphone callback delivers it
+BLOCK_S = 0.01  # real-time factors: audio fed in 10 ms blocks (paced_latency takes listen's LIVE_BLOCK_S)
 TORCH_SKIP = "torch is not installed"
 # Targets of issue 8 for the int8 streaming path (one thread, 10-frame chunks).
 TARGETS = {
