@@ -527,7 +527,7 @@ def paced_latency(bundle: Bundle, pcm: np.ndarray) -> dict[str, Any]:
     from edge_emo.runtime.recognizer import EmotionRecognizer, EmotionUpdate
 
     hop = bundle.spec.hop_s
-    every_frame, newest, compute, waiting = [], [], [], []
+    every_frame, newest, block_to_update, waiting = [], [], [], []
     covered = 0  # frames included in some update so far
     handed = [0, 0.0]  # audio handed over so far (samples), and when
 
@@ -540,7 +540,7 @@ def paced_latency(bundle: Bundle, pcm: np.ndarray) -> dict[str, Any]:
         if last > covered:
             newest.append((t1 - ends[-1]) * 1e3)
             waiting.append((handed[0] / SAMPLE_RATE - last * hop) * 1e3)
-            compute.append((t1 - handed[1]) * 1e3)
+            block_to_update.append((t1 - handed[1]) * 1e3)
         covered = max(covered, last)
 
     with EmotionRecognizer(bundle, threads=1) as recognizer:
@@ -564,7 +564,7 @@ def paced_latency(bundle: Bundle, pcm: np.ndarray) -> dict[str, Any]:
         "every_frame_ms": stats(every_frame),
         "newest_frame_ms": stats(newest),
         "newest_frame_waiting_for_audio_ms": stats(waiting),
-        "block_to_update_ms": stats(compute),
+        "block_to_update_ms": stats(block_to_update),
     }
 
 

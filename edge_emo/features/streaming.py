@@ -219,11 +219,15 @@ class StreamingExtractor:
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
         """Feed mono audio: int16, or float in [-1, 1] (clipped); (n,) or (n, 1); any n, including 0 or 1."""
+        self.accept_checked(self.check(samples, sample_rate))
+
+    def accept_checked(self, x: np.ndarray) -> None:
+        """`accept_waveform` for what `check` returned, without checking it again (a caller that needs the
+        checked samples first, e.g. the recognizer's levels, checks once per block)."""
         engine = self._engine  # once: close() from another thread may clear the attribute meanwhile
         if engine is None or self._ended:
             raise RuntimeError("stream has ended or is closed: call reset() to start a new one")
         _raise_failure(engine)
-        x = self.check(samples, sample_rate)
         if self._resampler is not None:
             if x.dtype == np.int16:
                 x = x.astype(np.float32) / np.float32(32768.0)

@@ -278,7 +278,7 @@ class EmotionRecognizer:
         scale = np.float32(1 / 32768) if x.dtype == np.int16 else np.float32(1)
         with self._levels_lock:  # before openSMILE has the audio: its frames' levels are there when they are
             self._levels.add(np.multiply(x, scale, dtype=np.float32))
-        self._extractor.accept_waveform(x, sample_rate)
+        self._extractor.accept_checked(x)
         if self._deliver is None:
             self._process(self._extractor.frames())
 
