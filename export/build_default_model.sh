@@ -5,7 +5,8 @@
 # Recipe (docs/QUALITY.md): a 2 x 256 GRU on eGeMAPS frames every 20 ms, trained from scratch for 40 epochs on both
 # labeled corpora (RAVDESS and emo_speech_wild) cut to the speech the device's voice detector finds, plus
 # LibriSpeech utterances as "no emotion"; a random 2.5 s stretch of each clip per epoch; each clip heard at
-# 0 dB, -20 dB, +12 dB or a random gain; every speaker's frames standardised by that speaker's own
+# 0 dB, -20 dB, +12 dB, a random gain, or a random gain in a noisy room (pink noise at 5-20 dB SNR);
+# every speaker's frames standardised by that speaker's own
 # statistics (the device estimates its partner's while it listens); dropout 0.2, three feature columns and one
 # span of up to 0.3 s masked per clip and epoch, the learning rate annealed along a cosine; every output
 # lowered by a cue margin (0.6) once trained, chosen from the cross-validation's held-out outputs
@@ -26,7 +27,7 @@ BUILD=build/default-model
 MARGIN=0.6
 SEEDS=(${SEEDS:-0 100})
 JOBS=${JOBS:-2}
-RECIPE=(--feature-set egemaps --hop-ms 20 --hidden 256 --epochs 40 --crop-s 2.5 --cut speech --train-gains=-20,12,random
+RECIPE=(--feature-set egemaps --hop-ms 20 --hidden 256 --epochs 40 --crop-s 2.5 --cut speech --train-gains=-20,12,random,random+noisy
         --speaker-adaptation --dropout 0.2 --mask-features 3 --mask-span-s 0.3 --lr-decay)
 read -r -a extra <<< "${EXTRA_RECIPE:-}"
 RECIPE+=("${extra[@]}")
