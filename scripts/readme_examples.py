@@ -54,7 +54,7 @@ def fenced(text: str, language: str = "") -> str:
 
 
 def listen_view() -> str:
-    """The live view's last frame (rich prints it on stdout when stdout is not a terminal)."""
+    """The live view's last frame (listen writes it once, plain, when stdout is not a terminal)."""
     return fenced(edge_emo("listen", "--input", "sample", "--fast").stdout)
 
 

@@ -7,7 +7,7 @@ microphone path (PortAudio capturing from an ALSA file-plugin device whose input
 fills in real time), each with `--json` and with the live view (on a pseudo-terminal). After start-up (the
 first output, then `settle_s`) the process's CPU time (/proc: user + system, all threads) is read over a
 window of `window_s` wall seconds; share = CPU / wall. The same window gives each thread's share (main,
-openSMILE, PortAudio, the view's refresh thread), so the cost has an address.
+openSMILE, PortAudio), so the cost has an address.
 
 A stage breakdown runs the same stages in this process over the same audio, one after another, each timed
 by the CPU clock of the thread that does the work: resampling (a 48 kHz microphone), openSMILE (the
@@ -322,14 +322,11 @@ def stage_costs(bundle: Bundle, pcm: np.ndarray) -> dict[str, float]:
         update.to_json()
     out["json_formatting"] = (time.thread_time() - t) / audio_s
 
-    from rich.console import Console
-
     with open(os.devnull, "w") as devnull:
-        console = Console(file=devnull, width=100, force_terminal=True, color_system="truecolor")
         status = ListenStatus("bench", bundle.version)
         t = time.thread_time()
         for update in updates:
-            console.print(render(update, status))  # what one refresh of the view draws
+            devnull.write(render(update, status, color=True, width=100))  # what one refresh of the view draws
         out["view_drawing"] = (time.thread_time() - t) / audio_s
     return {k: round(100 * v, 3) for k, v in out.items()}  # % of one core
 

@@ -24,6 +24,7 @@ from edge_emo.runtime.graph_choice import choose as choose_graph
 from edge_emo.runtime.log_writer import FeatureLogger
 from edge_emo.runtime.recognizer import CUE_AFTER_S, EmotionRecognizer, EmotionUpdate
 from edge_emo.runtime.shipped import sample_path
+from edge_emo.runtime.view import LiveView
 
 
 class Source(Protocol):
@@ -163,10 +164,15 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
     `say` prints a line on stderr. Bad input raises ValueError/OSError; a failing device AudioSourceError
     (with its exit code); whatever was collected is kept however listening ends."""
     log = None
+    view = None
     bundle, graph = choose_graph(bundle, options.graph, say)
     say(f"model {bundle.version}: {graph.describe()}")
-    if not options.json_out:  # rich only for the view: 1.4 MB a --json process need not hold
-        from edge_emo.runtime.view import LiveView
+
+    def say_live(message: str) -> None:  # a line on stderr while listening, above the view if it is drawn
+        if view is None:
+            say(message)
+        else:
+            view.say_above(message, say)
 
     def new_recognizer() -> EmotionRecognizer:
         return EmotionRecognizer(
@@ -187,7 +193,7 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
             bundle.version,
             max_bytes=round(options.log_max_mb * 2**20),
             shard_s=options.log_shard_s,
-            say=say,
+            say=say_live,
         )
         recognizer.speech_sink = log
     link = None
@@ -203,7 +209,6 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
         )
     sources = _sources(options, bundle)
     warned = False
-    view = None
     web = None
     if options.serve or options.serve_address is not None:
         from edge_emo.web.server import DEFAULT_ADDRESS, WebView
@@ -213,7 +218,7 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
             options.serve_token,
             bundle.version,
             bundle.emotions,
-            say=say,
+            say=say_live,
         )
 
     def on_update(update: EmotionUpdate, summary: ListenSummary) -> None:
@@ -229,7 +234,7 @@ def listen(bundle: Bundle, options: ListenOptions, say: Callable[[str], None]) -
             view.show(update, summary.dropped_blocks, summary.utterances)
         if summary.dropped_blocks and not warned:
             warned = True
-            say("warning: input overflow: processing fell behind and audio blocks are being dropped")
+            say_live("warning: input overflow: processing fell behind and audio blocks are being dropped")
 
     try:
         for k, source in enumerate(sources):

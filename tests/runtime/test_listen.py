@@ -46,6 +46,7 @@ def test_the_live_view_draws_bars_for_every_emotion(bundle, clip_path):
     for name in bundle.emotions:
         assert name in run.stdout
     assert "dominant:" in run.stdout and "dBFS" in run.stdout and "dropped blocks: 0" in run.stdout
+    assert "\x1b" not in run.stdout  # not a terminal: the last view once, plain (tests/runtime/test_view.py)
 
 
 def test_ctrl_c_ends_cleanly_with_a_summary(bundle):
@@ -103,41 +104,6 @@ def test_a_missing_default_model_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(shipped, "DEFAULT_MODEL", tmp_path / "default.bundle")
     with pytest.raises(ValueError, match="default model is not installed.*--model"):
         listen_bundle(None)
-
-
-def test_readme_snapshot_of_the_live_view(bundle, clip_path):
-    """The view renders to plain text (this is how the README capture is made)."""
-    from rich.console import Console
-
-    from edge_emo.runtime.view import ListenStatus, render
-
-    x, rate = load_audio(clip_path)
-    update = next(u for u in stream(EmotionRecognizer(bundle), x, rate, 1600) if u.speech and u.dominant)
-    console = Console(record=True, width=80, force_terminal=False)
-    console.print(render(update, ListenStatus("clip.wav (16000 Hz)", bundle.version, 0, 1)))
-    text = console.export_text()
-    rows = [line for line in text.splitlines() if line.strip("│ ").split(" ")[0] in bundle.emotions]
-    assert len(rows) == 6 and "speech" in text and update.dominant in text
-    assert np.isfinite(update.level_db)
-    assert "speaker heard" not in text  # this bundle does not adapt to its speaker
-
-
-def test_the_views_say_how_much_of_the_speaker_an_adapting_model_has_heard(bundle, clip_path):
-    import dataclasses
-
-    from rich.console import Console
-
-    from edge_emo.runtime.view import ListenStatus, render
-
-    x, rate = load_audio(clip_path)
-    update = dataclasses.replace(stream(EmotionRecognizer(bundle), x, rate, 1600)[-1], speaker_heard_s=12.4)
-    console = Console(record=True, width=100, force_terminal=False)
-    console.print(render(update, ListenStatus("clip.wav (16000 Hz)", bundle.version, 0, 1)))
-    assert "speaker heard: 12 s" in console.export_text()
-    assert json.loads(update.to_json())["speaker_heard_s"] == 12.4
-    assert (
-        "speaker_heard_s" in (ROOT / "edge_emo/web/assets/live.js").read_text()
-    )  # the web view shows it too
 
 
 def test_updates_go_to_the_wearable_over_the_firmware_bridge(bundle, clip_path):
