@@ -142,12 +142,17 @@ class LiveView:
         self._lock = threading.Lock()  # updates come from openSMILE's thread, messages from others
 
     def _draw(self, update: EmotionUpdate | None) -> None:
-        width = shutil.get_terminal_size().columns  # a resized terminal is followed; a wrapped line is not
-        text = render(update, self.status, self._color, max(width - 1, 1))
+        # Cropped to the terminal as it is now: a wrapped or scrolled line would leave the next drawing's
+        # cursor movement short and a torn copy of the box above it.
+        try:
+            columns, rows = os.get_terminal_size(self._out.fileno())
+        except (OSError, ValueError):
+            columns, rows = shutil.get_terminal_size()
+        lines = render(update, self.status, self._color, max(columns - 1, 1)).split("\n")[: max(rows - 1, 1)]
         up = f"\x1b[{self._drawn_lines}F" if self._drawn_lines else ""
-        self._out.write(f"{up}\x1b[J{text}\n")  # back to the drawing's first line, clear below, redraw
+        self._out.write(up + "\x1b[J" + "\n".join(lines) + "\n")  # to the drawing's first line, clear, redraw
         self._out.flush()
-        self._drawn_lines = text.count("\n") + 1
+        self._drawn_lines = len(lines)
 
     def start(self) -> None:
         if self._terminal:

@@ -60,11 +60,12 @@ def _box_lines(screen: pyte.Screen) -> list[str]:
     return [line.rstrip() for line in screen.display if line.strip()]
 
 
-@pytest.mark.parametrize("columns, colour", [(100, True), (40, False)])
-def test_the_view_is_redrawn_in_place_on_a_real_terminal(bundle, clip_path, columns, colour):
-    """3 s of speech paced in real time: many redraws, and the screen holds one box (a line wider than the
-    terminal would wrap and leave a torn copy above the next drawing), then the summary below it."""
-    master, slave = _terminal(columns, 40)
+def _listen_on_a_terminal(
+    bundle, clip_path, columns: int, rows: int, colour: bool
+) -> tuple[bytes, pyte.Screen]:
+    """`edge-emo listen` on the clip, paced in real time, stdout and stderr on a `columns` x `rows`
+    pseudo-terminal: what it wrote, and the screen that shows."""
+    master, slave = _terminal(columns, rows)
     env = cli_env({"TERM": "xterm-256color"})
     for name in ("COLUMNS", "LINES", "NO_COLOR"):
         env.pop(name, None)
@@ -78,9 +79,16 @@ def test_the_view_is_redrawn_in_place_on_a_real_terminal(bundle, clip_path, colu
     raw = _read_all(master, proc)
     os.close(master)
     assert proc.wait(timeout=30) == 0, raw.decode(errors="replace")
+    return raw, _screen(raw, columns, rows)
+
+
+@pytest.mark.parametrize("columns, colour", [(100, True), (40, False)])
+def test_the_view_is_redrawn_in_place_on_a_real_terminal(bundle, clip_path, columns, colour):
+    """3 s of speech paced in real time: many redraws, and the screen holds one box (a line wider than the
+    terminal would wrap and leave a torn copy above the next drawing), then the summary below it."""
+    raw, screen = _listen_on_a_terminal(bundle, clip_path, columns, 40, colour)
     assert raw.count(b"\x1b[J") >= 5  # redrawn about 5 times a second over 3 s
     assert (b"\x1b[36m" in raw) == colour  # the bars' colour, unless NO_COLOR
-    screen = _screen(raw, columns, 40)
     lines = _box_lines(screen)
     text = "\n".join(lines)
     assert sum(line.startswith("╭") for line in lines) == 1, text
@@ -93,6 +101,18 @@ def test_the_view_is_redrawn_in_place_on_a_real_terminal(bundle, clip_path, colu
     assert all(len(line) <= columns - 1 for line in lines[top : bottom + 1]), text  # cropped, never wrapped
     assert lines[bottom + 1].startswith("done: 3.0 s of audio"), text
     assert not screen.cursor.hidden  # given back
+
+
+def test_a_terminal_shorter_than_the_view_shows_its_top(bundle, clip_path):
+    """8 rows: the view's first 7 lines, redrawn in place (a drawing taller than the terminal would scroll
+    and leave copies of it above); the summary then scrolls the top edge away."""
+    _, screen = _listen_on_a_terminal(bundle, clip_path, 100, 8, True)
+    lines = _box_lines(screen)
+    text = "\n".join(lines)
+    assert lines[-1].startswith("done: 3.0 s") and lines[-2].startswith("│    disgust"), (
+        text
+    )  # 7 lines, cropped
+    assert sum(line.startswith(("│ ● ", "│ ○ ")) for line in lines) == 1, text  # one state line: no copies
 
 
 def test_a_line_said_while_the_view_is_drawn_stays_above_it(bundle, clip_path):
