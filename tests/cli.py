@@ -4,8 +4,10 @@ PYTHONPATH (so the tests exercise the working tree, installed or not)."""
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +56,21 @@ def edge_emo_without_torch(*commands: list[str]) -> subprocess.CompletedProcess:
         "    except SystemExit as e: assert e.code in (0, None), (args[0], e.code)\n"
     )
     return python(code)
+
+
+def read_terminal(master: int, proc: subprocess.Popen, timeout_s: float = 300) -> bytes:
+    """Everything `proc` writes to the pseudo-terminal whose master side is `master`, until it closes the
+    terminal or exits (or `timeout_s` passes)."""
+    chunks, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    return b"".join(chunks)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import subprocess
-import time
 
-from tests.cli import CLI, ROOT, cli_env, python
+from tests.cli import CLI, ROOT, cli_env, python, read_terminal
 
 COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 MOVES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
@@ -23,21 +21,10 @@ def in_a_terminal(args: list[str], timeout_s: float = 300) -> tuple[int, str]:
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen(args, stdout=slave, stderr=slave, cwd=ROOT, env=env)
     os.close(slave)
-    chunks, deadline = [], time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if select.select([master], [], [], 0.5)[0]:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
+    raw = read_terminal(master, proc, timeout_s)
     os.close(master)
     code = proc.wait(timeout=30)
-    text = b"".join(chunks).decode(errors="replace")
+    text = raw.decode(errors="replace")
     return code, MOVES.sub("\n", COLOURS.sub("", text))
 
 

@@ -8,7 +8,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import select
 import struct
 import subprocess
 import termios
@@ -22,7 +21,7 @@ import pytest
 from edge_emo.features import load_audio
 from edge_emo.runtime.recognizer import EmotionRecognizer
 from edge_emo.runtime.view import ListenStatus, LiveView, render
-from tests.cli import CLI, ROOT, cli_env
+from tests.cli import CLI, ROOT, cli_env, read_terminal
 from tests.runtime.test_recognizer import stream
 
 
@@ -31,22 +30,6 @@ def _terminal(columns: int, rows: int) -> tuple[int, int]:
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     return master, slave
-
-
-def _read_all(master: int, proc: subprocess.Popen, timeout_s: float = 120) -> bytes:
-    chunks, deadline = [], time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if select.select([master], [], [], 0.2)[0]:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    return b"".join(chunks)
 
 
 def _screen(raw: bytes, columns: int, rows: int) -> pyte.Screen:
@@ -76,7 +59,7 @@ def _listen_on_a_terminal(
         stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
     )  # fmt: skip
     os.close(slave)
-    raw = _read_all(master, proc)
+    raw = read_terminal(master, proc, 120)
     os.close(master)
     assert proc.wait(timeout=30) == 0, raw.decode(errors="replace")
     return raw, _screen(raw, columns, rows)
