@@ -147,6 +147,9 @@ class LiveView:
         try:
             columns, rows = os.get_terminal_size(self._out.fileno())
         except (OSError, ValueError):
+            columns = rows = 0
+        # A terminal that reports no size (a serial console, a fresh pseudo-terminal): $COLUMNS or 80 x 24.
+        if columns <= 0 or rows <= 0:
             columns, rows = shutil.get_terminal_size()
         lines = render(update, self.status, self._color, max(columns - 1, 1)).split("\n")[: max(rows - 1, 1)]
         up = f"\x1b[{self._drawn_lines}F" if self._drawn_lines else ""

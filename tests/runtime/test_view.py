@@ -8,6 +8,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import select
 import struct
 import subprocess
 import termios
@@ -136,6 +137,33 @@ def test_a_line_said_while_the_view_is_drawn_stays_above_it(bundle, clip_path):
     assert lines[0] == "warning: a line said while the view is drawn", text
     assert lines[1].startswith("╭") and sum(line.startswith("╭") for line in lines) == 1, text
     assert "utterances: 1" in text and lines[-2].startswith("╰") and lines[-1] == "after the view", text
+
+
+def test_a_terminal_that_reports_no_size_gets_the_whole_view(bundle, clip_path, monkeypatch):
+    """A pseudo-terminal of 0 x 0 cells (a serial console reports none): $COLUMNS/$LINES or 80 x 24, never a
+    view cropped to one column."""
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("LINES", "40")
+    master, slave = _terminal(0, 0)
+    out = os.fdopen(slave, "w", encoding="utf-8")
+    x, rate = load_audio(clip_path)
+    view = LiveView("clip.wav (16000 Hz)", bundle.version, out=out)
+    view.start()
+    view.show(stream(EmotionRecognizer(bundle), x, rate, 1600)[-1], 0, 1)
+    view.stop()
+    out.close()
+    raw = b""
+    while select.select([master], [], [], 0.5)[0]:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        raw += data
+    os.close(master)
+    lines = _box_lines(_screen(raw, 120, 40))
+    assert any("utterances: 1" in line for line in lines), "\n".join(lines)
 
 
 def test_the_view_as_text_for_the_readme(bundle, clip_path):
