@@ -5,9 +5,9 @@
 # Recipe (docs/QUALITY.md): a 2 x 256 GRU on eGeMAPS frames every 20 ms, trained from scratch for 40 epochs on both
 # labeled corpora (RAVDESS and emo_speech_wild) cut to the speech the device's voice detector finds, plus
 # LibriSpeech utterances as "no emotion"; a random 2.5 s stretch of each clip per epoch; each clip heard at
-# 0 dB, -20 dB, +12 dB, a random gain, or a random gain in a noisy room (pink noise at 5-20 dB SNR);
-# every speaker's frames standardised by that speaker's own
-# statistics (the device estimates its partner's while it listens); dropout 0.2, three feature columns and one
+# 0 dB, -20 dB, +12 dB, a random gain, or a random gain in a noisy room (pink noise at 5-20 dB SNR); every
+# speaker's frames standardised by that speaker's own statistics (the device estimates its partner's while it
+# listens); dropout 0.2, three feature columns and one
 # span of up to 0.3 s masked per clip and epoch, the learning rate annealed along a cosine; every output
 # lowered by a cue margin (0.6) once trained, chosen from the cross-validation's held-out outputs
 # (benchmarks/cue_margin.py: the margin at which the larger network cues no more often on calm speech).

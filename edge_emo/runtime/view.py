@@ -101,8 +101,8 @@ def _crop(line: Line, width: int) -> Line:
 def boxed(lines: list[Line]) -> list[Line]:
     """`lines` in a rounded box with the title centred in its top edge."""
     inner = max(max(map(_width, lines)), len(TITLE) + 2)
-    left = (inner + 2 - len(TITLE) - 2) // 2
-    right = inner + 2 - len(TITLE) - 2 - left
+    left = (inner - len(TITLE)) // 2  # the top edge is inner + 2 wide: "─" * left, " TITLE ", "─" * right
+    right = inner - len(TITLE) - left
     top: Line = [("╭" + "─" * left + " ", ""), (TITLE, ""), (" " + "─" * right + "╮", "")]
     middle: list[Line] = [[("│ ", ""), *line, (" " * (inner - _width(line)) + " │", "")] for line in lines]
     return [top, *middle, [("╰" + "─" * (inner + 2) + "╯", "")]]
