@@ -18,6 +18,7 @@ from edge_emo.cli_options import (
     guard,
     options_of,
     say,
+    reader_gone,
     trust_keys,
 )
 from edge_emo.cli_training import COMMANDS
@@ -261,6 +262,8 @@ def bridge_monitor(
         received, _ = run_monitor(url, count=count, timeout_s=timeout, style=style)
     except ValueError as e:
         raise fail(str(e)) from None
+    except BrokenPipeError:
+        raise reader_gone() from None
     except OSError as e:
         raise fail(f"cannot open {url}: {e}") from None
     if count is not None and received < count:

@@ -74,17 +74,37 @@ def trust_keys(keys: Optional[list[Path]]) -> None:
     trust(keys or [])
 
 
+# The exit status of a program whose reader went away (128 + SIGPIPE), as `yes | head` ends.
+READER_GONE = 141
+
+
 def guard(fn):
-    """Turn input errors into a one-line message and exit code 2."""
+    """Turn input errors into a one-line message and exit code 2. A reader that closes the output early
+    (`edge-emo listen --json | head`) ends the command quietly, after its own clean-up, as it would end any
+    Unix tool."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:
+            raise reader_gone() from None
         except INPUT_ERRORS as e:
             raise fail(str(e)) from None
 
     return wrapper
+
+
+def reader_gone() -> SystemExit:
+    """Point stdout at /dev/null (Python's last flush at exit would fail again) and exit with READER_GONE."""
+    import os
+    import sys
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no stdout file to point anywhere
+        pass
+    return SystemExit(READER_GONE)
 
 
 DataDirs = Annotated[

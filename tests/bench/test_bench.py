@@ -70,6 +70,10 @@ def _check_structure(result: dict, table: str, with_torch: bool) -> None:
     memory = result["memory"]
     assert memory["runtime"]["peak_rss_mb"] > 0 and memory["runtime"]["torch_imported"] is False
     assert memory["listen"]["peak_rss_mb"] > 0 and memory["listen"]["torch_imported"] is False
+    # A bundle's first run measures its graphs in a child process: the tree's peak counts it, listen's not.
+    first = memory["listen_first_run"]
+    assert first["graph_measured"] is True and memory["listen"]["graph_measured"] is False
+    assert first["process_tree_peak_rss_mb"] > 0 and first["torch_imported"] is False
     floor = result["framework_floor"]
     assert floor["run_call_us"] > 0 and floor["scan_steps_per_frame"] >= 1 and floor["nodes_per_frame"] > 0
     assert floor["overhead_us_per_frame_at_10"] > 0

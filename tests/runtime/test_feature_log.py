@@ -201,6 +201,37 @@ def test_a_kill_at_any_moment_loses_at_most_the_shard_being_collected(bundle, tm
     assert len(after) == before + len(reference) and [read_shard(p) for p in after]
 
 
+def test_a_reader_that_stops_early_ends_listen_quietly_and_the_log_whole(bundle, tmp_path):
+    """`listen --json --log-features DIR | head`: the reader leaves after 10 s of updates; listen ends
+    with the status of a program whose reader went away (141, as `yes | head`), no error on stderr, and
+    every shard it wrote loads and is the uninterrupted run's shard of that number (the last one cut
+    where the reader left)."""
+    wav = write_wav(tmp_path / "long.wav", talk(30.0, seed=11))
+    command = [*CLI, "listen", "--model", str(bundle.path), "--fast", "--json", "--input", str(wav),
+               "--log-shard-s", "1", "--log-features"]  # fmt: skip
+    complete = subprocess.run([*command, str(tmp_path / "complete")], capture_output=True, env=cli_env())
+    assert complete.returncode == 0, complete.stderr.decode()
+    reference = [read_shard(p) for p in shard_paths(tmp_path / "complete")]
+    folder = tmp_path / "cut"
+    proc = subprocess.Popen(
+        [*command, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=cli_env()
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        if json.loads(line)["time_s"] >= 10.0:
+            break
+    proc.stdout.close()  # the reader goes away, as `head` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "error" not in err and "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"feature log {folder}: ")  # the log says what it kept
+    shards = shard_paths(folder)
+    assert 0 < len(shards) < len(reference) and not temporary_paths(folder)
+    for path, ref in zip(shards, reference):  # the last one: the frames collected when the reader left
+        frames = read_shard(path).frames
+        assert path.name == ref.path.name and np.array_equal(frames, ref.frames[: len(frames)])
+
+
 def frames_of(seconds: float, seed: int) -> np.ndarray:
     from edge_emo.features import extract
 

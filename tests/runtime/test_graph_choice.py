@@ -71,6 +71,14 @@ def test_the_choice_is_measured_recorded_and_read_back(bundle, measured_choice):
     assert notes == []
 
 
+def test_a_measurement_whose_child_process_fails_is_made_in_this_one(bundle, measured_choice, monkeypatch):
+    monkeypatch.setattr(graph_choice.sys, "executable", "/bin/false")  # the child exits with 1 at once
+    notes: list[str] = []
+    _, choice = graph_choice.choose(bundle, None, notes.append)
+    assert notes == ["note: could not measure the graphs in a separate process; measuring them in this one"]
+    assert "just now" in choice.reason and set(choice.us_per_frame) == {g.name for g in bundle.graphs}
+
+
 @pytest.mark.parametrize(
     "content", [b"{not json", b'{"format": "someone-else/3", "choices": {}}', b"[1, 2]", b"\xff\xfe"]
 )
