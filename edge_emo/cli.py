@@ -17,8 +17,8 @@ from edge_emo.cli_options import (
     fail,
     guard,
     options_of,
-    say,
     reader_gone,
+    say,
     trust_keys,
 )
 from edge_emo.cli_training import COMMANDS

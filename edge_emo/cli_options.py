@@ -97,13 +97,12 @@ def guard(fn):
 
 def reader_gone() -> SystemExit:
     """Point stdout at /dev/null (Python's last flush at exit would fail again) and exit with READER_GONE."""
+    import contextlib
     import os
     import sys
 
-    try:
+    with contextlib.suppress(OSError, ValueError):  # no stdout file to point anywhere
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):  # no stdout file to point anywhere
-        pass
     return SystemExit(READER_GONE)
 
 
