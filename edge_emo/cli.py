@@ -392,16 +392,22 @@ def bench(
 ) -> None:
     """Measure latency, real-time factor, memory and size (fp32 vs int8 vs torch); print a Markdown table."""
     from edge_emo.bench.core import markdown, run, run_live
+    from edge_emo.files import replace_file
     from edge_emo.runtime.bundle import BundleError
     from edge_emo.runtime.shipped import model_bundle
 
+    if out is not None and out.is_dir():  # said before minutes of measuring, not after
+        raise fail(f"{out}: is a folder, not a file name")
     try:
         result = (run_live if live_only else run)(model_bundle(model).path, quick=quick)
     except (BundleError, ValueError) as e:
         raise fail(str(e)) from None
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            replace_file(out, (json.dumps(result, indent=1) + "\n").encode())
+        except OSError as e:
+            raise fail(f"could not write {out}: {e.strerror or e}") from None
     typer.echo(markdown(result))
     for warning in result["warnings"]:
         typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)

@@ -13,6 +13,7 @@ import pytest
 
 from edge_emo.bench.core import CHUNKS, GRU_OP, INT8, STREAM, TARGETS, TORCH, TORCH_SKIP, load_warnings
 from edge_emo.bench.live import CASES, STAGE_NAMES
+from tests.cli import edge_emo
 
 ROOT = Path(__file__).resolve().parents[2]
 # The bench through the CLI with `import torch` failing, as on a board without torch.
@@ -204,3 +205,9 @@ def test_bench_live_only(tmp_path):
     # a loaded machine's warnings open the table, each once
     for warning in (f"**Warning:** {w}." for w in result["warnings"]):
         assert done.stdout.count(warning) == 1 and done.stdout.index(warning) < done.stdout.index("Machine:")
+
+
+def test_bench_refuses_a_folder_as_its_output_before_measuring(tmp_path):
+    run = edge_emo("bench", "--quick", "--out", tmp_path, timeout=60)
+    assert run.returncode == 2 and run.stderr.strip() == f"error: {tmp_path}: is a folder, not a file name"
+    assert list(tmp_path.iterdir()) == []
