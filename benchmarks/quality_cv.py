@@ -91,6 +91,13 @@ def main() -> None:
     ap.add_argument("--mask-span-s", type=float, default=0.0)
     ap.add_argument("--lr-decay", action="store_true")
     ap.add_argument("--readout-weight", type=float, default=0.0)
+    ap.add_argument(
+        "--distill-from",
+        default=None,
+        metavar="RUN[,RUN...]",
+        help="runs of this recipe whose kept fold models (foldK.safetensors) teach fold K's network",
+    )
+    ap.add_argument("--distill-weight", type=float, default=0.0, help="the teachers' share of each target")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument(
         "--seed",
@@ -166,7 +173,11 @@ def main() -> None:
         mask_span_s=args.mask_span_s,
         lr_decay=args.lr_decay,
         readout_weight=args.readout_weight,
+        distill_weight=args.distill_weight,
     )
+    teacher_runs = [Path(r) for r in args.distill_from.split(",")] if args.distill_from else []
+    if bool(teacher_runs) != bool(args.distill_weight) or (args.init is not None and teacher_runs):
+        ap.error("--distill-from and --distill-weight go together, without --init")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
     run = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]
@@ -185,7 +196,8 @@ def main() -> None:
         ]
         cfg = FinetuneConfig(**{**vars(config), "seed": k + args.seed})
         if init is None:
-            ckpt = train_baseline(versions[0], cfg, args.hidden, 2, versions[1:])
+            teachers = [load_checkpoint(r / f"fold{k}.safetensors") for r in teacher_runs]
+            ckpt = train_baseline(versions[0], cfg, args.hidden, 2, versions[1:], teachers)
         else:
             ckpt = finetune_all(init, versions[0], cfg, versions[1:])
         if args.keep_models is not None:

@@ -31,7 +31,7 @@ from edge_emo.features.normalization import SpeakerAdaptation, speaker_adapted
 from edge_emo.model import EmotionGRU, ModelConfig
 from edge_emo.progress import stage
 from edge_emo.train.batches import length_batches, pad
-from edge_emo.train.checkpoint import Checkpoint, provenance
+from edge_emo.train.checkpoint import Checkpoint, applied_cue_margin, provenance
 
 
 @dataclass
@@ -69,6 +69,11 @@ class FinetuneConfig:
     # reaches PRESENT, else neutral), added to the MSE: the six outputs and a neutral score fixed at PRESENT
     # are the logits, so the loss pushes the right emotion above the others and above the threshold.
     readout_weight: float = 0.0
+    # With teachers (networks of the same recipe trained on the same clips, e.g. the members of an ensemble),
+    # the target of every clip is this share of the teachers' mean output on the clip as the student hears
+    # it (the same crop, rendition and masking) and the rest its labels: one network learns what several
+    # say, at the device cost of one (knowledge distillation).
+    distill_weight: float = 0.0
 
 
 # Logit units per intensity point in the readout loss: an output 1 point above another is e^2 : 1 odds.
@@ -266,12 +271,40 @@ def train_baseline(
     hidden: int = 256,
     layers: int = 2,
     renditions: Sequence[ClipSet] = (),
+    teachers: Sequence[Checkpoint] = (),
 ) -> Checkpoint:
     torch.manual_seed(config.seed)
     model = EmotionGRU(ModelConfig(clips.spec.dim, hidden, layers, clips.labels.shape[1]))
     init = Checkpoint(model, clips.spec, NormStats.fit(clips.features), clips.emotions, {})
-    _fit_all(model, init.norm, clips, config, "baseline training", renditions)
-    return _finetuned(model, init, clips, config, stage="baseline", renditions=renditions)
+    _fit_all(model, init.norm, clips, config, "baseline training", renditions, teachers)
+    ckpt = _finetuned(model, init, clips, config, stage="baseline", renditions=renditions)
+    if teachers:
+        ckpt.provenance["finetune"]["teachers"] = [
+            t.provenance.get("finetune", {}).get("seed") for t in teachers
+        ]
+    return ckpt
+
+
+def teacher_models(
+    teachers: Sequence[Checkpoint], norm: NormStats, clips: ClipSet, config: FinetuneConfig
+) -> list[tuple[EmotionGRU, float]]:
+    """Each teacher's network (in eval mode) and its cue margin, to be added back: the student learns the
+    outputs before any margin and has its own lowered at the end, as any model. A teacher must hear what the
+    student hears: the same frames, emotions and standardisation (networks trained on the same clips)."""
+    out = []
+    for t in teachers:
+        t.spec.check_compatible(clips.spec, "a teacher")
+        if tuple(t.emotions) != tuple(clips.emotions):
+            raise ValueError(f"a teacher predicts {', '.join(t.emotions)}, not {', '.join(clips.emotions)}")
+        same_norm = np.allclose(t.norm.mean, norm.mean, rtol=1e-5) and np.allclose(
+            t.norm.std, norm.std, rtol=1e-5
+        )
+        if not same_norm or (t.adaptation is None) != (config.speaker_adaptation is None):
+            raise ValueError(
+                "a teacher standardises its frames otherwise: distil from networks trained on the same clips"
+            )
+        out.append((copy.deepcopy(t.model).eval(), applied_cue_margin(t.provenance)))
+    return out
 
 
 def finetune_all(
@@ -291,10 +324,11 @@ def _fit_all(
     config: FinetuneConfig,
     label: str,
     renditions: Sequence[ClipSet] = (),
+    teachers: Sequence[Checkpoint] = (),
 ) -> None:
     """Train every weight. `renditions` are the same clips in the same order heard otherwise (e.g. through
     other microphone gains): every epoch, each clip comes from one of its versions at random, so
-    augmentation costs no extra time per epoch."""
+    augmentation costs no extra time per epoch. `teachers`: see FinetuneConfig.distill_weight."""
     for r in renditions:
         if len(r) != len(clips) or r.names != clips.names:
             raise ValueError("renditions must hold the same clips as the training clips, in the same order")
@@ -306,6 +340,9 @@ def _fit_all(
     cold_start = config.cold_start if config.speaker_adaptation is not None else 0.0
     cold = [[norm.apply(f) for f in c.features] for c in heard] if cold_start else []
     y = torch.from_numpy(clips.labels)
+    if bool(teachers) != bool(config.distill_weight):
+        raise ValueError("distillation needs both teachers and a distill weight above 0")
+    taught = teacher_models(teachers, norm, clips, config)
     opt = torch.optim.Adam([*model.gru.parameters(), *model.head.parameters()], lr=config.lr)
     model.train()
     model.gru.dropout = config.dropout  # nn.GRU applies it between layers in training mode only
@@ -331,7 +368,12 @@ def _fit_all(
                 x, lengths = pad([masked(data[i], config.mask_features, span, rng) for i in idx])
                 embedding = nn.functional.dropout(model.embed(x, lengths), config.dropout, training=True)
                 pred = model.head(embedding)
-                loss = weighted_mse(pred, y[idx], config.pos_weight)
+                target = y[idx]
+                if taught:
+                    with torch.no_grad():
+                        said = torch.stack([t.head(t.embed(x, lengths)) + m for t, m in taught]).mean(0)
+                    target = (1.0 - config.distill_weight) * target + config.distill_weight * said
+                loss = weighted_mse(pred, target, config.pos_weight)
                 if config.readout_weight:
                     loss = loss + config.readout_weight * readout_loss(pred, y[idx])
                 opt.zero_grad()

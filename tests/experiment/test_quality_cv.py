@@ -190,6 +190,58 @@ def test_ensemble_of_two_seeds_scored_from_their_held_out_outputs(tmp_path):
     assert proc.returncode != 0 and "not empty" in proc.stderr and (ens / "fold0.json").is_file()
 
 
+def test_a_network_taught_by_the_kept_fold_models_of_two_seeds(tmp_path):
+    """--distill-from: fold K's network learns, beside its labels, the mean output of the runs' kept fold K
+    models (their cue margin added back); it moves toward them, and teachers of another recipe are refused."""
+    first = make_corpus(tmp_path / "first", n_speakers=4, per_speaker=3)
+    ordinary = make_ordinary_speech(tmp_path / "ordinary", n=4)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def cv(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "benchmarks.quality_cv", str(first), "--neutral", str(ordinary), "--out",
+             str(out), "--folds", "2", "--hidden", "8", "--epochs", "2", "--speaker-adaptation", *extra],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+
+    for seed in (0, 100):
+        assert cv(tmp_path / f"s{seed}", "--seed", str(seed), "--keep-models", "0.4").returncode == 0
+    runs = f"{tmp_path / 's0'},{tmp_path / 's100'}"
+    taught = cv(tmp_path / "student", "--distill-from", runs, "--distill-weight", "1", "--keep-models", "0")
+    alone = cv(tmp_path / "alone", "--keep-models", "0")
+    assert taught.returncode == 0 and alone.returncode == 0, taught.stderr + alone.stderr
+    from edge_emo.data.corpus import load_corpus
+    from edge_emo.train.checkpoint import load_checkpoint
+    from edge_emo.train.finetune import predict
+
+    clips = load_corpus(first, load_checkpoint(tmp_path / "s0" / "fold0.safetensors").spec, cut="speech")
+    teachers = (
+        np.mean(
+            [
+                predict(load_checkpoint(tmp_path / s / "fold0.safetensors"), clips.features)
+                for s in ("s0", "s100")
+            ],
+            0,
+        )
+        + 0.4
+    )  # the margin the kept models carry
+    student = predict(load_checkpoint(tmp_path / "student" / "fold0.safetensors"), clips.features)
+    untaught = predict(load_checkpoint(tmp_path / "alone" / "fold0.safetensors"), clips.features)
+    assert np.abs(student - teachers).mean() < np.abs(untaught - teachers).mean()
+    assert load_checkpoint(tmp_path / "student" / "fold0.safetensors").provenance["finetune"]["teachers"] == [
+        0,
+        100,
+    ]
+    # teachers that standardise otherwise (no speaker adaptation) are refused with one line
+    other = subprocess.run(
+        [sys.executable, "-m", "benchmarks.quality_cv", str(first), "--neutral", str(ordinary), "--out",
+         str(tmp_path / "bad"), "--folds", "2", "--hidden", "8", "--epochs", "1", "--distill-from", runs,
+         "--distill-weight", "0.5"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert other.returncode != 0 and "distil from networks trained on the same clips" in other.stderr
+
+
 def test_extract_only_fills_the_cache_and_runs_no_fold(tmp_path):
     """--extract-only (the build script runs it before folds in parallel): every rendition's features are
     cached, no fold is trained, no run folder is needed. Options a pretrained checkpoint fixes are refused
