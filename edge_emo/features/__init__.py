@@ -12,6 +12,7 @@ from .audio import (
     audio_seconds,
     check_rate,
     load_audio,
+    require_audio_file,
     resample,
     to_mono,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "extract_file",
     "extractable_sets",
     "load_audio",
+    "require_audio_file",
     "resample",
     "spec_for",
     "to_mono",

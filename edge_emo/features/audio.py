@@ -52,11 +52,18 @@ def check_rate(rate: float, source: str = "signal") -> int:
     return int(rate)
 
 
+def require_audio_file(name: str | os.PathLike) -> None:
+    """AudioFileError unless `name` is a file (a folder is named as one: a common slip on the command line)."""
+    if os.path.isdir(name):
+        raise AudioFileError(f"{os.fspath(name)}: is a folder, not an audio file")
+    if not os.path.isfile(name):
+        raise AudioFileError(f"{os.fspath(name)}: no such audio file")
+
+
 def audio_seconds(path: str | os.PathLike) -> float:
     """Length of an audio file in seconds, from its header (nothing decoded); AudioFileError if unreadable."""
     name = os.fspath(path)
-    if not os.path.isfile(name):
-        raise AudioFileError(f"{name}: no such audio file")
+    require_audio_file(name)
     try:
         info = soundfile.info(name)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
@@ -69,8 +76,7 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
     Stereo is averaged to mono; more channels raise `ChannelLayoutError`."""
     name = os.fspath(path)
-    if not os.path.isfile(name):
-        raise AudioFileError(f"{name}: no such audio file")
+    require_audio_file(name)
     try:
         data, rate = soundfile.read(name, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
-from edge_emo.features import AudioFileError, check_rate, to_mono
+from edge_emo.features import AudioFileError, check_rate, require_audio_file, to_mono
 from edge_emo.features.streaming import name_os_thread
 
 
@@ -261,8 +261,7 @@ class AudioFileSource:
         max_s: float | None = None,
     ) -> None:
         self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise AudioFileError(f"{self.path}: no such audio file")
+        require_audio_file(self.path)
         try:
             self._file = soundfile.SoundFile(self.path)
         except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:

@@ -3,7 +3,6 @@ callback, until the source ends, a stop is requested (Ctrl-C) or the device fail
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -15,7 +14,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from edge_emo.features import AudioFileError
+from edge_emo.features import require_audio_file
 from edge_emo.features.speech import Vad
 from edge_emo.options import check_range, check_threads
 from edge_emo.runtime.audio_input import AudioFileSource, AudioSourceError, Microphone, find_device
@@ -148,8 +147,7 @@ def _sources(options: ListenOptions, bundle: Bundle) -> Iterable[Source]:
     if options.input_files:
         paths = [sample_path() if str(p) == "sample" else p for p in options.input_files]
         for p in paths:  # all named files are there before the first is streamed
-            if not os.path.isfile(p):
-                raise AudioFileError(f"{p}: no such audio file")
+            require_audio_file(p)
         return (AudioFileSource(p, fast=options.fast, max_s=options.duration) for p in paths)
     try:
         device = find_device(options.device)

@@ -71,6 +71,7 @@ def test_ctrl_c_ends_cleanly_with_a_summary(bundle):
     [
         (["--input", "{tmp}/notes.wav"], "not a readable audio file"),
         (["--input", "{tmp}/missing.wav"], "no such audio file"),
+        (["--input", "{tmp}"], "is a folder, not an audio file"),
         (["--model", "{tmp}/corrupt.bundle"], "sha256 mismatch"),
         (["--model", "{tmp}"], "not an edge-emo bundle"),
         (["--model", "{mismatch}"], "differs from what this openSMILE extracts"),
