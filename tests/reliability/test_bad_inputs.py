@@ -177,7 +177,7 @@ CASES = [
     Case(
         "folder-as-input",
         lambda f: ["listen", "--fast", "--json", "--input", f.folder("d")],
-        "no such audio file",
+        "is a folder, not an audio file",
     ),
     Case(
         "eight-channels",
