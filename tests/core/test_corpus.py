@@ -30,8 +30,9 @@ def shard_times(folder):
 
 def test_only_shards_whose_audio_changed_are_extracted_again(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_module, "SHARD_CLIPS", 3)
-    root = make_corpus(tmp_path / "c", n_speakers=2, per_speaker=4)  # 8 clips: shards of 3, 3 and 2
-    folder = cache_dir() / "c-egemaps"
+    # A corpus name no other test uses: the feature cache is shared by the whole test session.
+    root = make_corpus(tmp_path / "resharded", n_speakers=2, per_speaker=4)  # 8 clips: shards of 3, 3 and 2
+    folder = cache_dir() / "resharded-egemaps"
     before = load_corpus(root, SPEC, workers=1)
     first = shard_times(folder)
     assert len(first) == 3
