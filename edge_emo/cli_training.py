@@ -224,6 +224,19 @@ def finetune(
             min=0.0,
         ),
     ] = 0.0,
+    distill_from: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="Teachers (checkpoints of the same recipe trained on the same clips, e.g. an ensemble's "
+            "members; repeatable): the network also learns their mean output (--distill-weight).",
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float,
+        typer.Option(
+            help="With --distill-from: the teachers' share of every clip's target.", min=0.0, max=1.0
+        ),
+    ] = 0.5,
     epochs: Annotated[int, typer.Option(help="Passes over the labeled clips.")] = 30,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Clips per step.")] = 32,
@@ -290,10 +303,14 @@ def finetune(
         mask_span_s=mask_span_s,
         lr_decay=lr_decay,
         readout_weight=readout_weight,
+        distill_weight=distill_weight if distill_from else 0.0,
     )
     fs = feature_set.value if feature_set else None
+    teachers = list(distill_from or [])
     typer.echo(
-        finetune_to_file(data, config, out, init, fs, full, budget, hidden, layers, train_gains, hop_ms)
+        finetune_to_file(
+            data, config, out, init, fs, full, budget, hidden, layers, train_gains, hop_ms, teachers
+        )
     )
 
 

@@ -154,6 +154,7 @@ def train(
     labels: int | None = None,
     hidden: int = 256,
     layers: int = 2,
+    teachers: Sequence[Checkpoint] = (),
 ) -> tuple[Checkpoint, str]:
     """Fine-tune (the head on `init`'s frozen backbone, or every weight with `full`) or train the baseline
     (no `init`) on `labels` clips drawn from the labeled corpora plus all neutral utterances. Returns the
@@ -164,6 +165,8 @@ def train(
         raise ValueError("--train-gains needs whole-network training (--full or no --init)")
     if config.crop_s is not None and init is not None and not full:
         raise ValueError("--crop-s needs whole-network training (--full or no --init)")
+    if teachers and init is not None:
+        raise ValueError("--distill-from trains a network from scratch: not with --init")
 
     def clips_heard(gain: Gain | None) -> tuple[ClipSet, int | None]:
         labeled, neutral = data.load(spec, gain)
@@ -173,7 +176,7 @@ def train(
     clips, neutral_count = clips_heard(None)
     renditions = [clips_heard(g)[0] for g in data.gains]
     if init is None:
-        ckpt = train_baseline(clips, config, hidden, layers, renditions)
+        ckpt = train_baseline(clips, config, hidden, layers, renditions, teachers)
     elif full:
         ckpt = finetune_all(init, clips, config, renditions)
     else:
@@ -446,6 +449,7 @@ def finetune_to_file(
     layers: int = 2,
     train_gains: str | None = None,
     hop_ms: int | None = None,
+    teachers: Sequence[Path] = (),
 ) -> str:
     """`edge-emo finetune`: `train` from the pretrained checkpoint `init` (its features), or the baseline on
     `feature_set` (default: the corpora's) at `hop_ms`, and write the checkpoint `out`. Returns what was
@@ -455,7 +459,8 @@ def finetune_to_file(
 
     pre = load_checkpoint(init) if init else None
     spec = training_spec(pre.spec if pre else None, feature_set, data.labeled, data.mosei is not None, hop_ms)
-    ckpt, learned = train(data, spec, config, pre, full=full, labels=budget, hidden=hidden, layers=layers)
+    taught = [load_checkpoint(t) for t in teachers]
+    ckpt, learned = train(data, spec, config, pre, full, budget, hidden, layers, taught)
     if train_gains:
         ckpt.provenance["finetune"]["train_gains"] = train_gains
     save_checkpoint(ckpt, out)

@@ -280,3 +280,33 @@ def test_a_speaker_adapting_model_is_trained_exported_and_scored_with_and_withou
     )
     text = edge_emo("evaluate", bundle_dir, corpus).stdout
     assert "each speaker's clips standardised by the estimate from all of them" in text
+
+
+def test_a_network_taught_by_two_of_its_recipe(corpus, tmp_path):
+    """`finetune --distill-from A --distill-from B`: one network trained toward its labels and the mean of
+    two teachers of the same recipe; a teacher of another recipe (other statistics) is a one-line error."""
+    from edge_emo.train.checkpoint import load_checkpoint
+
+    recipe = (
+        "finetune",
+        corpus,
+        "--speaker-adaptation",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--cue-margin",
+        "0.3",
+    )
+    for seed in (0, 1):
+        edge_emo(*recipe, "--seed", seed, "--out", tmp_path / f"t{seed}.safetensors")
+    student = tmp_path / "student.safetensors"
+    teachers = ("--distill-from", tmp_path / "t0.safetensors", "--distill-from", tmp_path / "t1.safetensors")
+    edge_emo(*recipe, *teachers, "--distill-weight", "0.7", "--out", student)
+    finetune = load_checkpoint(student).provenance["finetune"]
+    assert finetune["distill_weight"] == 0.7 and finetune["teachers"] == [0, 1]
+    other = cli.edge_emo(
+        *recipe[:2], "--epochs", "1", "--hidden", "8", *teachers, "--out", tmp_path / "x.safetensors"
+    )
+    assert other.returncode == 2 and "distil from networks trained on the same clips" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.safetensors").exists()
