@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from edge_emo.bench.live import MIC_DEVICE, PIPE_WRITE_S, RATE, _alsa_config, _feed_pipe, speech_clip
+from edge_emo.bench.live import MIC_DEVICE, RATE, speech_clip, start_microphone
 
 SETTLE_S = 8.0  # start-up left out, as the live share leaves it out
 RATE_HZ = 499  # perf's samples per second of CPU time
@@ -70,13 +70,8 @@ def main() -> None:
             soundfile.write(str(wav), pcm, RATE)
             command += ["--input", str(wav)]
         else:
-            fifo = Path(tmp) / "mic.raw"
-            os.mkfifo(fifo)
-            conf = Path(tmp) / "asound.conf"
-            conf.write_text(_alsa_config(fifo))
-            env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
+            start_microphone(Path(tmp), pcm, stop, env)
             command += ["--device", MIC_DEVICE]
-            threading.Thread(target=_feed_pipe, args=(fifo, pcm, stop, PIPE_WRITE_S), daemon=True).start()
         data = args.keep or Path(tmp) / "perf.data"
         with open(Path(tmp) / "stderr.txt", "wb") as errors:
             listen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=env, cwd=tmp)

@@ -124,6 +124,21 @@ def _feed_pipe(fifo: Path, pcm: np.ndarray, stop: threading.Event, write_s: floa
             continue
 
 
+def start_microphone(
+    folder: Path, pcm: np.ndarray, stop: threading.Event, env: dict[str, str], write_s: float = PIPE_WRITE_S
+) -> threading.Thread:
+    """The bench's microphone: the ALSA device MIC_DEVICE (set up in `env`) reads a pipe in `folder` that the
+    returned thread (started) fills with `pcm` in real time until `stop`."""
+    fifo = folder / "mic.raw"
+    os.mkfifo(fifo)
+    conf = folder / "asound.conf"
+    conf.write_text(_alsa_config(fifo))
+    env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
+    feeder = threading.Thread(target=_feed_pipe, args=(fifo, pcm, stop, write_s), daemon=True)
+    feeder.start()
+    return feeder
+
+
 def _drain(fd: int, first: threading.Event, stop: threading.Event, lines: list[int]) -> None:
     """Read and discard the child's output (a pipe or a terminal), noting when the first bytes came and
     counting lines (with --json: updates) in lines[0]."""
@@ -163,14 +178,8 @@ def measure_case(
         feeder = None
         stop = threading.Event()
         if case.microphone:
-            fifo = Path(tmp) / "mic.raw"
-            os.mkfifo(fifo)
-            conf = Path(tmp) / "asound.conf"
-            conf.write_text(_alsa_config(fifo))
-            child_env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
+            feeder = start_microphone(Path(tmp), pcm, stop, child_env, pipe_write_s)
             args += ["--device", MIC_DEVICE]
-            feeder = threading.Thread(target=_feed_pipe, args=(fifo, pcm, stop, pipe_write_s), daemon=True)
-            feeder.start()
         else:
             wav = Path(tmp) / "speech.wav"
             soundfile.write(str(wav), pcm, RATE)
