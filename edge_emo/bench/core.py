@@ -11,7 +11,8 @@ One process run measures, on one thread and on all cores:
   paced in real time (frame k's audio ends at (k + 1) * hop; an update carrying frames up to k comes out
   after the recognizer has seen openSMILE's look-ahead, the rest of the chunk and its compute);
 - peak resident memory of a runtime process (no torch) and of a torch process doing the same work, each in
-  a subprocess of its own; bundle sizes on disk.
+  a subprocess of its own, and of `edge-emo listen` itself as a wearer starts it (later runs, and a bundle's
+  first run, whose graph measurement runs in a child process of its own); bundle sizes on disk.
 
 Ratios (e.g. int8 vs fp32) are taken round by round from interleaved measurements, then their median: a
 shared or throttling machine slows both sides of a pair alike. torch rows are skipped when torch is not
