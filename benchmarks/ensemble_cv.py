@@ -22,12 +22,22 @@ import numpy as np
 PER_RUN = {"seed", "out", "only", "keep_models", "extract_only"}
 
 
+# An option added to quality_cv after a run was made is missing from its args.json: that run had it unset.
+UNSET = {None, "None", "False", "0", "0.0"}
+
+
+def _same(a: dict, b: dict, key: str) -> bool:
+    if key in a and key in b:
+        return a[key] == b[key]
+    return a.get(key, b.get(key)) in UNSET
+
+
 def ensemble_runs(runs: list[Path], out: Path) -> list[int]:
     """Write the ensemble of `runs` to `out`; returns the folds it covers (those every run has)."""
     from benchmarks.cue_margin import apply
 
     args = [json.loads((run / "args.json").read_text()) for run in runs]
-    differ = sorted({k for a in args[1:] for k in a.keys() | args[0].keys() if a.get(k) != args[0].get(k)})
+    differ = sorted({k for a in args[1:] for k in a.keys() | args[0].keys() if not _same(a, args[0], k)})
     if set(differ) - PER_RUN:
         raise SystemExit(f"the runs are not of one recipe: they differ in {', '.join(set(differ) - PER_RUN)}")
     names = [{p.name for p in run.glob("fold*-predictions.npz")} for run in runs]

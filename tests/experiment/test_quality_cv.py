@@ -181,6 +181,15 @@ def test_ensemble_of_two_seeds_scored_from_their_held_out_outputs(tmp_path):
     )
     live = live_rates(fold_models(ens), {"first": first, "ordinary": ordinary}, 1.5)
     assert live["ordinary"]["final"]["n"] >= 4
+    # a run made before an option existed (no key in its args.json) is of the recipe that leaves it unset
+    import shutil
+
+    older = shutil.copytree(runs[1], tmp_path / "older")
+    args = json.loads((older / "args.json").read_text())
+    assert args.pop("distill_from") == "None" and args.pop("distill_weight") == "0.0"
+    (older / "args.json").write_text(json.dumps(args))
+    proc = run("benchmarks.ensemble_cv", str(runs[0]), str(older), "--out", str(tmp_path / "with-older"))
+    assert proc.returncode == 0, proc.stderr
     # bad input: another recipe, the output folder one of the runs
     proc = run("benchmarks.ensemble_cv", str(runs[0]), str(runs[2]), "--out", str(tmp_path / "x"))
     assert proc.returncode != 0 and "differ in hidden" in proc.stderr and "Traceback" not in proc.stderr
