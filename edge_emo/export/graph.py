@@ -182,58 +182,101 @@ def _gru_op_weights(w: np.ndarray) -> np.ndarray:
     return np.concatenate([z, r, n], axis=0)[None]
 
 
+def ensemble_members(weights: dict[str, np.ndarray], layers: int) -> int:
+    """How many GRUs side by side the weights are (edge_emo/train/ensemble.py: every weight between two
+    members' blocks exactly zero): the most blocks that leave nothing outside them; 1 for one network."""
+    hidden = weights["gru.weight_hh_l0"].shape[1]
+    for k in range(hidden // 8, 1, -1):  # members of at least 8 units
+        if hidden % k:
+            continue
+        h = hidden // k
+        inside = np.kron(np.eye(k, dtype=bool), np.ones((h, h), dtype=bool))
+        recurrent = [weights[f"gru.weight_hh_l{i}"] for i in range(layers)]
+        recurrent += [weights[f"gru.weight_ih_l{i}"] for i in range(1, layers)]
+        if all(not np.any(gate[~inside]) for w in recurrent for gate in np.split(w, 3, axis=0)):
+            return k
+    return 1
+
+
+def _member_rows(w: np.ndarray, member: int, h: int) -> np.ndarray:
+    """Member `member`'s rows of each gate of a merged layer's (3 * K * H, ...) weight or bias."""
+    return np.concatenate([gate[member * h : (member + 1) * h] for gate in np.split(w, 3, axis=0)])
+
+
 def gru_op_graph(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
     """The same model as `gru_graph` with onnxruntime's fused fp32 `GRU` op per layer (linear_before_reset=1
     is torch's reset gate): no integers, but on some CPUs faster than the int8 Scan graph, because the whole
     recurrence is one kernel call instead of a dozen nodes per frame. Same inputs, outputs and head
-    initializers (personalization rewrites them the same way)."""
+    initializers (personalization rewrites them the same way).
+
+    An ensemble (K GRUs merged block-diagonally) gets K GRU ops per layer, one per member, each reading its
+    own slice of the state: the same outputs without the zero blocks, so 1/K of the merged graph's
+    recurrent weights and arithmetic (the Scan graph keeps one block-diagonal product per layer: there one
+    call per frame is cheaper than K)."""
     layers = sum(1 for k in weights if k.startswith("gru.weight_ih_l"))
     hidden = weights["gru.weight_hh_l0"].shape[1]
     n_features = weights["gru.weight_ih_l0"].shape[1]
     n_emotions = weights["head.weight"].shape[0]
+    members = ensemble_members(weights, layers)
+    h = hidden // members
     inits = [
         _init(HEAD_WEIGHT, weights["head.weight"].T),
         _init(HEAD_BIAS, weights["head.bias"]),
         _const("axis0", [0]),
         _const("axis1", [1]),
+        _const("axes_state", [0, 2]),  # (layer, unit) of the state (layers, 1, hidden)
     ]
     # features (1, T, F) -> (T, 1, F): ONNX's GRU takes (sequence, batch, input)
     nodes = [helper.make_node("Transpose", ["features"], ["x_l0"], perm=[1, 0, 2], name="Transpose_features")]
     finals = []
     for layer in range(layers):
-        p = f"l{layer}/"
-        b = np.concatenate(
-            [
-                _gru_op_weights(weights[f"gru.bias_ih_l{layer}"])[0],
-                _gru_op_weights(weights[f"gru.bias_hh_l{layer}"])[0],
+        states = []
+        for m in range(members):
+            p = f"l{layer}/" if members == 1 else f"l{layer}/m{m}/"
+            own = slice(m * h, (m + 1) * h)
+            w_ih = _member_rows(weights[f"gru.weight_ih_l{layer}"], m, h)
+            w_hh = _member_rows(weights[f"gru.weight_hh_l{layer}"], m, h)[:, own]
+            if layer:
+                w_ih = w_ih[:, own]  # the member's own units of the layer below
+            bias = [_member_rows(weights[f"gru.bias_{kind}_l{layer}"], m, h) for kind in ("ih", "hh")]
+            x = "x_l0" if layer == 0 else f"x_l{layer}" if members == 1 else f"x_l{layer}/m{m}"
+            inits += [
+                _init(p + "W", _gru_op_weights(w_ih)),
+                _init(p + "R", _gru_op_weights(w_hh)),
+                _init(p + "B", np.concatenate([_gru_op_weights(b)[0] for b in bias])[None]),
+                _const(p + "state_start", [layer, m * h]),
+                _const(p + "state_end", [layer + 1, (m + 1) * h]),
             ]
-        )[None]
-        inits += [
-            _init(f"gru.W.{layer}", _gru_op_weights(weights[f"gru.weight_ih_l{layer}"])),
-            _init(f"gru.R.{layer}", _gru_op_weights(weights[f"gru.weight_hh_l{layer}"])),
-            _init(f"gru.B.{layer}", b),
-            _const(f"state_start.{layer}", [layer]),
-            _const(f"state_end.{layer}", [layer + 1]),
-        ]
-        nodes += [
-            helper.make_node(
-                "Slice",
-                ["state", f"state_start.{layer}", f"state_end.{layer}", "axis0"],
-                [p + "h0"],
-                name=p + "Slice_state",
-            ),
-            helper.make_node(
-                "GRU",
-                [f"x_l{layer}", f"gru.W.{layer}", f"gru.R.{layer}", f"gru.B.{layer}", "", p + "h0"],
-                [p + "y", p + "state_out"],
-                hidden_size=hidden,
-                linear_before_reset=1,
-                name=p + "GRU",
-            ),
-            # (T, 1 direction, 1, H) -> (T, 1, H): the next layer's input
-            helper.make_node("Squeeze", [p + "y", "axis1"], [f"x_l{layer + 1}"], name=p + "Squeeze_y"),
-        ]
-        finals.append(p + "state_out")
+            y = f"x_l{layer + 1}" if members == 1 else f"x_l{layer + 1}/m{m}"
+            nodes += [
+                helper.make_node(
+                    "Slice",
+                    ["state", p + "state_start", p + "state_end", "axes_state"],
+                    [p + "h0"],
+                    name=p + "Slice_state",
+                ),
+                helper.make_node(
+                    "GRU",
+                    [x, p + "W", p + "R", p + "B", "", p + "h0"],
+                    [p + "y", p + "state_out"],
+                    hidden_size=h,
+                    linear_before_reset=1,
+                    name=p + "GRU",
+                ),
+                # (T, 1 direction, 1, h) -> (T, 1, h): the next layer's input
+                helper.make_node("Squeeze", [p + "y", "axis1"], [y], name=p + "Squeeze_y"),
+            ]
+            states.append(p + "state_out")
+        if members > 1:  # the members' states and outputs side by side again, as the merged layer's
+            nodes.append(
+                helper.make_node(
+                    "Concat", states, [f"l{layer}/state_out"], axis=2, name=f"l{layer}/Concat_state"
+                )
+            )
+            if layer == layers - 1:
+                tops = [f"x_l{layers}/m{m}" for m in range(members)]
+                nodes.append(helper.make_node("Concat", tops, [f"x_l{layers}"], axis=2, name="Concat_top"))
+        finals.append(f"l{layer}/state_out")
     nodes += [
         helper.make_node("Concat", finals, ["state_out"], axis=0, name="Concat_state"),
         helper.make_node("Squeeze", [f"x_l{layers}", "axis1"], ["top"], name="Squeeze_top"),  # (T, H)

@@ -5,7 +5,7 @@ onnxruntime's fused GRU op (edge_emo/export/graph.py). Which steps the model fas
 kernels (VNNI, ARM's dot product) against one fused kernel per layer instead of a dozen nodes per frame. So
 the first `listen` on a machine (and every `edge-emo bench`) times a 10-frame chunk of each graph, rounds
 interleaved, for a fraction of a second, and records the faster in a small per-user file, keyed by the
-bundle's version and the machine; later runs read it. `--graph NAME` forces one; EDGE_EMO_GRAPH=NAME in the
+bundle (its version and manifest digest) and the machine; later runs read it. `--graph NAME` forces one; EDGE_EMO_GRAPH=NAME in the
 environment does for every bundle that has a graph of that name (the tests and README examples pin int8).
 
 `listen` measures in a short-lived child process (`python -m edge_emo.runtime.graph_choice BUNDLE`): the
@@ -78,7 +78,9 @@ def machine_key() -> str:
 
 
 def _key(bundle: Bundle) -> str:
-    return f"{bundle.version} on {machine_key()}"
+    """The bundle's version and manifest digest (a re-export of the same model with other graphs keeps its
+    version but not its manifest) on this machine."""
+    return f"{bundle.version} ({str(bundle.manifest.get('manifest_sha256', ''))[:12]}) on {machine_key()}"
 
 
 def measure(bundle: Bundle, rounds: int = ROUNDS, calls: int = CALLS, threads: int = 1) -> dict[str, float]:

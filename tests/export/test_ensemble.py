@@ -84,3 +84,35 @@ def test_the_command_writes_a_checkpoint_that_exports_like_any_other(tmp_path):
         run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
     )
     assert not (tmp_path / "one.safetensors").exists()
+
+
+def test_the_gru_op_graph_of_an_ensemble_runs_each_member_alone(tmp_path):
+    """The int8 bundle of three members merged: its fp32 GRU-op graph has one GRU op per member and layer,
+    each on its own slice of the state (none of the merged layer's zero blocks), and outputs the mean of
+    the members, as its int8 graph does within int8's error."""
+    import onnx
+
+    members = [member(s, 0.2, hidden=8) for s in (1, 2, 3)]
+    paths = []
+    for i, m in enumerate(members):
+        paths.append(tmp_path / f"m{i}.safetensors")
+        save_checkpoint(m, paths[-1])
+    save_checkpoint(average_models([load_checkpoint(p) for p in paths]), tmp_path / "three.safetensors")
+    run = edge_emo("export", str(tmp_path / "three.safetensors"), "--out", str(tmp_path / "three.bundle"))
+    assert run.returncode == 0, run.stderr
+    bundle = load_bundle(tmp_path / "three.bundle")
+    gru = bundle.with_graph("fp32-gru")
+    ops = [n for n in onnx.load(str(gru.graph_path)).graph.node if n.op_type == "GRU"]
+    assert len(ops) == 3 * 2 and {a.i for n in ops for a in n.attribute if a.name == "hidden_size"} == {8}
+    from edge_emo.train.finetune import predict
+
+    clips = raw_clips(4, seed=3)
+    expected = np.mean([predict(load_checkpoint(p), clips) for p in paths], 0)
+    np.testing.assert_allclose(gru.predict_utterances(clips), expected, atol=1e-4)
+    # the streamed state is the merged one: chunk by chunk as in one call
+    stream = gru.stream()
+    for chunk in np.array_split(clips[0], 5):
+        stream.run_chunk(chunk)
+    np.testing.assert_allclose(
+        stream.utterance_intensities(), gru.predict_utterances(clips[:1])[0], atol=1e-5
+    )
