@@ -9,7 +9,7 @@ bundle (its version and manifest digest) and the machine; later runs read it. `-
 environment does for every bundle that has a graph of that name (the tests and README examples pin int8).
 
 `listen` measures in a short-lived child process (`python -m edge_emo.runtime.graph_choice BUNDLE`): the
-graph it will not run (the fp32 one is four times the int8's size) then never enters the listening process,
+graph it will not run (the fp32 one is twice the int8's size) then never enters the listening process,
 whose memory would otherwise keep the freed session's pages for the rest of its life (about 15 MB here, a
 peak of 102 MB against 76 MB on later runs).
 
