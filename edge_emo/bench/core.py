@@ -612,9 +612,10 @@ def memory_worker(kind: str, bundle_path: str, seconds: float) -> dict[str, Any]
     return {"peak_rss_mb": round(_peak_rss_mb(), 1), "torch_imported": "torch" in sys.modules}
 
 
-# `edge-emo listen` exactly as a wearer starts it (`python -m edge_emo listen ...`), which then reports its
-# own peak (VmHWM) and whether torch came in on its last line of stderr: nothing of the bench's is loaded
-# into the process measured.
+# `edge-emo listen` exactly as a wearer starts it (`python -m edge_emo listen ...`), which then reports on
+# its last line of stderr its own peak (VmHWM), the largest peak of the processes it started (the first
+# run's graph measurement; ru_maxrss of RUSAGE_CHILDREN, in KB on Linux) and whether torch came in. Read
+# there, not from the bench: a child forked from the bench would count the bench's own memory.
 LISTEN_PEAK = """import runpy, sys
 sys.argv = ["edge-emo", *sys.argv[1:]]
 try:
@@ -622,18 +623,20 @@ try:
     status = 0
 except SystemExit as done:
     status = done.code
+import resource
 try:
     peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 except OSError:
     peak = []
-print(int(peak[0]) / 1024 if peak else -1, "torch" in sys.modules, file=sys.stderr)
+children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(int(peak[0]) / 1024 if peak else -1, children / 1024, "torch" in sys.modules, file=sys.stderr)
 sys.exit(status)
 """
 
 
 def listen_memory(bundle: Bundle, wav: Path, first_run: bool) -> dict[str, Any]:
-    """Peak RSS of `listen --input WAV --fast --json` (its own, and of its process tree: ru_maxrss of wait4
-    counts the child that measures the graphs on a bundle's first run). `first_run`: with an empty graph
+    """Peak RSS of `listen --input WAV --fast --json`: its own, and the largest of it and the processes it
+    started (the child that measures the graphs on a bundle's first run). `first_run`: with an empty graph
     choice cache, as the first `listen` of a bundle on a machine."""
     import tempfile
 
@@ -651,15 +654,14 @@ def listen_memory(bundle: Bundle, wav: Path, first_run: bool) -> dict[str, Any]:
             text=True,
         )
         stderr = process.stderr.read() if process.stderr else ""
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"edge-emo listen exited with {process.returncode}: {stderr.strip()[-2000:]}")
-    own, torch_imported = stderr.strip().splitlines()[-1].split()
-    tree = usage.ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
+    own, children, torch_imported = stderr.strip().splitlines()[-1].split()
+    children_mb = float(children) / (1024 if sys.platform == "darwin" else 1)
     return {
-        "peak_rss_mb": round(float(own) if float(own) > 0 else tree, 1),
-        "process_tree_peak_rss_mb": round(tree, 1),
+        "peak_rss_mb": round(float(own), 1),
+        "process_tree_peak_rss_mb": round(max(float(own), children_mb), 1),
         "graph_measured": "just now" in stderr,
         "torch_imported": torch_imported == "True",
     }
