@@ -81,7 +81,13 @@ def main() -> None:
                     said = (Path(tmp) / "stderr.txt").read_text(errors="replace").strip()
                     raise SystemExit(f"edge-emo listen ended at start-up: {said.splitlines()[-1:]}")
                 record = ["perf", "record", "-F", str(RATE_HZ), "-g", "-p", str(listen.pid), "-o", str(data)]
-                subprocess.run([*record, "--", "sleep", str(args.seconds)], check=True, capture_output=True)
+                done = subprocess.run(
+                    [*record, "--", "sleep", str(args.seconds)], capture_output=True, text=True
+                )
+                if done.returncode != 0:  # e.g. perf_event_paranoid forbids it: perf's own reason, one line
+                    said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+                    reason = next((line for line in said if "paranoid" in line), said[0] if said else "")
+                    raise SystemExit(f"perf record failed: {reason or done.returncode}")
             finally:
                 listen.send_signal(2)
                 listen.wait(20)

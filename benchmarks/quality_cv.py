@@ -178,9 +178,17 @@ def main() -> None:
     teacher_runs = [Path(r) for r in args.distill_from.split(",")] if args.distill_from else []
     if bool(teacher_runs) != bool(args.distill_weight) or (args.init is not None and teacher_runs):
         ap.error("--distill-from and --distill-weight go together, without --init")
+    run = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]
+    missing = [
+        str(r / f"fold{k}.safetensors")
+        for r in teacher_runs
+        for k in run
+        if not (r / f"fold{k}.safetensors").is_file()
+    ]
+    if missing:
+        ap.error(f"--distill-from: no kept fold model {missing[0]} (runs need --keep-models)")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=1))
-    run = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]
     outs = [args.out] + ([args.out / "cold"] if args.speaker_adaptation else [])
     for out in outs[1:]:
         out.mkdir(exist_ok=True)

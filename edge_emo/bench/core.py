@@ -613,9 +613,10 @@ def memory_worker(kind: str, bundle_path: str, seconds: float) -> dict[str, Any]
 
 
 # `edge-emo listen` exactly as a wearer starts it (`python -m edge_emo listen ...`), which then reports on
-# its last line of stderr its own peak (VmHWM), the largest peak of the processes it started (the first
-# run's graph measurement; ru_maxrss of RUSAGE_CHILDREN, in KB on Linux) and whether torch came in. Read
-# there, not from the bench: a child forked from the bench would count the bench's own memory.
+# its last line of stderr its own peak and the largest peak of the processes it started (the first run's
+# graph measurement), both as ru_maxrss counts them (KB on Linux, bytes on macOS), and whether torch came
+# in. Read there, not from the bench: a child forked from the bench would count the bench's own memory. Read
+# with `resource` alone (what `_peak_rss_mb` reads, without importing the bench into the process measured).
 LISTEN_PEAK = """import runpy, sys
 sys.argv = ["edge-emo", *sys.argv[1:]]
 try:
@@ -624,12 +625,9 @@ try:
 except SystemExit as done:
     status = done.code
 import resource
-try:
-    peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
-except OSError:
-    peak = []
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(int(peak[0]) / 1024 if peak else -1, children / 1024, "torch" in sys.modules, file=sys.stderr)
+print(own, children, "torch" in sys.modules, file=sys.stderr)
 sys.exit(status)
 """
 
@@ -658,10 +656,10 @@ def listen_memory(bundle: Bundle, wav: Path, first_run: bool) -> dict[str, Any]:
     if process.returncode != 0:
         raise RuntimeError(f"edge-emo listen exited with {process.returncode}: {stderr.strip()[-2000:]}")
     own, children, torch_imported = stderr.strip().splitlines()[-1].split()
-    children_mb = float(children) / (1024 if sys.platform == "darwin" else 1)
+    to_mb = 1024 * (1024 if sys.platform == "darwin" else 1)
     return {
-        "peak_rss_mb": round(float(own), 1),
-        "process_tree_peak_rss_mb": round(max(float(own), children_mb), 1),
+        "peak_rss_mb": round(int(own) / to_mb, 1),
+        "process_tree_peak_rss_mb": round(max(int(own), int(children)) / to_mb, 1),
         "graph_measured": "just now" in stderr,
         "torch_imported": torch_imported == "True",
     }
